@@ -1,0 +1,65 @@
+# shoal build. `make demo` runs the main job, `make test` runs the tests.
+SHELL := /bin/bash
+GO ?= go
+TOOLS := $(CURDIR)/.tools/bin
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+export PATH := $(TOOLS):$(PATH)
+
+.PHONY: all deps build test test-unit test-integration lint proto proto-tools proto-check demo demo-down bench bench-quick clean
+
+all: build
+
+deps:
+	./scripts/install-deps.sh
+
+build: deps
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/shoal ./cmd/shoal
+
+# The one test command (README, .ci/run): lint, generated-code check, then
+# every test with the race detector.
+test: build lint proto-check
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+test-unit: deps
+	$(GO) test -race -count=1 -short ./...
+
+lint: deps
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+proto-tools:
+	@mkdir -p $(TOOLS)
+	@[ -x $(TOOLS)/protoc-gen-go ] && $(TOOLS)/protoc-gen-go --version | grep -q $(PROTOC_GEN_GO_VERSION) || \
+		GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	@[ -x $(TOOLS)/protoc-gen-go-grpc ] && $(TOOLS)/protoc-gen-go-grpc --version | grep -q $(PROTOC_GEN_GO_GRPC_VERSION:v%=%) || \
+		GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+proto: deps proto-tools
+	cd proto && protoc -I . -I /usr/include \
+		--go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+		*.proto
+
+# Fails when the committed generated code differs from what `make proto` makes.
+proto-check: proto
+	@git diff --exit-code -- proto/ || { echo "proto/: committed generated code is stale; run 'make proto' and commit"; exit 1; }
+
+# The main job: a local cluster (1 manager + 2 workers on loopback addresses)
+# running in the background. `make demo-down` stops it and removes its state.
+demo: build
+	./scripts/demo.sh up
+
+demo-down:
+	./scripts/demo.sh down
+
+bench: build
+	./bench/run.sh full
+
+bench-quick: build
+	./bench/run.sh quick
+
+clean: demo-down
+	rm -rf bin .tools

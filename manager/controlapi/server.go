@@ -1,0 +1,133 @@
+// Package controlapi serves ControlService, the public API. Every request is
+// validated before anything is written; writes go through the replicated store
+// (state.Propose, forwarded to the leader by the store when needed) and reads
+// are served from this manager's copy, which already holds its own writes.
+package controlapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"shoal/manager/state"
+	shoalpb "shoal/proto"
+)
+
+// Store is what the control API needs of the replicated store.
+type Store interface {
+	View(fn func(tx state.ReadTx))
+	Propose(ctx context.Context, actions ...*shoalpb.StoreAction) (uint64, error)
+	Leader() (id, addr string)
+	Members() ([]state.Member, error)
+}
+
+// Liveness tells whether a node is alive according to gossip.
+type Liveness interface {
+	Alive(nodeID string) bool
+}
+
+// Config wires a Server.
+type Config struct {
+	Store    Store
+	Liveness Liveness
+	// NodeID is the manager serving the API ("self" in node references).
+	NodeID string
+	// DataDir is shown in recovery advice.
+	DataDir string
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// Server implements shoalpb.ControlServiceServer.
+type Server struct {
+	shoalpb.UnimplementedControlServiceServer
+	cfg Config
+}
+
+// New returns a control API server.
+func New(cfg Config) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Server{cfg: cfg}
+}
+
+// maxRetries bounds read-modify-write loops that lose a version race.
+const maxRetries = 5
+
+// update re-reads, mutates and proposes until the write does not race with
+// another one. build returns the actions to propose from a fresh read.
+func (s *Server) update(ctx context.Context, build func(tx state.ReadTx) ([]*shoalpb.StoreAction, error)) error {
+	for attempt := 0; ; attempt++ {
+		var actions []*shoalpb.StoreAction
+		var err error
+		s.cfg.Store.View(func(tx state.ReadTx) { actions, err = build(tx) })
+		if err != nil {
+			return err
+		}
+		if len(actions) == 0 {
+			return nil
+		}
+		_, err = s.cfg.Store.Propose(ctx, actions...)
+		if errors.Is(err, state.ErrVersionConflict) && attempt < maxRetries {
+			continue
+		}
+		return s.StoreError(err)
+	}
+}
+
+// StoreError maps store failures to gRPC statuses a user can act on.
+func (s *Server) StoreError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case status.Code(err) != codes.Unknown:
+		return err
+	case errors.Is(err, state.ErrNoLeader):
+		return status.Error(codes.Unavailable, s.quorumLost())
+	case errors.Is(err, state.ErrVersionConflict):
+		return status.Error(codes.Aborted, "the object changed while this request was applied; retry")
+	case errors.Is(err, state.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, state.ErrExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// quorumLost explains a write that found no leader: how many managers are
+// missing and how to recover.
+func (s *Server) quorumLost() string {
+	members, err := s.cfg.Store.Members()
+	if err != nil || len(members) == 0 {
+		return "no Raft leader: this manager cannot reach a quorum of managers; check that the other managers are running"
+	}
+	voters, unreachable := 0, 0
+	for _, m := range members {
+		if !m.Voter {
+			continue
+		}
+		voters++
+		if m.ID != s.cfg.NodeID && !s.cfg.Liveness.Alive(m.ID) {
+			unreachable++
+		}
+	}
+	quorum := voters/2 + 1
+	dataDir := s.cfg.DataDir
+	if dataDir == "" {
+		dataDir = "DIR"
+	}
+	return fmt.Sprintf("quorum lost: %d of %d managers are unreachable (a quorum needs %d); bring them back, "+
+		"or run 'shoal daemon --force-new-cluster --data-dir %s' on a surviving manager to continue as a one-manager cluster with all state kept",
+		unreachable, voters, quorum, dataDir)
+}

@@ -1,0 +1,464 @@
+// Package dispatcher serves the node protocol on the leader: every node's agent
+// holds one session, heartbeats on it, and receives its own node object and the
+// manager list. The dispatcher turns sessions, heartbeats and gossip into the
+// node's ready/down state in the store.
+//
+// Flow: agent --Session--> dispatcher (leader only; followers answer with the
+// leader's address) --registers--> sessions map; the liveness loop (Run, leader
+// only) compares sessions, heartbeats and gossip with each node's stored state
+// and writes the differences through Raft in one batch per tick.
+package dispatcher
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"shoal/manager/ca"
+	"shoal/manager/state"
+	shoalpb "shoal/proto"
+)
+
+// LeaderMetadataKey is the trailer in which a follower names the leader's API
+// address when it refuses a session.
+const LeaderMetadataKey = "shoal-leader"
+
+// DefaultHeartbeatPeriod is used when the cluster spec does not set one.
+const DefaultHeartbeatPeriod = time.Second
+
+// Store is what the dispatcher needs of the replicated store.
+type Store interface {
+	View(fn func(tx state.ReadTx))
+	Propose(ctx context.Context, actions ...*shoalpb.StoreAction) (uint64, error)
+	Watch(ctx context.Context) <-chan state.Event
+}
+
+// Cluster tells the dispatcher about the rest of the cluster.
+type Cluster interface {
+	// LeaderAPIAddr is the leader's gRPC address, "" when unknown.
+	LeaderAPIAddr() string
+	// Managers lists how to reach every manager.
+	Managers() []*shoalpb.ManagerAddr
+	// GossipDead reports whether gossip has declared the node dead.
+	GossipDead(nodeID string) bool
+}
+
+// Config wires a Dispatcher.
+type Config struct {
+	Store   Store
+	Cluster Cluster
+	Logger  *slog.Logger
+	// Tick is how often liveness is evaluated; default 200ms.
+	Tick time.Duration
+}
+
+// Dispatcher implements shoalpb.DispatcherServer.
+type Dispatcher struct {
+	shoalpb.UnimplementedDispatcherServer
+	cfg Config
+	log *slog.Logger
+
+	mu          sync.Mutex
+	active      bool
+	leaderSince time.Time
+	sessions    map[string]*session // by node ID
+	byID        map[string]*session // by session ID
+	kick        chan struct{}
+}
+
+type session struct {
+	id            string
+	nodeID        string
+	addr          string
+	description   *shoalpb.NodeDescription
+	lastHeartbeat time.Time
+	ended         time.Time // zero while the stream is open
+	notify        chan struct{}
+	closed        chan struct{}
+	closeOnce     sync.Once
+}
+
+func (s *session) close() { s.closeOnce.Do(func() { close(s.closed) }) }
+
+func (s *session) poke() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// New returns a dispatcher that refuses sessions until Run is called.
+func New(cfg Config) *Dispatcher {
+	if cfg.Tick == 0 {
+		cfg.Tick = 200 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Dispatcher{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "dispatcher"),
+		sessions: map[string]*session{},
+		byID:     map[string]*session{},
+		kick:     make(chan struct{}, 1),
+	}
+}
+
+func (d *Dispatcher) heartbeatPeriod() time.Duration {
+	period := DefaultHeartbeatPeriod
+	d.cfg.Store.View(func(tx state.ReadTx) {
+		if c := tx.Cluster(); c != nil && c.Spec.GetHeartbeatPeriodMs() > 0 {
+			period = time.Duration(c.Spec.HeartbeatPeriodMs) * time.Millisecond
+		}
+	})
+	return period
+}
+
+func (d *Dispatcher) notLeader() error {
+	addr := d.cfg.Cluster.LeaderAPIAddr()
+	if addr == "" {
+		return status.Error(codes.Unavailable, "this manager is not the leader and no leader is known yet; retry shortly")
+	}
+	return status.Errorf(codes.FailedPrecondition, "not the leader; the leader is at %s", addr)
+}
+
+// Session implements the session stream.
+func (d *Dispatcher) Session(req *shoalpb.SessionRequest, stream grpc.ServerStreamingServer[shoalpb.SessionMessage]) error {
+	id, ok := ca.PeerIdentity(stream.Context())
+	if !ok || id.Role == ca.RoleClient {
+		return status.Error(codes.PermissionDenied, "a session needs a node certificate")
+	}
+	if err := d.checkNode(id.NodeID); err != nil {
+		return err
+	}
+	sess, err := d.register(id.NodeID, req)
+	if err != nil {
+		if addr := d.cfg.Cluster.LeaderAPIAddr(); addr != "" {
+			_ = stream.SetHeader(metadata.Pairs(LeaderMetadataKey, addr))
+		}
+		return err
+	}
+	defer d.unregister(sess)
+	d.kickLiveness()
+
+	for {
+		msg, err := d.sessionMessage(sess)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(msg); err != nil {
+			return err
+		}
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case <-sess.closed:
+			return status.Error(codes.Unavailable, "session closed by the dispatcher; reconnect")
+		case <-sess.notify:
+		}
+	}
+}
+
+func (d *Dispatcher) checkNode(nodeID string) error {
+	var err error
+	d.cfg.Store.View(func(tx state.ReadTx) {
+		if c := tx.Cluster(); c != nil {
+			for _, removed := range c.RemovedNodes {
+				if removed == nodeID {
+					err = status.Error(codes.PermissionDenied, "this node was removed from the cluster; wipe its data dir and join again with a token")
+					return
+				}
+			}
+		}
+		if tx.Node(nodeID) == nil {
+			err = status.Errorf(codes.NotFound, "node %s is not part of this cluster", nodeID)
+		}
+	})
+	return err
+}
+
+func (d *Dispatcher) register(nodeID string, req *shoalpb.SessionRequest) (*session, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.active {
+		return nil, d.notLeader()
+	}
+	if old := d.sessions[nodeID]; old != nil {
+		delete(d.byID, old.id)
+		old.close()
+	}
+	sess := &session{
+		id:            newSessionID(),
+		nodeID:        nodeID,
+		addr:          req.GetAddr(),
+		description:   req.GetDescription(),
+		lastHeartbeat: time.Now(),
+		notify:        make(chan struct{}, 1),
+		closed:        make(chan struct{}),
+	}
+	d.sessions[nodeID] = sess
+	d.byID[sess.id] = sess
+	return sess, nil
+}
+
+func (d *Dispatcher) unregister(sess *session) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sess.ended = time.Now()
+	delete(d.byID, sess.id)
+	d.kickLocked()
+}
+
+func (d *Dispatcher) sessionMessage(sess *session) (*shoalpb.SessionMessage, error) {
+	var node *shoalpb.Node
+	d.cfg.Store.View(func(tx state.ReadTx) {
+		if n := tx.Node(sess.nodeID); n != nil {
+			node = proto.Clone(n).(*shoalpb.Node)
+		}
+	})
+	if node == nil {
+		return nil, status.Error(codes.PermissionDenied, "this node was removed from the cluster; wipe its data dir and join again with a token")
+	}
+	return &shoalpb.SessionMessage{
+		SessionId:         sess.id,
+		Managers:          d.cfg.Cluster.Managers(),
+		HeartbeatPeriodMs: d.heartbeatPeriod().Milliseconds(),
+		Node:              node,
+	}, nil
+}
+
+// Heartbeat records that a session is alive.
+func (d *Dispatcher) Heartbeat(ctx context.Context, req *shoalpb.HeartbeatRequest) (*shoalpb.HeartbeatResponse, error) {
+	id, ok := ca.PeerIdentity(ctx)
+	d.mu.Lock()
+	sess := d.byID[req.GetSessionId()]
+	if sess != nil && (!ok || sess.nodeID != id.NodeID) {
+		sess = nil
+	}
+	if sess != nil {
+		sess.lastHeartbeat = time.Now()
+	}
+	active := d.active
+	d.mu.Unlock()
+	if !active {
+		return nil, d.notLeader()
+	}
+	if sess == nil {
+		return nil, status.Error(codes.NotFound, "unknown session; open a new one")
+	}
+	return &shoalpb.HeartbeatResponse{HeartbeatPeriodMs: d.heartbeatPeriod().Milliseconds()}, nil
+}
+
+func (d *Dispatcher) kickLiveness() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.kickLocked()
+}
+
+func (d *Dispatcher) kickLocked() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run serves sessions while ctx lives; call it only on the leader. It keeps
+// every node's ready/down state in the store and pushes node changes to their
+// sessions. When ctx ends every session is closed so agents move to the next
+// leader.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	d.mu.Lock()
+	d.active = true
+	d.leaderSince = time.Now()
+	d.mu.Unlock()
+	defer d.deactivate()
+
+	events := d.cfg.Store.Watch(ctx)
+	ticker := time.NewTicker(d.cfg.Tick)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				events = d.cfg.Store.Watch(ctx)
+				d.pokeAll()
+				continue
+			}
+			d.onEvent(ev)
+		case <-d.kick:
+			d.evaluate(ctx)
+		case <-ticker.C:
+			d.evaluate(ctx)
+		}
+	}
+}
+
+func (d *Dispatcher) deactivate() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.active = false
+	for _, s := range d.sessions {
+		s.close()
+	}
+	d.sessions = map[string]*session{}
+	d.byID = map[string]*session{}
+}
+
+func (d *Dispatcher) pokeAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.sessions {
+		s.poke()
+	}
+}
+
+func (d *Dispatcher) onEvent(ev state.Event) {
+	node, ok := ev.Object.(*shoalpb.Node)
+	if !ok {
+		if ev.Kind == state.EventReset {
+			d.pokeAll()
+		}
+		return
+	}
+	if node.GetRole() == shoalpb.NodeRole_NODE_ROLE_MANAGER || ev.Kind == state.EventDelete {
+		d.pokeAll()
+		return
+	}
+	d.mu.Lock()
+	if s := d.sessions[node.Id]; s != nil {
+		s.poke()
+	}
+	d.mu.Unlock()
+}
+
+// verdict is the state a node should have, with the reason shown to users.
+type verdict struct {
+	state   shoalpb.NodeState
+	message string
+	sess    *session
+}
+
+// judge decides one node's state. It must be called with d.mu held.
+func (d *Dispatcher) judge(nodeID string, now time.Time, period time.Duration) verdict {
+	sess := d.sessions[nodeID]
+	gossipDead := d.cfg.Cluster.GossipDead(nodeID)
+	switch {
+	case sess == nil:
+		if now.Sub(d.leaderSince) < 3*period {
+			return verdict{state: shoalpb.NodeState_NODE_STATE_UNKNOWN}
+		}
+		return verdict{state: shoalpb.NodeState_NODE_STATE_DOWN, message: "no session with the leader"}
+	case !sess.ended.IsZero():
+		if now.Sub(sess.ended) < period {
+			return verdict{state: shoalpb.NodeState_NODE_STATE_UNKNOWN}
+		}
+		return verdict{state: shoalpb.NodeState_NODE_STATE_DOWN, message: "session ended"}
+	case now.Sub(sess.lastHeartbeat) > 3*period:
+		return verdict{state: shoalpb.NodeState_NODE_STATE_DOWN, message: "heartbeat failure", sess: sess}
+	case gossipDead && now.Sub(sess.lastHeartbeat) > period:
+		return verdict{state: shoalpb.NodeState_NODE_STATE_DOWN, message: "unreachable (gossip)", sess: sess}
+	}
+	return verdict{state: shoalpb.NodeState_NODE_STATE_READY, sess: sess}
+}
+
+// evaluate writes every node whose state differs from its verdict, in one
+// command. A conflict with a concurrent write is retried on the next tick.
+func (d *Dispatcher) evaluate(ctx context.Context) {
+	period := d.heartbeatPeriod()
+	now := time.Now()
+	var nodes []*shoalpb.Node
+	d.cfg.Store.View(func(tx state.ReadTx) { nodes = tx.Nodes() })
+
+	var actions []*shoalpb.StoreAction
+	var stale []*session
+	d.mu.Lock()
+	for _, n := range nodes {
+		v := d.judge(n.Id, now, period)
+		if v.state == shoalpb.NodeState_NODE_STATE_UNKNOWN {
+			continue
+		}
+		if v.state == shoalpb.NodeState_NODE_STATE_DOWN && v.sess != nil {
+			stale = append(stale, v.sess)
+		}
+		if upd := nodeUpdate(n, v, now); upd != nil {
+			actions = append(actions, &shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_UPDATE, Target: &shoalpb.StoreAction_Node{Node: upd}})
+		}
+	}
+	for _, s := range stale {
+		if d.sessions[s.nodeID] == s {
+			delete(d.sessions, s.nodeID)
+			delete(d.byID, s.id)
+		}
+		s.close()
+	}
+	d.mu.Unlock()
+	if len(actions) == 0 {
+		return
+	}
+	if _, err := d.cfg.Store.Propose(ctx, actions...); err != nil && ctx.Err() == nil {
+		if errors.Is(err, state.ErrVersionConflict) {
+			d.kickLiveness()
+			return
+		}
+		d.log.Warn("writing node states failed", "nodes", len(actions), "err", err)
+	}
+}
+
+// nodeUpdate returns the updated copy of n when v changes anything, else nil.
+func nodeUpdate(n *shoalpb.Node, v verdict, now time.Time) *shoalpb.Node {
+	st := n.GetStatus()
+	changed := st.GetState() != v.state || st.GetMessage() != v.message
+	var addr string
+	var desc *shoalpb.NodeDescription
+	if v.sess != nil && v.state == shoalpb.NodeState_NODE_STATE_READY {
+		addr, desc = v.sess.addr, v.sess.description
+		if addr != "" && addr != st.GetAddr() {
+			changed = true
+		}
+		if desc != nil && !proto.Equal(desc, n.GetDescription()) {
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	upd := proto.Clone(n).(*shoalpb.Node)
+	if upd.Status == nil {
+		upd.Status = &shoalpb.NodeStatus{}
+	}
+	upd.Status.State = v.state
+	upd.Status.Message = v.message
+	upd.Status.UpdatedAt = timestamppb.New(now)
+	if addr != "" {
+		upd.Status.Addr = addr
+	}
+	if desc != nil {
+		upd.Description = desc
+	}
+	return upd
+}
+
+func newSessionID() string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,115 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"shoal/manager/ca"
+	"shoal/manager/state"
+	shoalpb "shoal/proto"
+)
+
+// peers caches one client connection per manager API address, authenticated
+// with this node's certificate and requiring a manager certificate back.
+type peers struct {
+	creds *ca.Credentials
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func newPeers(creds *ca.Credentials) *peers {
+	return &peers{creds: creds, conns: map[string]*grpc.ClientConn{}}
+}
+
+func (p *peers) conn(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.conns[addr]; c != nil {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(p.creds.ClientTLS(ca.RoleManager))))
+	if err != nil {
+		return nil, fmt.Errorf("connect to manager %s: %w", addr, err)
+	}
+	p.conns[addr] = c
+	return c, nil
+}
+
+func (p *peers) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.conns {
+		_ = c.Close()
+		delete(p.conns, addr)
+	}
+}
+
+// forwarder implements state.Forwarder over RaftMembership.Propose.
+type forwarder struct{ peers *peers }
+
+func (f *forwarder) Forward(ctx context.Context, leaderID, leaderAddr string, cmd []byte) (uint64, error) {
+	conn, err := f.peers.conn(APIAddr(leaderAddr))
+	if err != nil {
+		return 0, err
+	}
+	resp, err := shoalpb.NewRaftMembershipClient(conn).Propose(ctx, &shoalpb.ProposeRequest{Command: cmd})
+	if err != nil {
+		return 0, fromStatus(err)
+	}
+	return resp.Index, nil
+}
+
+// Store errors cross the wire between managers as status codes; toStatus and
+// fromStatus are inverses so errors.Is works on the follower as on the leader.
+var storeCodes = []struct {
+	err  error
+	code codes.Code
+}{
+	{state.ErrVersionConflict, codes.Aborted},
+	{state.ErrNotFound, codes.NotFound},
+	{state.ErrExists, codes.AlreadyExists},
+	{state.ErrInvalidAction, codes.InvalidArgument},
+	{state.ErrNotLeader, codes.FailedPrecondition},
+	{state.ErrNoLeader, codes.Unavailable},
+}
+
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	for _, sc := range storeCodes {
+		if errors.Is(err, sc.err) {
+			return status.Error(sc.code, err.Error())
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func fromStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	for _, sc := range storeCodes {
+		if st.Code() == sc.code {
+			return fmt.Errorf("%w (from the leader: %s)", sc.err, st.Message())
+		}
+	}
+	if st.Code() == codes.DeadlineExceeded {
+		return fmt.Errorf("%w (leader unreachable: %s)", state.ErrNoLeader, st.Message())
+	}
+	return err
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what building and testing shoal needs on a fresh Debian machine:
+# Go must already be on PATH (the project's machines ship it); the rest comes
+# from Debian's packages and the Go module proxy. Safe to run again.
+set -euo pipefail
+
+need_apt=()
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/timestamp.proto ] || need_apt+=(libprotobuf-dev)
+command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
+command -v grpcurl >/dev/null 2>&1 || true  # optional, not in Debian 12
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+command -v go >/dev/null || { echo "Go is not on PATH; install Go 1.26 first" >&2; exit 1; }
+go mod download
