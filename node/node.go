@@ -101,8 +101,12 @@ func Run(ctx context.Context, cfg Config, mode Mode) error {
 	if cfg.Runtime == "" {
 		cfg.Runtime = "process"
 	}
-	if cfg.Runtime != "process" && cfg.Runtime != "containerd" {
-		return fmt.Errorf("--runtime: %q is not one of process, containerd", cfg.Runtime)
+	switch cfg.Runtime {
+	case "process":
+	case "containerd":
+		return errors.New("--runtime containerd: the containerd runtime is not part of this build yet; use --runtime process")
+	default:
+		return fmt.Errorf("--runtime: %q is not a runtime; use process", cfg.Runtime)
 	}
 	abs, err := filepath.Abs(cfg.DataDir)
 	if err != nil {

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +29,9 @@ import (
 	"shoal/manager/dispatcher"
 	shoalpb "shoal/proto"
 )
+
+// renewRetry is how soon a failed certificate renewal is tried again.
+const renewRetry = 5 * time.Second
 
 // ErrRemoved is returned by Run when the cluster removed this node.
 var ErrRemoved = errors.New("this node was removed from the cluster")
@@ -108,7 +110,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			_ = c.Close()
 		}
 	}()
-	renew := time.NewTimer(time.Until(ca.RenewAt(a.cfg.Creds.Leaf(), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))))
+	renew := time.NewTimer(time.Until(ca.RenewAt(a.cfg.Creds.Leaf(), nil)))
 	defer renew.Stop()
 	backoff := 50 * time.Millisecond
 	next := ""
@@ -205,9 +207,10 @@ func (a *Agent) session(ctx context.Context, addr string, renew *time.Timer) err
 			return err
 		case <-renew.C:
 			if err := a.renew(ctx, conn, node); err != nil {
+				renew.Reset(renewRetry)
 				return err
 			}
-			renew.Reset(time.Until(ca.RenewAt(a.cfg.Creds.Leaf(), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))))
+			renew.Reset(time.Until(ca.RenewAt(a.cfg.Creds.Leaf(), nil)))
 		case msg := <-msgs:
 			if heartbeatErr == nil {
 				a.log.Info("session established", "manager", addr)

@@ -29,7 +29,7 @@ func (f *daemonFlags) register(cmd *cobra.Command, addrs bool) {
 		fl.StringVar(&f.cfg.AdvertiseAddr, "advertise-addr", "", "address other nodes use to reach this one: IP[:PORT] (default: first non-loopback IPv4, port 2377)")
 		fl.StringVar(&f.cfg.ListenAddr, "listen-addr", "", "address to listen on: IP[:PORT] (default: the advertise address)")
 		fl.IntVar(&f.cfg.GossipPort, "gossip-port", node.DefaultGossipPort, "gossip (memberlist) port")
-		fl.StringVar(&f.cfg.Runtime, "runtime", "process", "task runtime: process or containerd")
+		fl.StringVar(&f.cfg.Runtime, "runtime", "process", "task runtime (process; containerd comes later)")
 	}
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.Uint64Var(&f.cfg.SnapshotThreshold, "raft-snapshot-threshold", 0, "Raft log entries between snapshots (0: default 8192)")

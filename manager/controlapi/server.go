@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -106,28 +107,46 @@ func (s *Server) StoreError(err error) error {
 }
 
 // quorumLost explains a write that found no leader: how many managers are
-// missing and how to recover.
+// missing and how to recover. Gossip may not have declared a just-killed
+// manager dead yet, so each other manager's Raft port is probed as well.
 func (s *Server) quorumLost() string {
 	members, err := s.cfg.Store.Members()
 	if err != nil || len(members) == 0 {
 		return "no Raft leader: this manager cannot reach a quorum of managers; check that the other managers are running"
 	}
-	voters, unreachable := 0, 0
+	var voters []state.Member
 	for _, m := range members {
-		if !m.Voter {
-			continue
+		if m.Voter {
+			voters = append(voters, m)
 		}
-		voters++
-		if m.ID != s.cfg.NodeID && !s.cfg.Liveness.Alive(m.ID) {
+	}
+	reachable := make(chan bool, len(voters))
+	for _, m := range voters {
+		go func() {
+			reachable <- m.ID == s.cfg.NodeID || (s.cfg.Liveness.Alive(m.ID) && dialable(m.Addr))
+		}()
+	}
+	unreachable := 0
+	for range voters {
+		if !<-reachable {
 			unreachable++
 		}
 	}
-	quorum := voters/2 + 1
 	dataDir := s.cfg.DataDir
 	if dataDir == "" {
 		dataDir = "DIR"
 	}
 	return fmt.Sprintf("quorum lost: %d of %d managers are unreachable (a quorum needs %d); bring them back, "+
 		"or run 'shoal daemon --force-new-cluster --data-dir %s' on a surviving manager to continue as a one-manager cluster with all state kept",
-		unreachable, voters, quorum, dataDir)
+		unreachable, len(voters), len(voters)/2+1, dataDir)
+}
+
+// dialable reports whether a TCP connection to addr opens within a short time.
+func dialable(addr string) bool {
+	conn, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
 }

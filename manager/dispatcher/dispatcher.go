@@ -21,7 +21,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -30,10 +29,6 @@ import (
 	"shoal/manager/state"
 	shoalpb "shoal/proto"
 )
-
-// LeaderMetadataKey is the trailer in which a follower names the leader's API
-// address when it refuses a session.
-const LeaderMetadataKey = "shoal-leader"
 
 // DefaultHeartbeatPeriod is used when the cluster spec does not set one.
 const DefaultHeartbeatPeriod = time.Second
@@ -131,6 +126,7 @@ func (d *Dispatcher) notLeader() error {
 	if addr == "" {
 		return status.Error(codes.Unavailable, "this manager is not the leader and no leader is known yet; retry shortly")
 	}
+	// The agent reads the leader's address from this message (worker.leaderHint).
 	return status.Errorf(codes.FailedPrecondition, "not the leader; the leader is at %s", addr)
 }
 
@@ -145,9 +141,6 @@ func (d *Dispatcher) Session(req *shoalpb.SessionRequest, stream grpc.ServerStre
 	}
 	sess, err := d.register(id.NodeID, req)
 	if err != nil {
-		if addr := d.cfg.Cluster.LeaderAPIAddr(); addr != "" {
-			_ = stream.SetHeader(metadata.Pairs(LeaderMetadataKey, addr))
-		}
 		return err
 	}
 	defer d.unregister(sess)
