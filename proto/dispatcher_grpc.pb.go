@@ -22,8 +22,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Dispatcher_Session_FullMethodName   = "/shoal.v1.Dispatcher/Session"
-	Dispatcher_Heartbeat_FullMethodName = "/shoal.v1.Dispatcher/Heartbeat"
+	Dispatcher_Session_FullMethodName          = "/shoal.v1.Dispatcher/Session"
+	Dispatcher_Heartbeat_FullMethodName        = "/shoal.v1.Dispatcher/Heartbeat"
+	Dispatcher_Assignments_FullMethodName      = "/shoal.v1.Dispatcher/Assignments"
+	Dispatcher_UpdateTaskStatus_FullMethodName = "/shoal.v1.Dispatcher/UpdateTaskStatus"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
@@ -37,6 +39,11 @@ type DispatcherClient interface {
 	Session(ctx context.Context, in *SessionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SessionMessage], error)
 	// Heartbeat keeps a session alive; a missed deadline marks the node down.
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
+	// Assignments streams the tasks this node must run: first the complete set,
+	// then incremental changes, for as long as the session lasts.
+	Assignments(ctx context.Context, in *AssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AssignmentsMessage], error)
+	// UpdateTaskStatus reports task states observed on the node, batched.
+	UpdateTaskStatus(ctx context.Context, in *UpdateTaskStatusRequest, opts ...grpc.CallOption) (*UpdateTaskStatusResponse, error)
 }
 
 type dispatcherClient struct {
@@ -76,6 +83,35 @@ func (c *dispatcherClient) Heartbeat(ctx context.Context, in *HeartbeatRequest, 
 	return out, nil
 }
 
+func (c *dispatcherClient) Assignments(ctx context.Context, in *AssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AssignmentsMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Dispatcher_ServiceDesc.Streams[1], Dispatcher_Assignments_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AssignmentsRequest, AssignmentsMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_AssignmentsClient = grpc.ServerStreamingClient[AssignmentsMessage]
+
+func (c *dispatcherClient) UpdateTaskStatus(ctx context.Context, in *UpdateTaskStatusRequest, opts ...grpc.CallOption) (*UpdateTaskStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateTaskStatusResponse)
+	err := c.cc.Invoke(ctx, Dispatcher_UpdateTaskStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DispatcherServer is the server API for Dispatcher service.
 // All implementations must embed UnimplementedDispatcherServer
 // for forward compatibility.
@@ -87,6 +123,11 @@ type DispatcherServer interface {
 	Session(*SessionRequest, grpc.ServerStreamingServer[SessionMessage]) error
 	// Heartbeat keeps a session alive; a missed deadline marks the node down.
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
+	// Assignments streams the tasks this node must run: first the complete set,
+	// then incremental changes, for as long as the session lasts.
+	Assignments(*AssignmentsRequest, grpc.ServerStreamingServer[AssignmentsMessage]) error
+	// UpdateTaskStatus reports task states observed on the node, batched.
+	UpdateTaskStatus(context.Context, *UpdateTaskStatusRequest) (*UpdateTaskStatusResponse, error)
 	mustEmbedUnimplementedDispatcherServer()
 }
 
@@ -102,6 +143,12 @@ func (UnimplementedDispatcherServer) Session(*SessionRequest, grpc.ServerStreami
 }
 func (UnimplementedDispatcherServer) Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Heartbeat not implemented")
+}
+func (UnimplementedDispatcherServer) Assignments(*AssignmentsRequest, grpc.ServerStreamingServer[AssignmentsMessage]) error {
+	return status.Error(codes.Unimplemented, "method Assignments not implemented")
+}
+func (UnimplementedDispatcherServer) UpdateTaskStatus(context.Context, *UpdateTaskStatusRequest) (*UpdateTaskStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateTaskStatus not implemented")
 }
 func (UnimplementedDispatcherServer) mustEmbedUnimplementedDispatcherServer() {}
 func (UnimplementedDispatcherServer) testEmbeddedByValue()                    {}
@@ -153,6 +200,35 @@ func _Dispatcher_Heartbeat_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Dispatcher_Assignments_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(AssignmentsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DispatcherServer).Assignments(m, &grpc.GenericServerStream[AssignmentsRequest, AssignmentsMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_AssignmentsServer = grpc.ServerStreamingServer[AssignmentsMessage]
+
+func _Dispatcher_UpdateTaskStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateTaskStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DispatcherServer).UpdateTaskStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dispatcher_UpdateTaskStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DispatcherServer).UpdateTaskStatus(ctx, req.(*UpdateTaskStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Dispatcher_ServiceDesc is the grpc.ServiceDesc for Dispatcher service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -164,11 +240,131 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Heartbeat",
 			Handler:    _Dispatcher_Heartbeat_Handler,
 		},
+		{
+			MethodName: "UpdateTaskStatus",
+			Handler:    _Dispatcher_UpdateTaskStatus_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Session",
 			Handler:       _Dispatcher_Session_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Assignments",
+			Handler:       _Dispatcher_Assignments_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "dispatcher.proto",
+}
+
+const (
+	TaskLogs_Read_FullMethodName = "/shoal.v1.TaskLogs/Read"
+)
+
+// TaskLogsClient is the client API for TaskLogs service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// TaskLogs is served by every node on the cluster port, to managers only:
+// managers merge it into `service logs`.
+type TaskLogsClient interface {
+	Read(ctx context.Context, in *TaskLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogMessage], error)
+}
+
+type taskLogsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewTaskLogsClient(cc grpc.ClientConnInterface) TaskLogsClient {
+	return &taskLogsClient{cc}
+}
+
+func (c *taskLogsClient) Read(ctx context.Context, in *TaskLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TaskLogs_ServiceDesc.Streams[0], TaskLogs_Read_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TaskLogsRequest, LogMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TaskLogs_ReadClient = grpc.ServerStreamingClient[LogMessage]
+
+// TaskLogsServer is the server API for TaskLogs service.
+// All implementations must embed UnimplementedTaskLogsServer
+// for forward compatibility.
+//
+// TaskLogs is served by every node on the cluster port, to managers only:
+// managers merge it into `service logs`.
+type TaskLogsServer interface {
+	Read(*TaskLogsRequest, grpc.ServerStreamingServer[LogMessage]) error
+	mustEmbedUnimplementedTaskLogsServer()
+}
+
+// UnimplementedTaskLogsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedTaskLogsServer struct{}
+
+func (UnimplementedTaskLogsServer) Read(*TaskLogsRequest, grpc.ServerStreamingServer[LogMessage]) error {
+	return status.Error(codes.Unimplemented, "method Read not implemented")
+}
+func (UnimplementedTaskLogsServer) mustEmbedUnimplementedTaskLogsServer() {}
+func (UnimplementedTaskLogsServer) testEmbeddedByValue()                  {}
+
+// UnsafeTaskLogsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to TaskLogsServer will
+// result in compilation errors.
+type UnsafeTaskLogsServer interface {
+	mustEmbedUnimplementedTaskLogsServer()
+}
+
+func RegisterTaskLogsServer(s grpc.ServiceRegistrar, srv TaskLogsServer) {
+	// If the following call panics, it indicates UnimplementedTaskLogsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&TaskLogs_ServiceDesc, srv)
+}
+
+func _TaskLogs_Read_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(TaskLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(TaskLogsServer).Read(m, &grpc.GenericServerStream[TaskLogsRequest, LogMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TaskLogs_ReadServer = grpc.ServerStreamingServer[LogMessage]
+
+// TaskLogs_ServiceDesc is the grpc.ServiceDesc for TaskLogs service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var TaskLogs_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "shoal.v1.TaskLogs",
+	HandlerType: (*TaskLogsServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Read",
+			Handler:       _TaskLogs_Read_Handler,
 			ServerStreams: true,
 		},
 	},

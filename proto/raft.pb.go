@@ -132,6 +132,8 @@ type StoreAction struct {
 	//
 	//	*StoreAction_Cluster
 	//	*StoreAction_Node
+	//	*StoreAction_Service
+	//	*StoreAction_Task
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -199,6 +201,24 @@ func (x *StoreAction) GetNode() *Node {
 	return nil
 }
 
+func (x *StoreAction) GetService() *Service {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_Service); ok {
+			return x.Service
+		}
+	}
+	return nil
+}
+
+func (x *StoreAction) GetTask() *Task {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_Task); ok {
+			return x.Task
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -211,9 +231,90 @@ type StoreAction_Node struct {
 	Node *Node `protobuf:"bytes,3,opt,name=node,proto3,oneof"`
 }
 
+type StoreAction_Service struct {
+	Service *Service `protobuf:"bytes,4,opt,name=service,proto3,oneof"`
+}
+
+type StoreAction_Task struct {
+	Task *Task `protobuf:"bytes,5,opt,name=task,proto3,oneof"`
+}
+
 func (*StoreAction_Cluster) isStoreAction_Target() {}
 
 func (*StoreAction_Node) isStoreAction_Target() {}
+
+func (*StoreAction_Service) isStoreAction_Target() {}
+
+func (*StoreAction_Task) isStoreAction_Target() {}
+
+// Snapshot is the whole store, written by the FSM snapshot and read by Restore.
+type Snapshot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Clusters      []*Cluster             `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	Nodes         []*Node                `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Services      []*Service             `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
+	Tasks         []*Task                `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Snapshot) Reset() {
+	*x = Snapshot{}
+	mi := &file_raft_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Snapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Snapshot) ProtoMessage() {}
+
+func (x *Snapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
+func (*Snapshot) Descriptor() ([]byte, []int) {
+	return file_raft_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Snapshot) GetClusters() []*Cluster {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
+func (x *Snapshot) GetNodes() []*Node {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *Snapshot) GetServices() []*Service {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *Snapshot) GetTasks() []*Task {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
 
 type LeaveRaftRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -224,7 +325,7 @@ type LeaveRaftRequest struct {
 
 func (x *LeaveRaftRequest) Reset() {
 	*x = LeaveRaftRequest{}
-	mi := &file_raft_proto_msgTypes[2]
+	mi := &file_raft_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -236,7 +337,7 @@ func (x *LeaveRaftRequest) String() string {
 func (*LeaveRaftRequest) ProtoMessage() {}
 
 func (x *LeaveRaftRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[2]
+	mi := &file_raft_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -249,7 +350,7 @@ func (x *LeaveRaftRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRaftRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRaftRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{2}
+	return file_raft_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *LeaveRaftRequest) GetNodeId() string {
@@ -267,7 +368,7 @@ type LeaveRaftResponse struct {
 
 func (x *LeaveRaftResponse) Reset() {
 	*x = LeaveRaftResponse{}
-	mi := &file_raft_proto_msgTypes[3]
+	mi := &file_raft_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -279,7 +380,7 @@ func (x *LeaveRaftResponse) String() string {
 func (*LeaveRaftResponse) ProtoMessage() {}
 
 func (x *LeaveRaftResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[3]
+	mi := &file_raft_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -292,7 +393,7 @@ func (x *LeaveRaftResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRaftResponse.ProtoReflect.Descriptor instead.
 func (*LeaveRaftResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{3}
+	return file_raft_proto_rawDescGZIP(), []int{4}
 }
 
 type JoinRaftRequest struct {
@@ -305,7 +406,7 @@ type JoinRaftRequest struct {
 
 func (x *JoinRaftRequest) Reset() {
 	*x = JoinRaftRequest{}
-	mi := &file_raft_proto_msgTypes[4]
+	mi := &file_raft_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -317,7 +418,7 @@ func (x *JoinRaftRequest) String() string {
 func (*JoinRaftRequest) ProtoMessage() {}
 
 func (x *JoinRaftRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[4]
+	mi := &file_raft_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -330,7 +431,7 @@ func (x *JoinRaftRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRaftRequest.ProtoReflect.Descriptor instead.
 func (*JoinRaftRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{4}
+	return file_raft_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *JoinRaftRequest) GetNodeId() string {
@@ -356,7 +457,7 @@ type JoinRaftResponse struct {
 
 func (x *JoinRaftResponse) Reset() {
 	*x = JoinRaftResponse{}
-	mi := &file_raft_proto_msgTypes[5]
+	mi := &file_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +469,7 @@ func (x *JoinRaftResponse) String() string {
 func (*JoinRaftResponse) ProtoMessage() {}
 
 func (x *JoinRaftResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[5]
+	mi := &file_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +482,7 @@ func (x *JoinRaftResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRaftResponse.ProtoReflect.Descriptor instead.
 func (*JoinRaftResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{5}
+	return file_raft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JoinRaftResponse) GetMembers() []*RaftMember {
@@ -401,7 +502,7 @@ type RaftMember struct {
 
 func (x *RaftMember) Reset() {
 	*x = RaftMember{}
-	mi := &file_raft_proto_msgTypes[6]
+	mi := &file_raft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +514,7 @@ func (x *RaftMember) String() string {
 func (*RaftMember) ProtoMessage() {}
 
 func (x *RaftMember) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[6]
+	mi := &file_raft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +527,7 @@ func (x *RaftMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMember.ProtoReflect.Descriptor instead.
 func (*RaftMember) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{6}
+	return file_raft_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RaftMember) GetNodeId() string {
@@ -453,7 +554,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_raft_proto_msgTypes[7]
+	mi := &file_raft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +566,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[7]
+	mi := &file_raft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +579,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{7}
+	return file_raft_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ProposeRequest) GetCommand() []byte {
@@ -498,7 +599,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_raft_proto_msgTypes[8]
+	mi := &file_raft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +611,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[8]
+	mi := &file_raft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +624,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{8}
+	return file_raft_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -538,14 +639,21 @@ var File_raft_proto protoreflect.FileDescriptor
 const file_raft_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"raft.proto\x12\bshoal.v1\x1a\vtypes.proto\":\n" +
+	"raft.proto\x12\bshoal.v1\x1a\rservice.proto\x1a\vtypes.proto\":\n" +
 	"\aCommand\x12/\n" +
-	"\aactions\x18\x01 \x03(\v2\x15.shoal.v1.StoreActionR\aactions\"\x9b\x01\n" +
+	"\aactions\x18\x01 \x03(\v2\x15.shoal.v1.StoreActionR\aactions\"\xf0\x01\n" +
 	"\vStoreAction\x12-\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.shoal.v1.StoreActionKindR\x04kind\x12-\n" +
 	"\acluster\x18\x02 \x01(\v2\x11.shoal.v1.ClusterH\x00R\acluster\x12$\n" +
-	"\x04node\x18\x03 \x01(\v2\x0e.shoal.v1.NodeH\x00R\x04nodeB\b\n" +
-	"\x06target\"+\n" +
+	"\x04node\x18\x03 \x01(\v2\x0e.shoal.v1.NodeH\x00R\x04node\x12-\n" +
+	"\aservice\x18\x04 \x01(\v2\x11.shoal.v1.ServiceH\x00R\aservice\x12$\n" +
+	"\x04task\x18\x05 \x01(\v2\x0e.shoal.v1.TaskH\x00R\x04taskB\b\n" +
+	"\x06target\"\xb4\x01\n" +
+	"\bSnapshot\x12-\n" +
+	"\bclusters\x18\x01 \x03(\v2\x11.shoal.v1.ClusterR\bclusters\x12$\n" +
+	"\x05nodes\x18\x02 \x03(\v2\x0e.shoal.v1.NodeR\x05nodes\x12-\n" +
+	"\bservices\x18\x03 \x03(\v2\x11.shoal.v1.ServiceR\bservices\x12$\n" +
+	"\x05tasks\x18\x04 \x03(\v2\x0e.shoal.v1.TaskR\x05tasks\"+\n" +
 	"\x10LeaveRaftRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x13\n" +
 	"\x11LeaveRaftResponse\"G\n" +
@@ -585,38 +693,47 @@ func file_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_raft_proto_goTypes = []any{
 	(StoreActionKind)(0),      // 0: shoal.v1.StoreActionKind
 	(*Command)(nil),           // 1: shoal.v1.Command
 	(*StoreAction)(nil),       // 2: shoal.v1.StoreAction
-	(*LeaveRaftRequest)(nil),  // 3: shoal.v1.LeaveRaftRequest
-	(*LeaveRaftResponse)(nil), // 4: shoal.v1.LeaveRaftResponse
-	(*JoinRaftRequest)(nil),   // 5: shoal.v1.JoinRaftRequest
-	(*JoinRaftResponse)(nil),  // 6: shoal.v1.JoinRaftResponse
-	(*RaftMember)(nil),        // 7: shoal.v1.RaftMember
-	(*ProposeRequest)(nil),    // 8: shoal.v1.ProposeRequest
-	(*ProposeResponse)(nil),   // 9: shoal.v1.ProposeResponse
-	(*Cluster)(nil),           // 10: shoal.v1.Cluster
-	(*Node)(nil),              // 11: shoal.v1.Node
+	(*Snapshot)(nil),          // 3: shoal.v1.Snapshot
+	(*LeaveRaftRequest)(nil),  // 4: shoal.v1.LeaveRaftRequest
+	(*LeaveRaftResponse)(nil), // 5: shoal.v1.LeaveRaftResponse
+	(*JoinRaftRequest)(nil),   // 6: shoal.v1.JoinRaftRequest
+	(*JoinRaftResponse)(nil),  // 7: shoal.v1.JoinRaftResponse
+	(*RaftMember)(nil),        // 8: shoal.v1.RaftMember
+	(*ProposeRequest)(nil),    // 9: shoal.v1.ProposeRequest
+	(*ProposeResponse)(nil),   // 10: shoal.v1.ProposeResponse
+	(*Cluster)(nil),           // 11: shoal.v1.Cluster
+	(*Node)(nil),              // 12: shoal.v1.Node
+	(*Service)(nil),           // 13: shoal.v1.Service
+	(*Task)(nil),              // 14: shoal.v1.Task
 }
 var file_raft_proto_depIdxs = []int32{
 	2,  // 0: shoal.v1.Command.actions:type_name -> shoal.v1.StoreAction
 	0,  // 1: shoal.v1.StoreAction.kind:type_name -> shoal.v1.StoreActionKind
-	10, // 2: shoal.v1.StoreAction.cluster:type_name -> shoal.v1.Cluster
-	11, // 3: shoal.v1.StoreAction.node:type_name -> shoal.v1.Node
-	7,  // 4: shoal.v1.JoinRaftResponse.members:type_name -> shoal.v1.RaftMember
-	5,  // 5: shoal.v1.RaftMembership.Join:input_type -> shoal.v1.JoinRaftRequest
-	8,  // 6: shoal.v1.RaftMembership.Propose:input_type -> shoal.v1.ProposeRequest
-	3,  // 7: shoal.v1.RaftMembership.Leave:input_type -> shoal.v1.LeaveRaftRequest
-	6,  // 8: shoal.v1.RaftMembership.Join:output_type -> shoal.v1.JoinRaftResponse
-	9,  // 9: shoal.v1.RaftMembership.Propose:output_type -> shoal.v1.ProposeResponse
-	4,  // 10: shoal.v1.RaftMembership.Leave:output_type -> shoal.v1.LeaveRaftResponse
-	8,  // [8:11] is the sub-list for method output_type
-	5,  // [5:8] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	11, // 2: shoal.v1.StoreAction.cluster:type_name -> shoal.v1.Cluster
+	12, // 3: shoal.v1.StoreAction.node:type_name -> shoal.v1.Node
+	13, // 4: shoal.v1.StoreAction.service:type_name -> shoal.v1.Service
+	14, // 5: shoal.v1.StoreAction.task:type_name -> shoal.v1.Task
+	11, // 6: shoal.v1.Snapshot.clusters:type_name -> shoal.v1.Cluster
+	12, // 7: shoal.v1.Snapshot.nodes:type_name -> shoal.v1.Node
+	13, // 8: shoal.v1.Snapshot.services:type_name -> shoal.v1.Service
+	14, // 9: shoal.v1.Snapshot.tasks:type_name -> shoal.v1.Task
+	8,  // 10: shoal.v1.JoinRaftResponse.members:type_name -> shoal.v1.RaftMember
+	6,  // 11: shoal.v1.RaftMembership.Join:input_type -> shoal.v1.JoinRaftRequest
+	9,  // 12: shoal.v1.RaftMembership.Propose:input_type -> shoal.v1.ProposeRequest
+	4,  // 13: shoal.v1.RaftMembership.Leave:input_type -> shoal.v1.LeaveRaftRequest
+	7,  // 14: shoal.v1.RaftMembership.Join:output_type -> shoal.v1.JoinRaftResponse
+	10, // 15: shoal.v1.RaftMembership.Propose:output_type -> shoal.v1.ProposeResponse
+	5,  // 16: shoal.v1.RaftMembership.Leave:output_type -> shoal.v1.LeaveRaftResponse
+	14, // [14:17] is the sub-list for method output_type
+	11, // [11:14] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_raft_proto_init() }
@@ -624,10 +741,13 @@ func file_raft_proto_init() {
 	if File_raft_proto != nil {
 		return
 	}
+	file_service_proto_init()
 	file_types_proto_init()
 	file_raft_proto_msgTypes[1].OneofWrappers = []any{
 		(*StoreAction_Cluster)(nil),
 		(*StoreAction_Node)(nil),
+		(*StoreAction_Service)(nil),
+		(*StoreAction_Task)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -635,7 +755,7 @@ func file_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_proto_rawDesc), len(file_raft_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

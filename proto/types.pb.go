@@ -956,59 +956,6 @@ func (x *ManagerAddr) GetGossipAddr() string {
 	return ""
 }
 
-// Snapshot is the whole store, written by the FSM snapshot and read by Restore.
-type Snapshot struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Clusters      []*Cluster             `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
-	Nodes         []*Node                `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Snapshot) Reset() {
-	*x = Snapshot{}
-	mi := &file_types_proto_msgTypes[11]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Snapshot) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Snapshot) ProtoMessage() {}
-
-func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[11]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
-func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{11}
-}
-
-func (x *Snapshot) GetClusters() []*Cluster {
-	if x != nil {
-		return x.Clusters
-	}
-	return nil
-}
-
-func (x *Snapshot) GetNodes() []*Node {
-	if x != nil {
-		return x.Nodes
-	}
-	return nil
-}
-
 var File_types_proto protoreflect.FileDescriptor
 
 const file_types_proto_rawDesc = "" +
@@ -1081,10 +1028,7 @@ const file_types_proto_rawDesc = "" +
 	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\x12\x1b\n" +
 	"\traft_addr\x18\x03 \x01(\tR\braftAddr\x12\x1f\n" +
 	"\vgossip_addr\x18\x04 \x01(\tR\n" +
-	"gossipAddr\"_\n" +
-	"\bSnapshot\x12-\n" +
-	"\bclusters\x18\x01 \x03(\v2\x11.shoal.v1.ClusterR\bclusters\x12$\n" +
-	"\x05nodes\x18\x02 \x03(\v2\x0e.shoal.v1.NodeR\x05nodes*R\n" +
+	"gossipAddr*R\n" +
 	"\bNodeRole\x12\x19\n" +
 	"\x15NODE_ROLE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10NODE_ROLE_WORKER\x10\x01\x12\x15\n" +
@@ -1111,7 +1055,7 @@ func file_types_proto_rawDescGZIP() []byte {
 }
 
 var file_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_types_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_types_proto_goTypes = []any{
 	(NodeRole)(0),                 // 0: shoal.v1.NodeRole
 	(NodeAvailability)(0),         // 1: shoal.v1.NodeAvailability
@@ -1127,13 +1071,12 @@ var file_types_proto_goTypes = []any{
 	(*NodeStatus)(nil),            // 11: shoal.v1.NodeStatus
 	(*ManagerInfo)(nil),           // 12: shoal.v1.ManagerInfo
 	(*ManagerAddr)(nil),           // 13: shoal.v1.ManagerAddr
-	(*Snapshot)(nil),              // 14: shoal.v1.Snapshot
-	nil,                           // 15: shoal.v1.NodeSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	nil,                           // 14: shoal.v1.NodeSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_types_proto_depIdxs = []int32{
-	16, // 0: shoal.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	16, // 1: shoal.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	15, // 0: shoal.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	15, // 1: shoal.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 2: shoal.v1.Cluster.meta:type_name -> shoal.v1.Meta
 	5,  // 3: shoal.v1.Cluster.spec:type_name -> shoal.v1.ClusterSpec
 	6,  // 4: shoal.v1.Cluster.root_ca:type_name -> shoal.v1.RootCA
@@ -1146,16 +1089,14 @@ var file_types_proto_depIdxs = []int32{
 	12, // 11: shoal.v1.Node.manager:type_name -> shoal.v1.ManagerInfo
 	0,  // 12: shoal.v1.NodeSpec.desired_role:type_name -> shoal.v1.NodeRole
 	1,  // 13: shoal.v1.NodeSpec.availability:type_name -> shoal.v1.NodeAvailability
-	15, // 14: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
+	14, // 14: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
 	2,  // 15: shoal.v1.NodeStatus.state:type_name -> shoal.v1.NodeState
-	16, // 16: shoal.v1.NodeStatus.updated_at:type_name -> google.protobuf.Timestamp
-	4,  // 17: shoal.v1.Snapshot.clusters:type_name -> shoal.v1.Cluster
-	8,  // 18: shoal.v1.Snapshot.nodes:type_name -> shoal.v1.Node
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	15, // 16: shoal.v1.NodeStatus.updated_at:type_name -> google.protobuf.Timestamp
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_types_proto_init() }
@@ -1169,7 +1110,7 @@ func file_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_types_proto_rawDesc), len(file_types_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   13,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
