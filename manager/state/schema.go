@@ -1,0 +1,175 @@
+package state
+
+import (
+	"fmt"
+
+	memdb "github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	shoalpb "shoal/proto"
+)
+
+// object is what every stored message offers: an id that is its primary key
+// and a Meta that Apply stamps with the Raft index.
+type object interface {
+	proto.Message
+	GetId() string
+	GetMeta() *shoalpb.Meta
+}
+
+// table describes one kind of stored object: its go-memdb table, the
+// StoreAction oneof target that carries it and its Snapshot field. Adding a
+// kind of object (services, tasks, …) is one entry in tables.
+type table struct {
+	name string
+	// target returns the action's object if the action targets this table.
+	target func(a *shoalpb.StoreAction) (object, bool)
+	// load lists this table's objects in a snapshot.
+	load func(s *shoalpb.Snapshot) []object
+	// dump appends one object of this table to a snapshot.
+	dump func(s *shoalpb.Snapshot, o object)
+}
+
+// Table names. ReadTx methods and tests use them; the rest of the code goes
+// through tables.
+const (
+	tableCluster = "cluster"
+	tableNodes   = "nodes"
+)
+
+// tables is the registry of stored kinds, in snapshot order.
+var tables = []*table{
+	newTable(tableCluster, (*shoalpb.StoreAction).GetCluster,
+		func(s *shoalpb.Snapshot) *[]*shoalpb.Cluster { return &s.Clusters }),
+	newTable(tableNodes, (*shoalpb.StoreAction).GetNode,
+		func(s *shoalpb.Snapshot) *[]*shoalpb.Node { return &s.Nodes }),
+}
+
+// newTable builds a table descriptor from the generated accessors of one
+// message type. target is the StoreAction getter of the oneof case (it
+// returns nil for other cases); field points at the Snapshot's repeated field.
+func newTable[T object](name string, target func(*shoalpb.StoreAction) T, field func(*shoalpb.Snapshot) *[]T) *table {
+	var zero T
+	if fd := zero.ProtoReflect().Descriptor().Fields().ByName("meta"); fd == nil || fd.Message() == nil ||
+		fd.Message().FullName() != (*shoalpb.Meta)(nil).ProtoReflect().Descriptor().FullName() {
+		panic(fmt.Sprintf("state: table %s: message has no meta field of type Meta", name))
+	}
+	return &table{
+		name: name,
+		target: func(a *shoalpb.StoreAction) (object, bool) {
+			o := target(a)
+			if !o.ProtoReflect().IsValid() { // nil pointer: another oneof case
+				return nil, false
+			}
+			return o, true
+		},
+		load: func(s *shoalpb.Snapshot) []object {
+			list := *field(s)
+			out := make([]object, len(list))
+			for i, o := range list {
+				out[i] = o
+			}
+			return out
+		},
+		dump: func(s *shoalpb.Snapshot, o object) {
+			p := field(s)
+			*p = append(*p, o.(T))
+		},
+	}
+}
+
+// tableFor finds the table an action targets.
+func tableFor(a *shoalpb.StoreAction) (*table, object, error) {
+	for _, t := range tables {
+		if o, ok := t.target(a); ok {
+			return t, o, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("%w: action has no target object", ErrInvalidAction)
+}
+
+// ensureMeta returns o's Meta, creating it if the message has none.
+func ensureMeta(o object) *shoalpb.Meta {
+	if m := o.GetMeta(); m != nil {
+		return m
+	}
+	m := &shoalpb.Meta{}
+	msg := o.ProtoReflect()
+	msg.Set(msg.Descriptor().Fields().ByName("meta"), protoreflect.ValueOfMessage(m.ProtoReflect()))
+	return m
+}
+
+// schema is the go-memdb schema: every table is keyed by the object's id.
+func schema() *memdb.DBSchema {
+	s := &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{}}
+	for _, t := range tables {
+		s.Tables[t.name] = &memdb.TableSchema{
+			Name: t.name,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+			},
+		}
+	}
+	return s
+}
+
+// newDB returns an empty store.
+func newDB() *memdb.MemDB {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		panic(fmt.Sprintf("state: invalid memdb schema: %v", err)) // a programming error
+	}
+	return db
+}
+
+// ReadTx is a consistent, read-only view of the store. Objects it returns are
+// shared with the store and with other readers: they must not be modified
+// (proto.Clone them first), but may be kept after View returns. The ReadTx
+// itself is only valid inside the View callback.
+type ReadTx interface {
+	// Cluster returns the cluster object, nil if there is none yet.
+	Cluster() *shoalpb.Cluster
+	// Node returns the node with that id, nil if there is none.
+	Node(id string) *shoalpb.Node
+	// Nodes returns every node, sorted by id.
+	Nodes() []*shoalpb.Node
+}
+
+// readTx implements ReadTx over a go-memdb read transaction.
+type readTx struct{ txn *memdb.Txn }
+
+func (r readTx) Cluster() *shoalpb.Cluster {
+	list := listTable[*shoalpb.Cluster](r.txn, tableCluster)
+	if len(list) == 0 {
+		return nil
+	}
+	return list[0]
+}
+
+func (r readTx) Node(id string) *shoalpb.Node { return getObject[*shoalpb.Node](r.txn, tableNodes, id) }
+
+func (r readTx) Nodes() []*shoalpb.Node { return listTable[*shoalpb.Node](r.txn, tableNodes) }
+
+// getObject returns the object with that id, or T's zero value.
+func getObject[T object](txn *memdb.Txn, tableName, id string) T {
+	var zero T
+	raw, err := txn.First(tableName, "id", id)
+	if err != nil || raw == nil {
+		return zero
+	}
+	return raw.(T)
+}
+
+// listTable returns every object of a table, sorted by id.
+func listTable[T object](txn *memdb.Txn, tableName string) []T {
+	it, err := txn.Get(tableName, "id")
+	if err != nil {
+		return nil // only on an unknown table or index: a programming error
+	}
+	var out []T
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(T))
+	}
+	return out
+}
