@@ -108,8 +108,7 @@ func fromStatus(err error) error {
 			return fmt.Errorf("%w (from the leader: %s)", sc.err, st.Message())
 		}
 	}
-	if st.Code() == codes.DeadlineExceeded {
-		return fmt.Errorf("%w (leader unreachable: %s)", state.ErrNoLeader, st.Message())
-	}
+	// Anything else (a deadline in particular) leaves the outcome unknown: the
+	// leader may have applied the command, so it must not be retried blindly.
 	return err
 }

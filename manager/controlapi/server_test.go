@@ -18,12 +18,13 @@ import (
 // fakeStore is an in-memory Store: enough to test validation and error
 // mapping without Raft (the store has its own tests).
 type fakeStore struct {
-	cluster   *shoalpb.Cluster
-	nodes     map[string]*shoalpb.Node
-	members   []state.Member
-	leader    string
-	proposeFn func() error
-	proposed  int
+	state.ReadTx // services and tasks: not used by these tests
+	cluster      *shoalpb.Cluster
+	nodes        map[string]*shoalpb.Node
+	members      []state.Member
+	leader       string
+	proposeFn    func() error
+	proposed     int
 }
 
 func (f *fakeStore) Cluster() *shoalpb.Cluster        { return f.cluster }

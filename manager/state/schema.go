@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"sort"
 
 	memdb "github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
@@ -29,13 +30,24 @@ type table struct {
 	load func(s *shoalpb.Snapshot) []object
 	// dump appends one object of this table to a snapshot.
 	dump func(s *shoalpb.Snapshot, o object)
+	// indexes are secondary, non-unique indexes: index name -> Go field.
+	indexes map[string]string
 }
 
 // Table names. ReadTx methods and tests use them; the rest of the code goes
 // through tables.
 const (
-	tableCluster = "cluster"
-	tableNodes   = "nodes"
+	tableCluster  = "cluster"
+	tableNodes    = "nodes"
+	tableServices = "services"
+	tableTasks    = "tasks"
+)
+
+// Secondary indexes.
+const (
+	indexServiceName = "name"
+	indexServiceID   = "service_id"
+	indexNodeID      = "node_id"
 )
 
 // tables is the registry of stored kinds, in snapshot order.
@@ -44,6 +56,17 @@ var tables = []*table{
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Cluster { return &s.Clusters }),
 	newTable(tableNodes, (*shoalpb.StoreAction).GetNode,
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Node { return &s.Nodes }),
+	withIndexes(newTable(tableServices, (*shoalpb.StoreAction).GetService,
+		func(s *shoalpb.Snapshot) *[]*shoalpb.Service { return &s.Services }),
+		map[string]string{indexServiceName: "Spec.Name"}),
+	withIndexes(newTable(tableTasks, (*shoalpb.StoreAction).GetTask,
+		func(s *shoalpb.Snapshot) *[]*shoalpb.Task { return &s.Tasks }),
+		map[string]string{indexServiceID: "ServiceId", indexNodeID: "NodeId"}),
+}
+
+func withIndexes(t *table, indexes map[string]string) *table {
+	t.indexes = indexes
+	return t
 }
 
 // newTable builds a table descriptor from the generated accessors of one
@@ -104,12 +127,16 @@ func ensureMeta(o object) *shoalpb.Meta {
 func schema() *memdb.DBSchema {
 	s := &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{}}
 	for _, t := range tables {
-		s.Tables[t.name] = &memdb.TableSchema{
+		ts := &memdb.TableSchema{
 			Name: t.name,
 			Indexes: map[string]*memdb.IndexSchema{
 				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
 			},
 		}
+		for name, field := range t.indexes {
+			ts.Indexes[name] = &memdb.IndexSchema{Name: name, AllowMissing: true, Indexer: &fieldPathIndex{path: field}}
+		}
+		s.Tables[t.name] = ts
 	}
 	return s
 }
@@ -134,6 +161,20 @@ type ReadTx interface {
 	Node(id string) *shoalpb.Node
 	// Nodes returns every node, sorted by id.
 	Nodes() []*shoalpb.Node
+	// Service returns the service with that id, nil if there is none.
+	Service(id string) *shoalpb.Service
+	// ServiceByName returns the service with that name, nil if there is none.
+	ServiceByName(name string) *shoalpb.Service
+	// Services returns every service, sorted by id.
+	Services() []*shoalpb.Service
+	// Task returns the task with that id, nil if there is none.
+	Task(id string) *shoalpb.Task
+	// Tasks returns every task, sorted by id.
+	Tasks() []*shoalpb.Task
+	// TasksByService returns the tasks of one service, sorted by id.
+	TasksByService(serviceID string) []*shoalpb.Task
+	// TasksByNode returns the tasks assigned to one node, sorted by id.
+	TasksByNode(nodeID string) []*shoalpb.Task
 }
 
 // readTx implements ReadTx over a go-memdb read transaction.
@@ -151,6 +192,34 @@ func (r readTx) Node(id string) *shoalpb.Node { return getObject[*shoalpb.Node](
 
 func (r readTx) Nodes() []*shoalpb.Node { return listTable[*shoalpb.Node](r.txn, tableNodes) }
 
+func (r readTx) Service(id string) *shoalpb.Service {
+	return getObject[*shoalpb.Service](r.txn, tableServices, id)
+}
+
+func (r readTx) ServiceByName(name string) *shoalpb.Service {
+	list := listIndex[*shoalpb.Service](r.txn, tableServices, indexServiceName, name)
+	if len(list) == 0 {
+		return nil
+	}
+	return list[0]
+}
+
+func (r readTx) Services() []*shoalpb.Service {
+	return listTable[*shoalpb.Service](r.txn, tableServices)
+}
+
+func (r readTx) Task(id string) *shoalpb.Task { return getObject[*shoalpb.Task](r.txn, tableTasks, id) }
+
+func (r readTx) Tasks() []*shoalpb.Task { return listTable[*shoalpb.Task](r.txn, tableTasks) }
+
+func (r readTx) TasksByService(serviceID string) []*shoalpb.Task {
+	return listIndex[*shoalpb.Task](r.txn, tableTasks, indexServiceID, serviceID)
+}
+
+func (r readTx) TasksByNode(nodeID string) []*shoalpb.Task {
+	return listIndex[*shoalpb.Task](r.txn, tableTasks, indexNodeID, nodeID)
+}
+
 // getObject returns the object with that id, or T's zero value.
 func getObject[T object](txn *memdb.Txn, tableName, id string) T {
 	var zero T
@@ -159,6 +228,20 @@ func getObject[T object](txn *memdb.Txn, tableName, id string) T {
 		return zero
 	}
 	return raw.(T)
+}
+
+// listIndex returns the objects whose secondary index equals value, sorted by id.
+func listIndex[T object](txn *memdb.Txn, tableName, index, value string) []T {
+	it, err := txn.Get(tableName, index, value)
+	if err != nil {
+		return nil // only on an unknown table or index: a programming error
+	}
+	var out []T
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(T))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetId() < out[j].GetId() })
+	return out
 }
 
 // listTable returns every object of a table, sorted by id.

@@ -1,0 +1,89 @@
+package state
+
+import (
+	"bytes"
+	"io"
+	"slices"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	shoalpb "shoal/proto"
+)
+
+func createService(id, name string) *shoalpb.StoreAction {
+	return &shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_CREATE,
+		Target: &shoalpb.StoreAction_Service{Service: &shoalpb.Service{Id: id, Spec: &shoalpb.ServiceSpec{Name: name}}}}
+}
+
+func taskAction(kind shoalpb.StoreActionKind, t *shoalpb.Task) *shoalpb.StoreAction {
+	return &shoalpb.StoreAction{Kind: kind, Target: &shoalpb.StoreAction_Task{Task: t}}
+}
+
+func ids[T interface{ GetId() string }](list []T) []string {
+	out := make([]string, len(list))
+	for i, o := range list {
+		out[i] = o.GetId()
+	}
+	return out
+}
+
+func TestServicesAndTasksIndexes(t *testing.T) {
+	f := testFSM()
+	create := shoalpb.StoreActionKind_STORE_ACTION_CREATE
+	if err := apply(t, f, 1,
+		createService("s1", "web"), createService("s2", "db"),
+		taskAction(create, &shoalpb.Task{Id: "t3", ServiceId: "s1", NodeId: "n1"}),
+		taskAction(create, &shoalpb.Task{Id: "t1", ServiceId: "s1"}),
+		taskAction(create, &shoalpb.Task{Id: "t2", ServiceId: "s2", NodeId: "n1"}),
+	); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, byName map[string]string, byService, byNode map[string][]string) {
+		t.Helper()
+		f.view(func(tx ReadTx) {
+			for name, want := range byName {
+				got := ""
+				if s := tx.ServiceByName(name); s != nil {
+					got = s.Id
+				}
+				if got != want {
+					t.Fatalf("%s: ServiceByName(%q) = %q, want %q", when, name, got, want)
+				}
+			}
+			for svc, want := range byService {
+				if got := ids(tx.TasksByService(svc)); !slices.Equal(got, want) {
+					t.Fatalf("%s: TasksByService(%q) = %v, want %v", when, svc, got, want)
+				}
+			}
+			for node, want := range byNode {
+				if got := ids(tx.TasksByNode(node)); !slices.Equal(got, want) {
+					t.Fatalf("%s: TasksByNode(%q) = %v, want %v", when, node, got, want)
+				}
+			}
+		})
+	}
+	check("created", map[string]string{"web": "s1", "db": "s2", "nope": ""},
+		map[string][]string{"s1": {"t1", "t3"}, "s2": {"t2"}},
+		map[string][]string{"n1": {"t2", "t3"}, "n2": nil})
+
+	var t1 *shoalpb.Task
+	f.view(func(tx ReadTx) { t1 = proto.Clone(tx.Task("t1")).(*shoalpb.Task) })
+	t1.NodeId = "n2"
+	if err := apply(t, f, 2, taskAction(shoalpb.StoreActionKind_STORE_ACTION_UPDATE, t1),
+		taskAction(shoalpb.StoreActionKind_STORE_ACTION_DELETE, &shoalpb.Task{Id: "t2"})); err != nil {
+		t.Fatal(err)
+	}
+	check("assigned and deleted", nil,
+		map[string][]string{"s1": {"t1", "t3"}, "s2": nil},
+		map[string][]string{"n1": {"t3"}, "n2": {"t1"}})
+
+	restored := testFSM()
+	if err := restored.Restore(io.NopCloser(bytes.NewReader(snapshotBytes(t, f)))); err != nil {
+		t.Fatal(err)
+	}
+	f = restored
+	check("restored", map[string]string{"web": "s1", "db": "s2"},
+		map[string][]string{"s1": {"t1", "t3"}},
+		map[string][]string{"n1": {"t3"}, "n2": {"t1"}})
+}
