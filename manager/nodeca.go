@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"net"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"shoal/internal/ids"
 	"shoal/manager/ca"
 	"shoal/manager/controlapi"
 	"shoal/manager/state"
@@ -84,7 +84,7 @@ func (n *nodeCA) IssueNodeCertificate(ctx context.Context, req *shoalpb.IssueNod
 		return nil, err
 	}
 
-	nodeID := NewID()
+	nodeID := ids.New()
 	caRole := ca.RoleWorker
 	if role == shoalpb.NodeRole_NODE_ROLE_MANAGER {
 		caRole = ca.RoleManager
@@ -205,18 +205,4 @@ func (m *Manager) inRaft(nodeID string) bool {
 		}
 	}
 	return false
-}
-
-// NewID returns 25 random lowercase alphanumerics, like Docker's IDs; used for
-// cluster and node IDs.
-func NewID() string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, 25)
-	if _, err := rand.Read(b); err != nil {
-		panic("crypto/rand failed: " + err.Error())
-	}
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
 }

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"shoal/internal/ids"
 	"shoal/manager"
 	"shoal/manager/ca"
 	"shoal/manager/controlapi"
@@ -50,7 +51,7 @@ func (n *Node) prepareInit() error {
 		return fmt.Errorf("--heartbeat-period: %s is too short; use at least 100ms", heartbeat)
 	}
 
-	clusterID, nodeID := manager.NewID(), manager.NewID()
+	clusterID, nodeID := ids.New(), ids.New()
 	now := time.Now()
 	root, err := ca.NewRootCA(clusterID, now)
 	if err != nil {
