@@ -123,10 +123,32 @@ func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction) (Event, e
 	default:
 		return Event{}, fmt.Errorf("%w: unknown kind %v on %s %q", ErrInvalidAction, a.GetKind(), t.name, id)
 	}
+	if err := checkUnique(txn, t, obj); err != nil {
+		return Event{}, err
+	}
 	if err := txn.Insert(t.name, obj); err != nil {
 		return Event{}, fmt.Errorf("write %s %q: %w", t.name, id, err)
 	}
 	return Event{Kind: kind, Object: obj, Index: index}, nil
+}
+
+// checkUnique refuses a write that would give obj the same value as another
+// object in one of its table's unique secondary indexes (a service name).
+func checkUnique(txn *memdb.Txn, t *table, obj object) error {
+	for _, name := range t.unique {
+		value, ok := (&fieldPathIndex{path: t.indexes[name]}).value(obj)
+		if !ok {
+			continue
+		}
+		raw, err := txn.First(t.name, name, value)
+		if err != nil {
+			return fmt.Errorf("read %s by %s: %w", t.name, name, err)
+		}
+		if other, _ := raw.(object); other != nil && other.GetId() != obj.GetId() {
+			return fmt.Errorf("%w: %s %s %q is taken by %s", ErrExists, t.name, name, value, other.GetId())
+		}
+	}
+	return nil
 }
 
 // view runs fn on a read transaction of the current database.

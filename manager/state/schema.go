@@ -30,8 +30,10 @@ type table struct {
 	load func(s *shoalpb.Snapshot) []object
 	// dump appends one object of this table to a snapshot.
 	dump func(s *shoalpb.Snapshot, o object)
-	// indexes are secondary, non-unique indexes: index name -> Go field.
+	// indexes are secondary indexes: index name -> Go field path.
 	indexes map[string]string
+	// unique names the secondary indexes whose values Apply keeps unique.
+	unique []string
 }
 
 // Table names. ReadTx methods and tests use them; the rest of the code goes
@@ -58,14 +60,14 @@ var tables = []*table{
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Node { return &s.Nodes }),
 	withIndexes(newTable(tableServices, (*shoalpb.StoreAction).GetService,
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Service { return &s.Services }),
-		map[string]string{indexServiceName: "Spec.Name"}),
+		map[string]string{indexServiceName: "Spec.Name"}, indexServiceName),
 	withIndexes(newTable(tableTasks, (*shoalpb.StoreAction).GetTask,
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Task { return &s.Tasks }),
 		map[string]string{indexServiceID: "ServiceId", indexNodeID: "NodeId"}),
 }
 
-func withIndexes(t *table, indexes map[string]string) *table {
-	t.indexes = indexes
+func withIndexes(t *table, indexes map[string]string, unique ...string) *table {
+	t.indexes, t.unique = indexes, unique
 	return t
 }
 

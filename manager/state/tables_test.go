@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"slices"
 	"testing"
@@ -63,6 +64,9 @@ func TestServicesAndTasksIndexes(t *testing.T) {
 			}
 		})
 	}
+	if err := apply(t, f, 2, createService("s3", "web")); !errors.Is(err, ErrExists) {
+		t.Fatalf("a second service named web: got %v, want ErrExists", err)
+	}
 	check("created", map[string]string{"web": "s1", "db": "s2", "nope": ""},
 		map[string][]string{"s1": {"t1", "t3"}, "s2": {"t2"}},
 		map[string][]string{"n1": {"t2", "t3"}, "n2": nil})
@@ -70,7 +74,7 @@ func TestServicesAndTasksIndexes(t *testing.T) {
 	var t1 *shoalpb.Task
 	f.view(func(tx ReadTx) { t1 = proto.Clone(tx.Task("t1")).(*shoalpb.Task) })
 	t1.NodeId = "n2"
-	if err := apply(t, f, 2, taskAction(shoalpb.StoreActionKind_STORE_ACTION_UPDATE, t1),
+	if err := apply(t, f, 3, taskAction(shoalpb.StoreActionKind_STORE_ACTION_UPDATE, t1),
 		taskAction(shoalpb.StoreActionKind_STORE_ACTION_DELETE, &shoalpb.Task{Id: "t2"})); err != nil {
 		t.Fatal(err)
 	}
