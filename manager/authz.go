@@ -29,6 +29,7 @@ var accessRules = []accessRule{
 	{"/shoal.v1.NodeCA/", []ca.Role{ca.RoleManager, ca.RoleWorker}},
 	{"/shoal.v1.Dispatcher/", []ca.Role{ca.RoleManager, ca.RoleWorker}},
 	{"/shoal.v1.RaftMembership/", []ca.Role{ca.RoleManager}},
+	{"/shoal.v1.TaskLogs/", []ca.Role{ca.RoleManager}},
 	{"/shoal.v1.ControlService/", []ca.Role{ca.RoleManager, ca.RoleClient}},
 	{"/grpc.reflection.", []ca.Role{ca.RoleManager, ca.RoleClient}},
 }

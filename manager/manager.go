@@ -45,7 +45,8 @@ type Config struct {
 type Manager struct {
 	cfg        Config
 	log        *slog.Logger
-	peers      *peers
+	peers      *peers // managers
+	nodes      *peers // any node, for logs
 	control    *controlapi.Server
 	dispatcher *dispatcher.Dispatcher
 }
@@ -55,12 +56,18 @@ func New(cfg Config) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "manager"), peers: newPeers(cfg.Creds)}
+	m := &Manager{
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "manager"),
+		peers: newPeers(cfg.Creds, ca.RoleManager),
+		nodes: newPeers(cfg.Creds, ca.RoleManager, ca.RoleWorker),
+	}
 	m.control = controlapi.New(controlapi.Config{
 		Store:    cfg.Store,
 		Liveness: cfg.Gossip,
 		NodeID:   cfg.NodeID,
 		DataDir:  cfg.DataDir,
+		Nodes:    m.nodes,
 		Logger:   cfg.Logger,
 	})
 	m.dispatcher = dispatcher.New(dispatcher.Config{Store: cfg.Store, Cluster: m, Logger: cfg.Logger})
@@ -69,7 +76,9 @@ func New(cfg Config) *Manager {
 
 // Forwarder returns the state.Forwarder that sends followers' writes to the
 // leader over gRPC. The node package passes it to state.Open.
-func Forwarder(creds *ca.Credentials) state.Forwarder { return &forwarder{peers: newPeers(creds)} }
+func Forwarder(creds *ca.Credentials) state.Forwarder {
+	return &forwarder{peers: newPeers(creds, ca.RoleManager)}
+}
 
 // RegisterCluster registers the services served on the cluster port (mutual
 // TLS). Use Authorize as the server's interceptors.
@@ -88,6 +97,7 @@ func (m *Manager) RegisterLocal(s *grpc.Server) {
 // Run waits for leadership and runs the leader loops while it lasts.
 func (m *Manager) Run(ctx context.Context) error {
 	defer m.peers.close()
+	defer m.nodes.close()
 	changes := m.cfg.Store.LeaderChanges()
 	var cancel context.CancelFunc = func() {}
 	done := make(chan struct{})

@@ -16,16 +16,17 @@ import (
 	shoalpb "shoal/proto"
 )
 
-// peers caches one client connection per manager API address, authenticated
-// with this node's certificate and requiring a manager certificate back.
+// peers caches one client connection per API address, authenticated with
+// this node's certificate and requiring one of the given roles back.
 type peers struct {
 	creds *ca.Credentials
+	roles []ca.Role
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
 
-func newPeers(creds *ca.Credentials) *peers {
-	return &peers{creds: creds, conns: map[string]*grpc.ClientConn{}}
+func newPeers(creds *ca.Credentials, roles ...ca.Role) *peers {
+	return &peers{creds: creds, roles: roles, conns: map[string]*grpc.ClientConn{}}
 }
 
 func (p *peers) conn(addr string) (*grpc.ClientConn, error) {
@@ -34,9 +35,9 @@ func (p *peers) conn(addr string) (*grpc.ClientConn, error) {
 	if c := p.conns[addr]; c != nil {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(p.creds.ClientTLS(ca.RoleManager))))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(p.creds.ClientTLS(p.roles...))))
 	if err != nil {
-		return nil, fmt.Errorf("connect to manager %s: %w", addr, err)
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
 	p.conns[addr] = c
 	return c, nil
@@ -49,6 +50,15 @@ func (p *peers) close() {
 		_ = c.Close()
 		delete(p.conns, addr)
 	}
+}
+
+// TaskLogs implements controlapi.NodeDialer.
+func (p *peers) TaskLogs(addr string) (shoalpb.TaskLogsClient, error) {
+	conn, err := p.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	return shoalpb.NewTaskLogsClient(conn), nil
 }
 
 // forwarder implements state.Forwarder over RaftMembership.Propose.

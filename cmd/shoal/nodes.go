@@ -20,7 +20,7 @@ import (
 func newNodeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "Manage the cluster's nodes (on a manager)"}
 	cmd.AddCommand(newNodeLsCmd(g), newNodeInspectCmd(g), newNodeRoleCmd(g, "promote"), newNodeRoleCmd(g, "demote"),
-		newNodeRmCmd(g), newNodeUpdateCmd(g))
+		newNodeRmCmd(g), newNodeUpdateCmd(g), newNodePsCmd(g))
 	return cmd
 }
 

@@ -25,6 +25,7 @@ type Store interface {
 	Propose(ctx context.Context, actions ...*shoalpb.StoreAction) (uint64, error)
 	Leader() (id, addr string)
 	Members() ([]state.Member, error)
+	Watch(ctx context.Context) <-chan state.Event
 }
 
 // Liveness tells whether a node is alive according to gossip.
@@ -40,8 +41,10 @@ type Config struct {
 	NodeID string
 	// DataDir is shown in recovery advice.
 	DataDir string
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// Nodes reaches other nodes' log services.
+	Nodes  NodeDialer
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Server implements shoalpb.ControlServiceServer.

@@ -27,11 +27,12 @@ type fakeStore struct {
 	proposed     int
 }
 
-func (f *fakeStore) Cluster() *shoalpb.Cluster        { return f.cluster }
-func (f *fakeStore) Node(id string) *shoalpb.Node     { return f.nodes[id] }
-func (f *fakeStore) View(fn func(tx state.ReadTx))    { fn(f) }
-func (f *fakeStore) Leader() (string, string)         { return f.leader, "" }
-func (f *fakeStore) Members() ([]state.Member, error) { return f.members, nil }
+func (f *fakeStore) Cluster() *shoalpb.Cluster                { return f.cluster }
+func (f *fakeStore) Node(id string) *shoalpb.Node             { return f.nodes[id] }
+func (f *fakeStore) View(fn func(tx state.ReadTx))            { fn(f) }
+func (f *fakeStore) Leader() (string, string)                 { return f.leader, "" }
+func (f *fakeStore) Members() ([]state.Member, error)         { return f.members, nil }
+func (f *fakeStore) Watch(context.Context) <-chan state.Event { return nil }
 
 func (f *fakeStore) Nodes() []*shoalpb.Node {
 	out := make([]*shoalpb.Node, 0, len(f.nodes))

@@ -71,6 +71,7 @@ type Dispatcher struct {
 	sessions    map[string]*session // by node ID
 	byID        map[string]*session // by session ID
 	kick        chan struct{}
+	reports     chan *statusReport
 }
 
 type session struct {
@@ -81,6 +82,7 @@ type session struct {
 	lastHeartbeat time.Time
 	ended         time.Time // zero while the stream is open
 	notify        chan struct{}
+	assign        *assignQueue
 	closed        chan struct{}
 	closeOnce     sync.Once
 }
@@ -108,6 +110,7 @@ func New(cfg Config) *Dispatcher {
 		sessions: map[string]*session{},
 		byID:     map[string]*session{},
 		kick:     make(chan struct{}, 1),
+		reports:  make(chan *statusReport),
 	}
 }
 
@@ -199,6 +202,7 @@ func (d *Dispatcher) register(nodeID string, req *shoalpb.SessionRequest) (*sess
 		description:   req.GetDescription(),
 		lastHeartbeat: time.Now(),
 		notify:        make(chan struct{}, 1),
+		assign:        newAssignQueue(),
 		closed:        make(chan struct{}),
 	}
 	d.sessions[nodeID] = sess
@@ -234,23 +238,13 @@ func (d *Dispatcher) sessionMessage(sess *session) (*shoalpb.SessionMessage, err
 
 // Heartbeat records that a session is alive.
 func (d *Dispatcher) Heartbeat(ctx context.Context, req *shoalpb.HeartbeatRequest) (*shoalpb.HeartbeatResponse, error) {
-	id, ok := ca.PeerIdentity(ctx)
+	sess, err := d.sessionFor(ctx, req.GetSessionId())
+	if err != nil {
+		return nil, err
+	}
 	d.mu.Lock()
-	sess := d.byID[req.GetSessionId()]
-	if sess != nil && (!ok || sess.nodeID != id.NodeID) {
-		sess = nil
-	}
-	if sess != nil {
-		sess.lastHeartbeat = time.Now()
-	}
-	active := d.active
+	sess.lastHeartbeat = time.Now()
 	d.mu.Unlock()
-	if !active {
-		return nil, d.notLeader()
-	}
-	if sess == nil {
-		return nil, status.Error(codes.NotFound, "unknown session; open a new one")
-	}
 	return &shoalpb.HeartbeatResponse{HeartbeatPeriodMs: d.heartbeatPeriod().Milliseconds()}, nil
 }
 
@@ -277,6 +271,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.leaderSince = time.Now()
 	d.mu.Unlock()
 	defer d.deactivate()
+	go d.writeStatuses(ctx)
 
 	events := d.cfg.Store.Watch(ctx)
 	ticker := time.NewTicker(d.cfg.Tick)
@@ -291,6 +286,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 					return nil
 				}
 				events = d.cfg.Store.Watch(ctx)
+				d.mu.Lock()
+				d.requestComplete()
+				d.mu.Unlock()
 				d.pokeAll()
 				continue
 			}
@@ -323,22 +321,29 @@ func (d *Dispatcher) pokeAll() {
 }
 
 func (d *Dispatcher) onEvent(ev state.Event) {
-	node, ok := ev.Object.(*shoalpb.Node)
-	if !ok {
+	switch obj := ev.Object.(type) {
+	case *shoalpb.Task:
+		d.mu.Lock()
+		d.routeTask(ev, obj)
+		d.mu.Unlock()
+	case *shoalpb.Node:
+		if obj.GetRole() == shoalpb.NodeRole_NODE_ROLE_MANAGER || ev.Kind == state.EventDelete {
+			d.pokeAll()
+			return
+		}
+		d.mu.Lock()
+		if s := d.sessions[obj.Id]; s != nil {
+			s.poke()
+		}
+		d.mu.Unlock()
+	default:
 		if ev.Kind == state.EventReset {
+			d.mu.Lock()
+			d.requestComplete()
+			d.mu.Unlock()
 			d.pokeAll()
 		}
-		return
 	}
-	if node.GetRole() == shoalpb.NodeRole_NODE_ROLE_MANAGER || ev.Kind == state.EventDelete {
-		d.pokeAll()
-		return
-	}
-	d.mu.Lock()
-	if s := d.sessions[node.Id]; s != nil {
-		s.poke()
-	}
-	d.mu.Unlock()
 }
 
 // verdict is the state a node should have, with the reason shown to users.

@@ -1,0 +1,453 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"shoal/internal/format"
+	"shoal/manager/controlapi"
+	shoalpb "shoal/proto"
+)
+
+func newServiceCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "service", Short: "Manage services (on a manager)"}
+	cmd.AddCommand(newServiceCreateCmd(g), newServiceLsCmd(g), newServicePsCmd(g), newServiceInspectCmd(g),
+		newServiceScaleCmd(g), newServiceUpdateCmd(g), newServiceRmCmd(g), newServiceLogsCmd(g))
+	return cmd
+}
+
+// waitFlags are --detach and --timeout of commands that wait for convergence.
+type waitFlags struct {
+	detach  bool
+	timeout time.Duration
+}
+
+func (w *waitFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVarP(&w.detach, "detach", "d", false, "return at once instead of waiting for the service to converge")
+	cmd.Flags().DurationVar(&w.timeout, "timeout", 2*time.Minute, "how long to wait for convergence before failing")
+}
+
+func newServiceCreateCmd(g *globals) *cobra.Command {
+	f := &specFlags{}
+	w := &waitFlags{}
+	var name string
+	cmd := &cobra.Command{
+		Use:   "create [flags] IMAGE [COMMAND] [ARG...]",
+		Short: "Create a service and wait until its tasks run",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec := newSpec()
+			spec.Name = name
+			var err error
+			if spec.Mode, err = parseMode(f.mode); err != nil {
+				return err
+			}
+			if err := f.applyScalars(spec, cmd.Flags(), true); err != nil {
+				return err
+			}
+			if err := f.applyLists(spec); err != nil {
+				return err
+			}
+			spec.Task.Container.Image = args[0]
+			spec.Task.Container.Args = args[1:]
+			if name == "" {
+				return fmt.Errorf("--name: a service needs a name, e.g. --name web")
+			}
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := callCtx()
+			svc, err := c.control().CreateService(ctx, &shoalpb.CreateServiceRequest{Spec: spec})
+			cancel()
+			if err != nil {
+				return c.explain(err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), svc.Id)
+			if w.detach {
+				return nil
+			}
+			return c.explain(waitConverged(cmd, c, svc.Id, w.timeout))
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "service name (required)")
+	f.registerScalars(cmd.Flags())
+	f.registerLists(cmd.Flags())
+	w.register(cmd)
+	cmd.Flags().SetInterspersed(false)
+	return cmd
+}
+
+// serviceRow is one line of `service ls`.
+type serviceRow struct {
+	ID       string
+	Name     string
+	Mode     string
+	Replicas string
+	Image    string
+	Ports    string
+}
+
+func newServiceLsCmd(g *globals) *cobra.Command {
+	var quiet bool
+	var tmpl string
+	var filters []string
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List services",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &shoalpb.ListServicesRequest{Filters: map[string]string{}}
+			for _, f := range filters {
+				k, v, ok := strings.Cut(f, "=")
+				if !ok {
+					return fmt.Errorf("--filter %q: use KEY=VALUE, e.g. --filter name=web", f)
+				}
+				req.Filters[k] = v
+			}
+			return g.withClient(func(ctx context.Context, c *client) error {
+				resp, err := c.control().ListServices(ctx, req)
+				if err != nil {
+					return err
+				}
+				var rows []any
+				for _, v := range resp.Services {
+					if quiet {
+						fmt.Fprintln(cmd.OutOrStdout(), v.Service.Id)
+						continue
+					}
+					rows = append(rows, serviceRow{
+						ID: v.Service.Id, Name: v.Service.Spec.Name, Mode: controlapi.ModeName(v.Service.Spec.Mode),
+						Replicas: replicasText(v), Image: v.Service.Spec.Task.GetContainer().GetImage(), Ports: portsText(v.Service.Spec.Task.GetPorts()),
+					})
+				}
+				if quiet {
+					return nil
+				}
+				return format.Rows(cmd.OutOrStdout(), tmpl, `table {{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}`, rows)
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print IDs")
+	cmd.Flags().StringVar(&tmpl, "format", "", "table template, Go template, or json")
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "KEY=VALUE with KEY one of name, id, mode, label")
+	return cmd
+}
+
+func replicasText(v *shoalpb.ServiceView) string {
+	text := fmt.Sprintf("%d/%d", v.Running, v.Desired)
+	switch v.Service.Spec.Mode {
+	case shoalpb.ServiceMode_SERVICE_MODE_REPLICATED_JOB, shoalpb.ServiceMode_SERVICE_MODE_GLOBAL_JOB:
+		text += fmt.Sprintf(" (%d/%d completed)", v.Completed, v.Desired)
+	}
+	if max := v.Service.Spec.Task.GetPlacement().GetMaxReplicasPerNode(); max > 0 {
+		text += fmt.Sprintf(" (max %d per node)", max)
+	}
+	return text
+}
+
+func portsText(ports []*shoalpb.PortConfig) string {
+	var out []string
+	for _, p := range ports {
+		if p.PublishedPort == 0 {
+			out = append(out, fmt.Sprintf("%d/%s", p.TargetPort, p.Protocol))
+			continue
+		}
+		out = append(out, fmt.Sprintf("*:%d->%d/%s", p.PublishedPort, p.TargetPort, p.Protocol))
+	}
+	return strings.Join(out, ",")
+}
+
+func newServiceInspectCmd(g *globals) *cobra.Command {
+	var tmpl string
+	cmd := &cobra.Command{
+		Use:   "inspect [--format F] SERVICE [SERVICE...]",
+		Short: "Show services in detail (JSON)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(func(ctx context.Context, c *client) error {
+				var list []*shoalpb.Service
+				for _, ref := range args {
+					svc, err := c.control().GetService(ctx, &shoalpb.GetServiceRequest{Service: ref})
+					if err != nil {
+						return err
+					}
+					list = append(list, svc)
+				}
+				if tmpl != "" && tmpl != "json" {
+					for _, svc := range list {
+						if err := format.One(cmd.OutOrStdout(), tmpl, svc); err != nil {
+							return err
+						}
+					}
+					return nil
+				}
+				return printProtoArray(cmd, list)
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&tmpl, "format", "f", "", "Go template over the service ({{.Spec.Name}}), or json")
+	return cmd
+}
+
+func newServiceScaleCmd(g *globals) *cobra.Command {
+	w := &waitFlags{}
+	cmd := &cobra.Command{
+		Use:   "scale SERVICE=REPLICAS [SERVICE=REPLICAS...]",
+		Short: "Change the number of tasks of replicated services",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			type target struct {
+				ref string
+				n   uint64
+			}
+			var targets []target
+			for _, a := range args {
+				ref, n, ok := strings.Cut(a, "=")
+				count, err := strconv.ParseUint(n, 10, 64)
+				if !ok || ref == "" || err != nil {
+					return fmt.Errorf("%q: use SERVICE=REPLICAS with a number of replicas of 0 or more, e.g. web=3", a)
+				}
+				targets = append(targets, target{ref, count})
+			}
+			c, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var ids []string
+			for _, t := range targets {
+				ctx, cancel := callCtx()
+				svc, err := c.control().GetService(ctx, &shoalpb.GetServiceRequest{Service: t.ref})
+				if err == nil && svc.Spec.Mode != shoalpb.ServiceMode_SERVICE_MODE_REPLICATED && svc.Spec.Mode != shoalpb.ServiceMode_SERVICE_MODE_REPLICATED_JOB {
+					cancel()
+					return fmt.Errorf("%s: a %s service cannot be scaled; only replicated services and jobs have replicas", t.ref, controlapi.ModeName(svc.Spec.Mode))
+				}
+				if err == nil {
+					svc.Spec.Replicas = t.n
+					svc, err = c.control().UpdateService(ctx, &shoalpb.UpdateServiceRequest{Service: svc.Id, Version: svc.Meta.GetVersion(), Spec: svc.Spec})
+				}
+				cancel()
+				if err != nil {
+					return c.explain(err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s scaled to %d\n", svc.Spec.Name, t.n)
+				ids = append(ids, svc.Id)
+			}
+			if w.detach {
+				return nil
+			}
+			for _, id := range ids {
+				if err := waitConverged(cmd, c, id, w.timeout); err != nil {
+					return c.explain(err)
+				}
+			}
+			return nil
+		},
+	}
+	w.register(cmd)
+	return cmd
+}
+
+func newServiceRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm SERVICE [SERVICE...]",
+		Aliases: []string{"remove"},
+		Short:   "Remove services (their tasks are stopped)",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(func(ctx context.Context, c *client) error {
+				for _, ref := range args {
+					if _, err := c.control().RemoveService(ctx, &shoalpb.RemoveServiceRequest{Service: ref}); err != nil {
+						return err
+					}
+					fmt.Fprintln(cmd.OutOrStdout(), ref)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+// taskRow is one line of `service ps` and `node ps`.
+type taskRow struct {
+	ID           string
+	Name         string
+	Image        string
+	Node         string
+	DesiredState string
+	CurrentState string
+	Error        string
+	Ports        string
+}
+
+func taskRows(tasks []*shoalpb.Task, nodes map[string]string, now time.Time) []any {
+	sort.SliceStable(tasks, func(i, j int) bool {
+		a, b := tasks[i], tasks[j]
+		if a.ServiceName != b.ServiceName {
+			return a.ServiceName < b.ServiceName
+		}
+		if a.Slot != b.Slot {
+			return a.Slot < b.Slot
+		}
+		if a.Slot == 0 && a.NodeId != b.NodeId {
+			return a.NodeId < b.NodeId
+		}
+		return a.GetStatus().GetTimestamp().AsTime().After(b.GetStatus().GetTimestamp().AsTime())
+	})
+	rows := make([]any, 0, len(tasks))
+	var prevSlot string
+	for _, t := range tasks {
+		name := controlapi.TaskName(t)
+		slot := strings.TrimSuffix(name, "."+t.Id)
+		display := slot
+		if slot == prevSlot {
+			display = ` \_ ` + slot
+		}
+		prevSlot = slot
+		st := t.GetStatus()
+		current := controlapi.TaskStateName(st.GetState())
+		if ts := st.GetTimestamp(); ts != nil {
+			current += " " + ago(now.Sub(ts.AsTime()))
+		}
+		errText := st.GetErr()
+		if errText == "" && st.GetState() == shoalpb.TaskState_TASK_STATE_PENDING {
+			errText = st.GetMessage()
+		}
+		node := nodes[t.NodeId]
+		if node == "" {
+			node = t.NodeId
+		}
+		rows = append(rows, taskRow{
+			ID: t.Id, Name: display, Image: t.Spec.GetContainer().GetImage(), Node: node,
+			DesiredState: controlapi.TaskStateName(t.DesiredState), CurrentState: current, Error: errText,
+			Ports: portsText(t.Spec.GetPorts()),
+		})
+	}
+	return rows
+}
+
+func ago(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return "less than a second ago"
+	case d < time.Minute:
+		return fmt.Sprintf("%d seconds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%d minutes ago", int(d.Minutes()))
+	}
+	return fmt.Sprintf("%d hours ago", int(d.Hours()))
+}
+
+const taskTable = `table {{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}\t{{.Ports}}`
+
+// printTasks prints tasks as `service ps` does.
+func printTasks(ctx context.Context, cmd *cobra.Command, c *client, filters map[string]string, quiet bool, tmpl string) error {
+	resp, err := c.control().ListTasks(ctx, &shoalpb.ListTasksRequest{Filters: filters})
+	if err != nil {
+		return err
+	}
+	if quiet {
+		for _, t := range resp.Tasks {
+			fmt.Fprintln(cmd.OutOrStdout(), t.Id)
+		}
+		return nil
+	}
+	nodes := map[string]string{}
+	if nl, err := c.control().ListNodes(ctx, &shoalpb.ListNodesRequest{}); err == nil {
+		for _, v := range nl.Nodes {
+			nodes[v.Node.Id] = v.Node.GetStatus().GetAddr()
+		}
+	}
+	return format.Rows(cmd.OutOrStdout(), tmpl, taskTable, taskRows(resp.Tasks, nodes, time.Now()))
+}
+
+// taskFilters turns --filter KEY=VALUE flags into a request filter map.
+func taskFilters(list []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, f := range list {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			return nil, fmt.Errorf("--filter %q: use KEY=VALUE, e.g. --filter desired-state=running", f)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func newServicePsCmd(g *globals) *cobra.Command {
+	var quiet bool
+	var tmpl string
+	var filters []string
+	cmd := &cobra.Command{
+		Use:   "ps [--filter desired-state=running] SERVICE [SERVICE...]",
+		Short: "List the tasks of services, history included",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := taskFilters(filters)
+			if err != nil {
+				return err
+			}
+			return g.withClient(func(ctx context.Context, c *client) error {
+				for _, ref := range args {
+					f["service"] = ref
+					if err := printTasks(ctx, cmd, c, f, quiet, tmpl); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print task IDs")
+	cmd.Flags().StringVar(&tmpl, "format", "", "table template, Go template, or json")
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "KEY=VALUE with KEY one of node, desired-state, id")
+	return cmd
+}
+
+func newNodePsCmd(g *globals) *cobra.Command {
+	var quiet bool
+	var tmpl string
+	var filters []string
+	cmd := &cobra.Command{
+		Use:   "ps [NODE...]",
+		Short: "List the tasks on nodes (default: self)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := taskFilters(filters)
+			if err != nil {
+				return err
+			}
+			if len(args) == 0 {
+				args = []string{"self"}
+			}
+			return g.withClient(func(ctx context.Context, c *client) error {
+				for _, ref := range args {
+					f["node"] = ref
+					if err := printTasks(ctx, cmd, c, f, quiet, tmpl); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print task IDs")
+	cmd.Flags().StringVar(&tmpl, "format", "", "table template, Go template, or json")
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "KEY=VALUE with KEY one of service, desired-state, id")
+	return cmd
+}
+
+// isTerminal reports whether f is a terminal (progress is redrawn in place).
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,150 @@
+package controlapi
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	shoalpb "shoal/proto"
+	"shoal/scheduler"
+)
+
+// Limits of a service spec.
+const (
+	MaxReplicas = 1_000_000
+	// MaxSpecHistory is how many earlier specs a service keeps for rollback.
+	MaxSpecHistory = 10
+)
+
+var serviceName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+
+// invalid is a rejected field: the message names it and says what to do.
+func invalid(field, format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
+}
+
+// validateSpec checks everything in a service spec that can be checked
+// before it is stored.
+func validateSpec(spec *shoalpb.ServiceSpec) error {
+	if spec == nil {
+		return invalid("spec", "missing")
+	}
+	if !serviceName.MatchString(spec.Name) {
+		return invalid("--name", "%q is not a valid service name: use 1–63 letters, digits, '_', '.' or '-', starting with a letter or digit", spec.Name)
+	}
+	switch spec.Mode {
+	case shoalpb.ServiceMode_SERVICE_MODE_GLOBAL, shoalpb.ServiceMode_SERVICE_MODE_GLOBAL_JOB:
+		if spec.Replicas != 0 {
+			return invalid("--replicas", "a global service runs one task on every eligible node; remove --replicas or use --mode replicated")
+		}
+	case shoalpb.ServiceMode_SERVICE_MODE_REPLICATED, shoalpb.ServiceMode_SERVICE_MODE_REPLICATED_JOB:
+		if spec.Replicas > MaxReplicas {
+			return invalid("--replicas", "%d is more than the limit of %d", spec.Replicas, MaxReplicas)
+		}
+	default:
+		return invalid("--mode", "unknown mode %d", spec.Mode)
+	}
+	if spec.MaxConcurrent != 0 && spec.Mode != shoalpb.ServiceMode_SERVICE_MODE_REPLICATED_JOB && spec.Mode != shoalpb.ServiceMode_SERVICE_MODE_GLOBAL_JOB {
+		return invalid("--max-concurrent", "only jobs (--mode replicated-job or global-job) take it")
+	}
+	return validateTask(spec.Task)
+}
+
+func validateTask(t *shoalpb.TaskSpec) error {
+	c := t.GetContainer()
+	if c.GetImage() == "" {
+		return invalid("image", "missing; give the image after the flags: shoal service create [flags] IMAGE [COMMAND] [ARG...]")
+	}
+	for _, kv := range c.GetEnv() {
+		if k, _, _ := strings.Cut(kv, "="); k == "" {
+			return invalid("--env", "%q has no variable name; use KEY=VALUE", kv)
+		}
+	}
+	if c.GetWorkdir() != "" && !path.IsAbs(c.GetWorkdir()) {
+		return invalid("--workdir", "%q must be an absolute path", c.GetWorkdir())
+	}
+	if c.GetStopSignal() != "" {
+		if _, err := ParseSignal(c.GetStopSignal()); err != nil {
+			return invalid("--stop-signal", "%v", err)
+		}
+	}
+	if c.GetStopGracePeriodMs() < 0 {
+		return invalid("--stop-grace-period", "must not be negative")
+	}
+	for _, m := range c.GetMounts() {
+		if !path.IsAbs(m.GetTarget()) {
+			return invalid("--mount", "target %q must be an absolute path", m.GetTarget())
+		}
+		if m.GetType() == shoalpb.MountType_MOUNT_TYPE_BIND && !path.IsAbs(m.GetSource()) {
+			return invalid("--mount", "bind source %q must be an absolute path", m.GetSource())
+		}
+		if m.GetType() == shoalpb.MountType_MOUNT_TYPE_VOLUME && m.GetSource() == "" {
+			return invalid("--mount", "a volume mount needs source=VOLUME-NAME")
+		}
+	}
+	for _, rs := range []struct {
+		flag string
+		set  *shoalpb.ResourceSet
+	}{{"--reserve", t.GetResources().GetReservations()}, {"--limit", t.GetResources().GetLimits()}} {
+		if rs.set.GetNanoCpus() < 0 || rs.set.GetMemoryBytes() < 0 || rs.set.GetPids() < 0 {
+			return invalid(rs.flag+"-cpu/-memory", "must not be negative")
+		}
+	}
+	if r, l := t.GetResources().GetReservations(), t.GetResources().GetLimits(); l.GetMemoryBytes() > 0 && r.GetMemoryBytes() > l.GetMemoryBytes() {
+		return invalid("--reserve-memory", "reservation (%d bytes) exceeds --limit-memory (%d bytes)", r.GetMemoryBytes(), l.GetMemoryBytes())
+	}
+	rp := t.GetRestart()
+	if rp.GetDelayMs() < -1 || rp.GetWindowMs() < 0 {
+		return invalid("--restart-delay/--restart-window", "must not be negative")
+	}
+	if _, err := scheduler.ParseConstraints(t.GetPlacement().GetConstraints()); err != nil {
+		return invalid("--constraint", "%v", err)
+	}
+	for _, p := range t.GetPlacement().GetPreferences() {
+		if !strings.HasPrefix(p.GetSpread(), "node.labels.") || len(p.GetSpread()) == len("node.labels.") {
+			return invalid("--placement-pref", "spread=%q: spread over a node label, e.g. spread=node.labels.zone", p.GetSpread())
+		}
+	}
+	seen := map[string]bool{}
+	for _, p := range t.GetPorts() {
+		if p.GetTargetPort() == 0 || p.GetTargetPort() > 65535 || p.GetPublishedPort() > 65535 {
+			return invalid("--publish", "target=%d published=%d: ports go from 1 to 65535", p.GetTargetPort(), p.GetPublishedPort())
+		}
+		if p.GetProtocol() != "tcp" && p.GetProtocol() != "udp" {
+			return invalid("--publish", "protocol %q: use tcp or udp", p.GetProtocol())
+		}
+		if p.GetPublishedPort() != 0 {
+			key := fmt.Sprintf("%d/%s", p.GetPublishedPort(), p.GetProtocol())
+			if seen[key] {
+				return invalid("--publish", "port %s is published twice", key)
+			}
+			seen[key] = true
+		}
+	}
+	return nil
+}
+
+// ParseSignal accepts SIGTERM, TERM or 15.
+func ParseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 1 || n > 64 {
+			return 0, fmt.Errorf("signal number %d is out of range 1–64", n)
+		}
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q; use a name like SIGTERM or SIGINT, or a number", s)
+}

@@ -1,0 +1,155 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"shoal/manager/state"
+	shoalpb "shoal/proto"
+)
+
+// Status reports from every node are written in batches: one Raft entry per
+// batch instead of one per report. A report is acknowledged only once its
+// batch has committed, so nothing acknowledged is lost with the leader.
+const (
+	statusBatchWindow = 10 * time.Millisecond
+	statusBatchMax    = 1000
+	// statusChunk bounds the actions of one Raft entry.
+	statusChunk = 500
+)
+
+// statusReport is one UpdateTaskStatus call waiting for its batch.
+type statusReport struct {
+	nodeID  string
+	updates []*shoalpb.TaskStatusUpdate
+	done    chan error
+}
+
+// UpdateTaskStatus records task states observed by a node.
+func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *shoalpb.UpdateTaskStatusRequest) (*shoalpb.UpdateTaskStatusResponse, error) {
+	sess, err := d.sessionFor(ctx, req.GetSessionId())
+	if err != nil {
+		return nil, err
+	}
+	r := &statusReport{nodeID: sess.nodeID, updates: req.GetUpdates(), done: make(chan error, 1)}
+	select {
+	case d.reports <- r:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		if err != nil {
+			return nil, err
+		}
+		return &shoalpb.UpdateTaskStatusResponse{}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// writeStatuses is the leader loop that batches status reports into Raft.
+func (d *Dispatcher) writeStatuses(ctx context.Context) {
+	for {
+		var batch []*statusReport
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-d.reports:
+			batch = append(batch, r)
+		}
+		window := time.NewTimer(statusBatchWindow)
+		n := len(batch[0].updates)
+	collect:
+		for n < statusBatchMax {
+			select {
+			case r := <-d.reports:
+				batch = append(batch, r)
+				n += len(r.updates)
+			case <-window.C:
+				break collect
+			case <-ctx.Done():
+				break collect
+			}
+		}
+		window.Stop()
+		err := d.applyStatuses(ctx, batch)
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
+}
+
+// applyStatuses writes a batch, re-reading and retrying the tasks another
+// writer changed meanwhile.
+func (d *Dispatcher) applyStatuses(ctx context.Context, batch []*statusReport) error {
+	latest := map[string]*shoalpb.TaskStatusUpdate{}
+	owner := map[string]string{}
+	for _, r := range batch {
+		for _, u := range r.updates {
+			latest[u.GetTaskId()] = u
+			owner[u.GetTaskId()] = r.nodeID
+		}
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		var actions []*shoalpb.StoreAction
+		d.cfg.Store.View(func(tx state.ReadTx) {
+			for id, u := range latest {
+				t := tx.Task(id)
+				if t == nil || t.NodeId != owner[id] || !advances(t.GetStatus(), u.GetStatus()) {
+					continue
+				}
+				upd := proto.Clone(t).(*shoalpb.Task)
+				upd.Status = u.Status
+				actions = append(actions, &shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_UPDATE, Target: &shoalpb.StoreAction_Task{Task: upd}})
+			}
+		})
+		conflict := false
+		for len(actions) > 0 {
+			chunk := actions[:min(statusChunk, len(actions))]
+			actions = actions[len(chunk):]
+			_, err := d.cfg.Store.Propose(ctx, chunk...)
+			if errors.Is(err, state.ErrVersionConflict) {
+				conflict = true
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if !conflict {
+			return nil
+		}
+	}
+	return errors.New("task status kept conflicting with other writes; the agent will report it again")
+}
+
+// advances reports whether a reported status moves a task forward. Terminal
+// states are final, except that a node coming back may report what really
+// happened to a task the leader had marked orphaned.
+func advances(cur, next *shoalpb.TaskStatus) bool {
+	if next == nil {
+		return false
+	}
+	c, n := cur.GetState(), next.GetState()
+	if c == shoalpb.TaskState_TASK_STATE_ORPHANED {
+		return terminal(n) && n != c
+	}
+	if terminal(c) {
+		return false
+	}
+	return n > c
+}
+
+// terminal reports whether a task in state s has ended for good.
+func terminal(s shoalpb.TaskState) bool {
+	switch s {
+	case shoalpb.TaskState_TASK_STATE_COMPLETE, shoalpb.TaskState_TASK_STATE_SHUTDOWN, shoalpb.TaskState_TASK_STATE_FAILED,
+		shoalpb.TaskState_TASK_STATE_REJECTED, shoalpb.TaskState_TASK_STATE_ORPHANED:
+		return true
+	}
+	return false
+}

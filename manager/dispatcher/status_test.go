@@ -1,0 +1,43 @@
+package dispatcher
+
+import (
+	"testing"
+
+	shoalpb "shoal/proto"
+)
+
+func TestAdvances(t *testing.T) {
+	const (
+		assigned = shoalpb.TaskState_TASK_STATE_ASSIGNED
+		starting = shoalpb.TaskState_TASK_STATE_STARTING
+		running  = shoalpb.TaskState_TASK_STATE_RUNNING
+		complete = shoalpb.TaskState_TASK_STATE_COMPLETE
+		failed   = shoalpb.TaskState_TASK_STATE_FAILED
+		shutdown = shoalpb.TaskState_TASK_STATE_SHUTDOWN
+		orphaned = shoalpb.TaskState_TASK_STATE_ORPHANED
+	)
+	cases := []struct {
+		cur, next shoalpb.TaskState
+		want      bool
+	}{
+		{assigned, starting, true},
+		{starting, running, true},
+		{running, starting, false},
+		{running, running, false},
+		{running, failed, true},
+		{failed, running, false},
+		{complete, failed, false},
+		{orphaned, shutdown, true},
+		{orphaned, running, false},
+		{orphaned, orphaned, false},
+	}
+	for _, c := range cases {
+		got := advances(&shoalpb.TaskStatus{State: c.cur}, &shoalpb.TaskStatus{State: c.next})
+		if got != c.want {
+			t.Fatalf("%v -> %v: got %v, want %v", c.cur, c.next, got, c.want)
+		}
+	}
+	if advances(&shoalpb.TaskStatus{State: running}, nil) {
+		t.Fatal("a nil report must not advance a task")
+	}
+}
