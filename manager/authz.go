@@ -34,9 +34,9 @@ var accessRules = []accessRule{
 	{"/grpc.reflection.", []ca.Role{ca.RoleManager, ca.RoleClient}},
 }
 
-// authorize checks the caller of method against accessRules and the list of
-// removed nodes.
-func (m *Manager) authorize(ctx context.Context, method string) error {
+// authorize checks the caller of method against accessRules and, when
+// removed is set, against the list of removed nodes.
+func authorize(ctx context.Context, method string, removed func(nodeID string) bool) error {
 	for _, rule := range accessRules {
 		if !strings.HasPrefix(method, rule.prefix) {
 			continue
@@ -51,7 +51,7 @@ func (m *Manager) authorize(ctx context.Context, method string) error {
 		if !slices.Contains(rule.roles, id.Role) {
 			return status.Errorf(codes.PermissionDenied, "%s is not allowed for a %s certificate (node %s); it needs one of %v", method, id.Role, id.NodeID, rule.roles)
 		}
-		if m.removed(id.NodeID) {
+		if removed != nil && removed(id.NodeID) {
 			return status.Errorf(codes.PermissionDenied, "node %s was removed from the cluster; its certificate is no longer accepted", id.NodeID)
 		}
 		return nil
@@ -69,18 +69,24 @@ func (m *Manager) removed(nodeID string) bool {
 	return removed
 }
 
-// UnaryAuthorizer enforces certificate roles on unary calls of the cluster port.
-func (m *Manager) UnaryAuthorizer(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := m.authorize(ctx, info.FullMethod); err != nil {
-		return nil, err
+// AuthorizationOptions returns the interceptors that enforce certificate roles
+// on a cluster-port server. removed, when set, refuses revoked nodes; a worker,
+// which has no store, passes nil.
+func AuthorizationOptions(removed func(nodeID string) bool) []grpc.ServerOption {
+	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if err := authorize(ctx, info.FullMethod, removed); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
 	}
-	return handler(ctx, req)
+	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if err := authorize(ss.Context(), info.FullMethod, removed); err != nil {
+			return err
+		}
+		return handler(srv, ss)
+	}
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)}
 }
 
-// StreamAuthorizer enforces certificate roles on streams of the cluster port.
-func (m *Manager) StreamAuthorizer(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := m.authorize(ss.Context(), info.FullMethod); err != nil {
-		return err
-	}
-	return handler(srv, ss)
-}
+// AuthorizationOptions are the interceptors of this manager's cluster port.
+func (m *Manager) AuthorizationOptions() []grpc.ServerOption { return AuthorizationOptions(m.removed) }

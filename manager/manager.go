@@ -20,6 +20,7 @@ import (
 	"shoal/manager/ca"
 	"shoal/manager/controlapi"
 	"shoal/manager/dispatcher"
+	"shoal/manager/orchestrator"
 	"shoal/manager/state"
 	"shoal/membership"
 	shoalpb "shoal/proto"
@@ -142,7 +143,8 @@ func (m *Manager) lead(ctx context.Context) {
 		return
 	}
 	m.log.Info("leading the cluster")
-	loops := []func(context.Context) error{m.dispatcher.Run, m.reconcileRoles}
+	orch := orchestrator.New(orchestrator.Config{Store: m.cfg.Store, Logger: m.cfg.Logger})
+	loops := []func(context.Context) error{m.dispatcher.Run, m.reconcileRoles, orch.Run}
 	errs := make(chan error, len(loops))
 	for _, loop := range loops {
 		go func() { errs <- loop(ctx) }()

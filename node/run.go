@@ -22,6 +22,8 @@ import (
 	"shoal/membership"
 	shoalpb "shoal/proto"
 	"shoal/worker"
+	"shoal/worker/exec"
+	"shoal/worker/runtime/process"
 )
 
 // runRole starts every component of the node's current role, serves until
@@ -72,7 +74,7 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 		_ = gossip.Shutdown()
 	})
 
-	var opts []grpc.ServerOption
+	opts := manager.AuthorizationOptions(nil)
 	var mgr *manager.Manager
 	var store *state.Store
 	if isManager {
@@ -96,7 +98,7 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 			n.bootstrap = nil
 		}
 		mgr = manager.New(manager.Config{NodeID: id.NodeID, DataDir: n.cfg.DataDir, Store: store, Gossip: gossip, Creds: n.creds, Logger: n.log})
-		opts = append(opts, grpc.ChainUnaryInterceptor(mgr.UnaryAuthorizer), grpc.ChainStreamInterceptor(mgr.StreamAuthorizer))
+		opts = mgr.AuthorizationOptions()
 	}
 
 	clusterSrv := grpc.NewServer(append(opts, grpc.Creds(credentials.NewTLS(n.creds.ServerTLS())))...)
@@ -104,6 +106,11 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(clusterSrv, healthSrv)
 	shoalpb.RegisterNodeServiceServer(localSrv, &nodeService{n: n})
+	executor, err := n.newExecutor(id)
+	if err != nil {
+		return err
+	}
+	shoalpb.RegisterTaskLogsServer(clusterSrv, exec.NewLogServer(executor))
 	if mgr != nil {
 		mgr.RegisterCluster(clusterSrv)
 		mgr.RegisterLocal(localSrv)
@@ -118,6 +125,11 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 	})
 
 	errs := make(chan error, 3)
+	go func() {
+		if err := executor.Run(ctx); err != nil && ctx.Err() == nil {
+			errs <- fmt.Errorf("executor: %w", err)
+		}
+	}()
 	if mgr != nil {
 		go func() { errs <- mgr.Run(ctx) }()
 		go n.joinRaft(ctx, store, id)
@@ -135,6 +147,7 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 		Managers:    n.managerAddrs,
 		OnManagers:  n.rememberManagers,
 		SaveCreds:   n.saveCreds,
+		Executor:    executor,
 		Logger:      n.log,
 	})
 	n.setAgent(agent)
@@ -153,6 +166,15 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 		}
 		return err
 	}
+}
+
+// newExecutor builds the task executor with the node's runtime.
+func (n *Node) newExecutor(id Identity) (*exec.Executor, error) {
+	rt, err := process.New(process.Config{Dir: filepath.Join(n.cfg.DataDir, exec.TasksDir), Logger: n.log})
+	if err != nil {
+		return nil, err
+	}
+	return exec.New(exec.Config{DataDir: n.cfg.DataDir, NodeID: id.NodeID, Runtime: rt, Logger: n.log}), nil
 }
 
 func (n *Node) openStore(id Identity) (*state.Store, error) {

@@ -41,6 +41,16 @@ type RoleChange struct{ Role shoalpb.NodeRole }
 
 func (r *RoleChange) Error() string { return fmt.Sprintf("node role changed to %s", r.Role) }
 
+// Executor runs the tasks the leader assigns to this node.
+type Executor interface {
+	// Assign hands over an assignments message; it must not block.
+	Assign(msg *shoalpb.AssignmentsMessage)
+	// Updates delivers batches of task status changes to report.
+	Updates() <-chan []*shoalpb.TaskStatusUpdate
+	// Resync queues every task's current status again, for a new session.
+	Resync()
+}
+
 // Config wires an Agent.
 type Config struct {
 	Addr        string // the node's advertised gRPC address
@@ -52,6 +62,8 @@ type Config struct {
 	OnManagers func([]*shoalpb.ManagerAddr)
 	// SaveCreds persists the credentials after a renewal.
 	SaveCreds func() error
+	// Executor runs the node's tasks; nil for a node that runs none.
+	Executor Executor
 	Logger    *slog.Logger
 }
 
@@ -204,7 +216,7 @@ func (a *Agent) session(ctx context.Context, addr string, renew *time.Timer) err
 			}
 			return err
 		case err := <-heartbeatErr:
-			return err
+			return err // heartbeats, assignments or status reports failed
 		case <-renew.C:
 			if err := a.renew(ctx, conn, node); err != nil {
 				renew.Reset(renewRetry)
@@ -215,8 +227,13 @@ func (a *Agent) session(ctx context.Context, addr string, renew *time.Timer) err
 			if heartbeatErr == nil {
 				a.log.Info("session established", "manager", addr)
 				a.setStatus(addr, nil)
-				heartbeatErr = make(chan error, 1)
+				heartbeatErr = make(chan error, 3)
 				go func() { heartbeatErr <- a.heartbeat(ctx, client, msg.SessionId, msg.HeartbeatPeriodMs) }()
+				if a.cfg.Executor != nil {
+					a.cfg.Executor.Resync()
+					go func() { heartbeatErr <- a.assignments(ctx, client, msg.SessionId) }()
+					go func() { heartbeatErr <- a.reportStatuses(ctx, client, msg.SessionId) }()
+				}
 			}
 			if a.cfg.OnManagers != nil && len(msg.Managers) > 0 {
 				a.cfg.OnManagers(msg.Managers)
@@ -288,6 +305,36 @@ func (a *Agent) heartbeat(ctx context.Context, client shoalpb.DispatcherClient, 
 		}
 		if resp.HeartbeatPeriodMs > 0 {
 			period = time.Duration(resp.HeartbeatPeriodMs) * time.Millisecond
+		}
+	}
+}
+
+// assignments feeds the leader's task assignments to the executor.
+func (a *Agent) assignments(ctx context.Context, client shoalpb.DispatcherClient, sessionID string) error {
+	stream, err := client.Assignments(ctx, &shoalpb.AssignmentsRequest{SessionId: sessionID})
+	if err != nil {
+		return fmt.Errorf("assignments: %w", err)
+	}
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("assignments: %w", err)
+		}
+		a.cfg.Executor.Assign(msg)
+	}
+}
+
+// reportStatuses sends the executor's status batches to the leader. A batch
+// that fails ends the session; the next session resyncs every status.
+func (a *Agent) reportStatuses(ctx context.Context, client shoalpb.DispatcherClient, sessionID string) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case batch := <-a.cfg.Executor.Updates():
+			if _, err := client.UpdateTaskStatus(ctx, &shoalpb.UpdateTaskStatusRequest{SessionId: sessionID, Updates: batch}); err != nil {
+				return fmt.Errorf("report task status: %w", err)
+			}
 		}
 	}
 }

@@ -99,6 +99,9 @@ func (c *client) local() shoalpb.NodeServiceClient { return shoalpb.NewNodeServi
 
 // explain turns a gRPC error into what the user should read.
 func (c *client) explain(err error) error {
+	if err == nil {
+		return nil
+	}
 	st, ok := status.FromError(err)
 	if !ok {
 		return err

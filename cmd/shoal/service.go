@@ -302,7 +302,11 @@ func taskRows(tasks []*shoalpb.Task, nodes map[string]string, now time.Time) []a
 		if a.Slot == 0 && a.NodeId != b.NodeId {
 			return a.NodeId < b.NodeId
 		}
-		return a.GetStatus().GetTimestamp().AsTime().After(b.GetStatus().GetTimestamp().AsTime())
+		// The slot's current task first, then its history, newest first.
+		if ar, br := a.DesiredState == shoalpb.TaskState_TASK_STATE_RUNNING, b.DesiredState == shoalpb.TaskState_TASK_STATE_RUNNING; ar != br {
+			return ar
+		}
+		return a.GetMeta().GetCreatedAt().AsTime().After(b.GetMeta().GetCreatedAt().AsTime())
 	})
 	rows := make([]any, 0, len(tasks))
 	var prevSlot string
