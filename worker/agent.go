@@ -64,7 +64,7 @@ type Config struct {
 	SaveCreds func() error
 	// Executor runs the node's tasks; nil for a node that runs none.
 	Executor Executor
-	Logger    *slog.Logger
+	Logger   *slog.Logger
 }
 
 // Agent is the node's side of the dispatcher protocol.
