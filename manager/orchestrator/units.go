@@ -1,0 +1,230 @@
+package orchestrator
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+
+	shoalpb "shoal/proto"
+)
+
+// isDead reports whether t's status is terminal: COMPLETE, SHUTDOWN, FAILED,
+// REJECTED or ORPHANED.
+func isDead(t *shoalpb.Task) bool {
+	return t.GetStatus().GetState() >= shoalpb.TaskState_TASK_STATE_COMPLETE
+}
+
+// isRunnable reports whether t is wanted and may still run: desired RUNNING
+// and not dead.
+func isRunnable(t *shoalpb.Task) bool {
+	return t.GetDesiredState() == shoalpb.TaskState_TASK_STATE_RUNNING && !isDead(t)
+}
+
+// isUndecided reports whether t is dead while still desired RUNNING: its
+// unit's restart is pending or refused (see the package doc).
+func isUndecided(t *shoalpb.Task) bool {
+	return t.GetDesiredState() == shoalpb.TaskState_TASK_STATE_RUNNING && isDead(t)
+}
+
+// isRunning reports whether t's status is RUNNING.
+func isRunning(t *shoalpb.Task) bool {
+	return t.GetStatus().GetState() == shoalpb.TaskState_TASK_STATE_RUNNING
+}
+
+// newestFirst orders tasks by status timestamp, then creation time, then ID,
+// newest first. Timestamps come from agents' and managers' clocks, so the
+// order is a best effort; the reconcilers only use it to pick among tasks
+// that should not coexist.
+func newestFirst(a, b *shoalpb.Task) int {
+	if c := cmp.Compare(b.GetStatus().GetTimestamp().AsTime().UnixNano(),
+		a.GetStatus().GetTimestamp().AsTime().UnixNano()); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.GetMeta().GetCreatedAt().AsTime().UnixNano(),
+		a.GetMeta().GetCreatedAt().AsTime().UnixNano()); c != 0 {
+		return c
+	}
+	return strings.Compare(b.GetId(), a.GetId())
+}
+
+// unit is where a service wants one task: a slot or a node.
+type unit struct {
+	slot   uint64
+	nodeID string
+	tasks  []*shoalpb.Task
+}
+
+// unitsBySlot groups tasks by slot, in slot order.
+func unitsBySlot(tasks []*shoalpb.Task) []*unit {
+	bySlot := map[uint64]*unit{}
+	for _, t := range tasks {
+		u := bySlot[t.GetSlot()]
+		if u == nil {
+			u = &unit{slot: t.GetSlot()}
+			bySlot[t.GetSlot()] = u
+		}
+		u.tasks = append(u.tasks, t)
+	}
+	out := make([]*unit, 0, len(bySlot))
+	for _, u := range bySlot {
+		out = append(out, u)
+	}
+	slices.SortFunc(out, func(a, b *unit) int { return cmp.Compare(a.slot, b.slot) })
+	return out
+}
+
+// unitsByNode groups tasks by node, with an empty unit for every node in
+// nodes that has no task, in node ID order.
+func unitsByNode(tasks []*shoalpb.Task, nodes map[string]*shoalpb.Node) []*unit {
+	byNode := map[string]*unit{}
+	for id := range nodes {
+		byNode[id] = &unit{nodeID: id}
+	}
+	for _, t := range tasks {
+		u := byNode[t.GetNodeId()]
+		if u == nil {
+			u = &unit{nodeID: t.GetNodeId()}
+			byNode[t.GetNodeId()] = u
+		}
+		u.tasks = append(u.tasks, t)
+	}
+	out := make([]*unit, 0, len(byNode))
+	for _, u := range byNode {
+		out = append(out, u)
+	}
+	slices.SortFunc(out, func(a, b *unit) int { return strings.Compare(a.nodeID, b.nodeID) })
+	return out
+}
+
+// live returns u's runnable tasks that this plan has not changed, best first:
+// running before not yet running, current spec before outdated, newest first.
+func (b *builder) live(u *unit) []*shoalpb.Task {
+	var out []*shoalpb.Task
+	for _, t := range u.tasks {
+		if isRunnable(t) && !b.touched[t.GetId()] {
+			out = append(out, t)
+		}
+	}
+	slices.SortFunc(out, func(x, y *shoalpb.Task) int {
+		if rx, ry := isRunning(x), isRunning(y); rx != ry {
+			if rx {
+				return -1
+			}
+			return 1
+		}
+		if c := cmp.Compare(y.GetSpecVersion(), x.GetSpecVersion()); c != 0 {
+			return c
+		}
+		return newestFirst(x, y)
+	})
+	return out
+}
+
+// undecided returns u's newest dead task still desired RUNNING that this plan
+// has not changed, or nil. keep filters the candidates (jobs look at the
+// current iteration only); nil keeps all.
+func (b *builder) undecided(u *unit, keep func(*shoalpb.Task) bool) *shoalpb.Task {
+	var newest *shoalpb.Task
+	for _, t := range u.tasks {
+		if !isUndecided(t) || b.touched[t.GetId()] || (keep != nil && !keep(t)) {
+			continue
+		}
+		if newest == nil || newestFirst(t, newest) < 0 {
+			newest = t
+		}
+	}
+	return newest
+}
+
+// keepOne leaves the best of live running and shuts the others down (a unit
+// holds one task), and turns leftover undecided tasks into history. It
+// returns the task kept.
+func (b *builder) keepOne(u *unit, live []*shoalpb.Task) *shoalpb.Task {
+	for _, t := range live[1:] {
+		b.shutdown(t, "")
+	}
+	for _, t := range u.tasks {
+		if isUndecided(t) && !b.isCompletion(t) {
+			b.shutdown(t, "")
+		}
+	}
+	return live[0]
+}
+
+// retire empties u for good: its runnable tasks are shut down and its
+// undecided tasks become history, except a job's completions, which record
+// that the unit is done.
+func (b *builder) retire(u *unit) {
+	for _, t := range u.tasks {
+		if isRunnable(t) || (isUndecided(t) && !b.isCompletion(t)) {
+			b.shutdown(t, "")
+		}
+	}
+}
+
+// isCompletion reports whether t is a successful run of a job.
+func (b *builder) isCompletion(t *shoalpb.Task) bool {
+	return b.isJob() && t.GetStatus().GetState() == shoalpb.TaskState_TASK_STATE_COMPLETE
+}
+
+// nodeCondition is what a node's state means for the tasks on it.
+type nodeCondition int
+
+const (
+	// nodeUsable: ready and active; new tasks may go there.
+	nodeUsable nodeCondition = iota
+	// nodeHolds: paused, or its state is unknown or not ready yet: tasks
+	// there stay as they are, no new task goes there.
+	nodeHolds
+	// nodeDrained: its tasks are shut down and replaced elsewhere.
+	nodeDrained
+	// nodeDown: its tasks are orphaned and replaced elsewhere.
+	nodeDown
+	// nodeGone: the node was removed; like nodeDown.
+	nodeGone
+)
+
+// conditionOf classifies node n (nil when it does not exist).
+func conditionOf(n *shoalpb.Node) nodeCondition {
+	switch {
+	case n == nil:
+		return nodeGone
+	case n.GetStatus().GetState() == shoalpb.NodeState_NODE_STATE_DOWN:
+		return nodeDown
+	case n.GetSpec().GetAvailability() == shoalpb.NodeAvailability_NODE_AVAILABILITY_DRAIN:
+		return nodeDrained
+	case n.GetStatus().GetState() != shoalpb.NodeState_NODE_STATE_READY,
+		n.GetSpec().GetAvailability() != shoalpb.NodeAvailability_NODE_AVAILABILITY_ACTIVE:
+		return nodeHolds
+	}
+	return nodeUsable
+}
+
+// evacuate handles u's tasks on nodes that went down, were removed or are
+// drained: tasks not yet dead on a down or gone node are orphaned, runnable
+// tasks on a drained node are shut down. It reports whether a runnable task
+// left u that way (matching keep, if set), i.e. whether u must be refilled at
+// once.
+func (b *builder) evacuate(u *unit, keep func(*shoalpb.Task) bool) (freed bool) {
+	for _, t := range u.tasks {
+		if t.GetNodeId() == "" || isDead(t) || b.touched[t.GetId()] {
+			continue
+		}
+		runnable := isRunnable(t) && (keep == nil || keep(t))
+		switch conditionOf(b.nodes[t.GetNodeId()]) {
+		case nodeDown:
+			b.orphan(t, msgNodeDown)
+		case nodeGone:
+			b.orphan(t, msgNodeRemoved)
+		case nodeDrained:
+			if !isRunnable(t) {
+				continue
+			}
+			b.shutdown(t, msgNodeDrained)
+		default:
+			continue
+		}
+		freed = freed || runnable
+	}
+	return freed
+}
