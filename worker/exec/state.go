@@ -1,0 +1,122 @@
+package exec
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	shoalpb "shoal/proto"
+)
+
+// recordFile is the executor's file in a task's directory; the runtime's
+// files sit beside it.
+const recordFile = "task.json"
+
+// record is what the executor keeps of a task across agent restarts.
+type record struct {
+	seq     uint64 // in memory only
+	Task    *shoalpb.Task
+	Runtime string // the runtime that started the task, "" before that
+	Handle  []byte // runtime.Handle.State, for Adopt
+	Forget  bool   // being stopped and removed
+}
+
+// recordJSON is a record on disk.
+type recordJSON struct {
+	Task    json.RawMessage `json:"task"`
+	Runtime string          `json:"runtime,omitempty"`
+	Handle  []byte          `json:"handle,omitempty"`
+	Forget  bool            `json:"forget,omitempty"`
+}
+
+// writeRecord writes rec atomically to <dir>/<task-id>/task.json.
+func writeRecord(dir string, rec *record) error {
+	task, err := protojson.Marshal(rec.Task)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(recordJSON{Task: task, Runtime: rec.Runtime, Handle: rec.Handle, Forget: rec.Forget})
+	if err != nil {
+		return err
+	}
+	taskDir := filepath.Join(dir, rec.Task.Id)
+	if err := os.MkdirAll(taskDir, 0o750); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(taskDir, "."+recordFile+".tmp*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(b)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(taskDir, recordFile))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
+
+// deleteRecord deletes the task's directory, whatever the runtime left in it.
+func deleteRecord(dir, taskID string) error {
+	return os.RemoveAll(filepath.Join(dir, taskID))
+}
+
+// readRecord reads <dir>/<task-id>/task.json.
+func readRecord(dir, taskID string) (*record, error) {
+	b, err := os.ReadFile(filepath.Join(dir, taskID, recordFile))
+	if err != nil {
+		return nil, err
+	}
+	var rj recordJSON
+	if err := json.Unmarshal(b, &rj); err != nil {
+		return nil, fmt.Errorf("%s: %w", recordFile, err)
+	}
+	task := &shoalpb.Task{}
+	if err := protojson.Unmarshal(rj.Task, task); err != nil {
+		return nil, fmt.Errorf("%s: task: %w", recordFile, err)
+	}
+	if task.Id != taskID {
+		return nil, fmt.Errorf("%s: holds task %q", recordFile, task.Id)
+	}
+	return &record{Task: task, Runtime: rj.Runtime, Handle: rj.Handle, Forget: rj.Forget}, nil
+}
+
+// load makes controllers for the tasks an earlier agent left. A directory
+// without a readable record is left alone and logged: it is not ours to
+// delete on a guess.
+func (e *Executor) load() []*controller {
+	entries, err := os.ReadDir(e.dir)
+	if err != nil {
+		if !os.IsNotExist(err) {
+			e.log.Error("read task records", "dir", e.dir, "err", err)
+		}
+		return nil
+	}
+	var out []*controller
+	for _, ent := range entries {
+		if !ent.IsDir() {
+			continue
+		}
+		rec, err := readRecord(e.dir, ent.Name())
+		if err != nil {
+			e.log.Warn("skip task directory without a usable record", "dir", filepath.Join(e.dir, ent.Name()), "err", err)
+			continue
+		}
+		if rec.Task.Status == nil {
+			rec.Task.Status = newStatus(assigned, "assigned")
+		}
+		c := newController(e, rec.Task, rec)
+		out = append(out, c)
+	}
+	return out
+}
