@@ -53,9 +53,10 @@ func TestLeaderKilledNewLeaderTakesWritesAndOldOneCatchesUp(t *testing.T) {
 	}
 }
 
-// snapshotArgs make the leader compact its log after a few entries, so a
-// manager that was down during many writes must be sent a snapshot.
-var snapshotArgs = []string{"--raft-snapshot-threshold", "16", "--raft-trailing-logs", "4"}
+// snapshotArgs make the leader check every second and compact its log after
+// a few entries, so a manager that was down during many writes must be sent a
+// snapshot.
+var snapshotArgs = []string{"--raft-snapshot-threshold", "16", "--raft-trailing-logs", "4", "--raft-snapshot-interval", "1s"}
 
 // snapshotTimeout bounds the wait for the leader's snapshot after the
 // writes; the flags above ask for one every 16 entries.

@@ -59,6 +59,7 @@ type Config struct {
 	// Raft tuning, for tests; 0 keeps the defaults.
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	SnapshotInterval  time.Duration
 
 	Logger *slog.Logger
 	// OnReady is called once the node serves, with its join tokens on managers.

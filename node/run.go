@@ -200,6 +200,7 @@ func (n *Node) openStore(id Identity) (*state.Store, error) {
 		Logger:            n.log,
 		SnapshotThreshold: n.cfg.SnapshotThreshold,
 		TrailingLogs:      n.cfg.TrailingLogs,
+		SnapshotInterval:  n.cfg.SnapshotInterval,
 	})
 	if err != nil {
 		ln.Close()

@@ -34,7 +34,9 @@ func (f *daemonFlags) register(cmd *cobra.Command, addrs bool) {
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.Uint64Var(&f.cfg.SnapshotThreshold, "raft-snapshot-threshold", 0, "Raft log entries between snapshots (0: default 8192)")
 	fl.Uint64Var(&f.cfg.TrailingLogs, "raft-trailing-logs", 0, "Raft log entries kept after a snapshot (0: default 10240)")
+	fl.DurationVar(&f.cfg.SnapshotInterval, "raft-snapshot-interval", 0, "how often Raft checks whether a snapshot is due (0: default 2m)")
 	_ = fl.MarkHidden("raft-snapshot-threshold")
+	_ = fl.MarkHidden("raft-snapshot-interval")
 	_ = fl.MarkHidden("raft-trailing-logs")
 }
 

@@ -97,6 +97,8 @@ func (s *Server) StoreError(err error) error {
 		return err
 	case errors.Is(err, state.ErrNoLeader):
 		return status.Error(codes.Unavailable, s.quorumLost())
+	case errors.Is(err, state.ErrLeadershipLost):
+		return status.Error(codes.Unavailable, s.leadershipLost())
 	case errors.Is(err, state.ErrVersionConflict):
 		return status.Error(codes.Aborted, "the object changed while this request was applied; retry")
 	case errors.Is(err, state.ErrNotFound):
@@ -110,30 +112,11 @@ func (s *Server) StoreError(err error) error {
 }
 
 // quorumLost explains a write that found no leader: how many managers are
-// missing and how to recover. Gossip may not have declared a just-killed
-// manager dead yet, so each other manager's Raft port is probed as well.
+// missing and how to recover.
 func (s *Server) quorumLost() string {
-	members, err := s.cfg.Store.Members()
-	if err != nil || len(members) == 0 {
+	unreachable, voters, err := s.unreachableManagers()
+	if err != nil {
 		return "no Raft leader: this manager cannot reach a quorum of managers; check that the other managers are running"
-	}
-	var voters []state.Member
-	for _, m := range members {
-		if m.Voter {
-			voters = append(voters, m)
-		}
-	}
-	reachable := make(chan bool, len(voters))
-	for _, m := range voters {
-		go func() {
-			reachable <- m.ID == s.cfg.NodeID || (s.cfg.Liveness.Alive(m.ID) && dialable(m.Addr))
-		}()
-	}
-	unreachable := 0
-	for range voters {
-		if !<-reachable {
-			unreachable++
-		}
 	}
 	dataDir := s.cfg.DataDir
 	if dataDir == "" {
@@ -141,7 +124,46 @@ func (s *Server) quorumLost() string {
 	}
 	return fmt.Sprintf("quorum lost: %d of %d managers are unreachable (a quorum needs %d); bring them back, "+
 		"or run 'shoal daemon --force-new-cluster --data-dir %s' on a surviving manager to continue as a one-manager cluster with all state kept",
-		unreachable, len(voters), len(voters)/2+1, dataDir)
+		unreachable, voters, voters/2+1, dataDir)
+}
+
+// leadershipLost explains a write that was in flight when this manager
+// stopped being the leader, adding the quorum explanation when that is why.
+func (s *Server) leadershipLost() string {
+	msg := "this manager lost its leadership while the change was being committed, so it may or may not have been applied; check before retrying"
+	if unreachable, voters, err := s.unreachableManagers(); err == nil && voters-unreachable < voters/2+1 {
+		msg += "; " + s.quorumLost()
+	}
+	return msg
+}
+
+// unreachableManagers counts the Raft voters this manager cannot reach.
+// Gossip may not have declared a just-killed manager dead yet, so each other
+// manager's Raft port is probed as well.
+func (s *Server) unreachableManagers() (unreachable, voters int, err error) {
+	members, err := s.cfg.Store.Members()
+	if err != nil {
+		return 0, 0, err
+	}
+	reachable := make(chan bool, len(members))
+	for _, m := range members {
+		if !m.Voter {
+			continue
+		}
+		voters++
+		go func() {
+			reachable <- m.ID == s.cfg.NodeID || (s.cfg.Liveness.Alive(m.ID) && dialable(m.Addr))
+		}()
+	}
+	if voters == 0 {
+		return 0, 0, errors.New("no Raft voters known")
+	}
+	for range voters {
+		if !<-reachable {
+			unreachable++
+		}
+	}
+	return unreachable, voters, nil
 }
 
 // dialable reports whether a TCP connection to addr opens within a short time.

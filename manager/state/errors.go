@@ -11,6 +11,10 @@ var (
 	// ErrNoLeader means no leader appeared within Config.LeaderWait: the
 	// cluster has most likely lost its quorum.
 	ErrNoLeader = errors.New("no raft leader")
+	// ErrLeadershipLost means this node stopped being the leader while a
+	// command was in flight, usually because it lost contact with a quorum:
+	// the command may or may not have been applied. Re-read before retrying.
+	ErrLeadershipLost = errors.New("raft leadership lost")
 	// ErrVersionConflict means an UPDATE carried a version other than the
 	// stored one: someone else wrote the object since it was read. Re-read
 	// and retry.

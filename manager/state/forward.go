@@ -25,10 +25,9 @@ const leaderPoll = 20 * time.Millisecond
 // ErrNoLeader. Apply's refusals (ErrVersionConflict, ErrNotFound, ErrExists,
 // ErrInvalidAction) come back wrapped; the store is then unchanged.
 //
-// If leadership is lost while the command is in flight (the error wraps
-// raft.ErrLeadershipLost), if ctx ends while waiting for the commit, or if
-// the Forwarder fails in transit, the command may or may not have been
-// applied: callers re-read before retrying. The actions are not modified.
+// If leadership is lost while the command is in flight (ErrLeadershipLost),
+// if ctx ends while waiting for the commit, or if the Forwarder fails in
+// transit, the command may or may not have been applied: callers re-read before retrying. The actions are not modified.
 func (s *Store) Propose(ctx context.Context, actions ...*shoalpb.StoreAction) (uint64, error) {
 	if len(actions) == 0 {
 		return 0, fmt.Errorf("propose: %w: no actions", ErrInvalidAction)
@@ -118,8 +117,8 @@ func (s *Store) applyLocal(ctx context.Context, cmd []byte) (uint64, error) {
 	f := s.raft.Apply(cmd, timeoutOf(ctx))
 	if err := waitFuture(ctx, f); err != nil {
 		if errors.Is(err, raft.ErrLeadershipLost) {
-			return 0, fmt.Errorf("propose: leadership lost before the command committed; "+
-				"it may or may not have been applied: %w", err)
+			return 0, fmt.Errorf("propose: %w before the command committed; "+
+				"it may or may not have been applied: %w", ErrLeadershipLost, err)
 		}
 		return 0, s.raftError("propose", err)
 	}
