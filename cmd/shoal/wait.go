@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	"shoal/manager/controlapi"
 	shoalpb "shoal/proto"
@@ -122,7 +123,7 @@ func assess(view *shoalpb.ServiceView, tasks []*shoalpb.Task) *progress {
 			line = fmt.Sprintf("%.12s: %-10s", k, state)
 		}
 		switch {
-		case st.GetState() == shoalpb.TaskState_TASK_STATE_RUNNING && t.SpecVersion == svc.SpecVersion:
+		case st.GetState() == shoalpb.TaskState_TASK_STATE_RUNNING && proto.Equal(t.Spec, svc.Spec.Task):
 			running++
 		case st.GetState() == shoalpb.TaskState_TASK_STATE_COMPLETE && job:
 			completed++

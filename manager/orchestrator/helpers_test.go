@@ -95,8 +95,13 @@ func restart(cond shoalpb.RestartCondition, delayMs int64, maxAttempts uint64, w
 	}
 }
 
+// specVersion sets the service's spec version and gives its task spec the
+// image app:v, so tasks of other versions are outdated.
 func specVersion(v uint64) func(*shoalpb.Service) {
-	return func(s *shoalpb.Service) { s.SpecVersion = v }
+	return func(s *shoalpb.Service) {
+		s.SpecVersion = v
+		s.Spec.Task.Container.Image = fmt.Sprintf("app:%d", v)
+	}
 }
 
 func iteration(i uint64) func(*shoalpb.Service) {
@@ -144,8 +149,12 @@ func at(d time.Duration) func(*shoalpb.Task) {
 	return func(t *shoalpb.Task) { t.Status.Timestamp = timestamppb.New(t0.Add(d)) }
 }
 
+// version marks the task as made from spec version v (image app:v).
 func version(v uint64) func(*shoalpb.Task) {
-	return func(t *shoalpb.Task) { t.SpecVersion = v }
+	return func(t *shoalpb.Task) {
+		t.SpecVersion = v
+		t.Spec.Container.Image = fmt.Sprintf("app:%d", v)
+	}
 }
 
 func iter(i uint64) func(*shoalpb.Task) {

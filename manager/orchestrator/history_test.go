@@ -36,6 +36,7 @@ func TestRemovedService(t *testing.T) {
 
 func TestHistory(t *testing.T) {
 	svc := service("a", replMode, 1)
+	sixAttempts := service("a", replMode, 1, restart(condAny, 0, 6, 0))
 	nodes := []*shoalpb.Node{node("n1"), node("n2")}
 	runCases(t, []reconcileCase{
 		{
@@ -56,9 +57,9 @@ func TestHistory(t *testing.T) {
 		},
 		{
 			name:  "max_attempts raises the limit so attempts stay countable",
-			svc:   service("a", replMode, 1, restart(condAny, 0, 6, 0)),
+			svc:   sixAttempts,
 			nodes: nodes,
-			tasks: join([]*shoalpb.Task{task("a1", svc, 1, "n1", running)}, history("h", svc, 1, "n1", 9)),
+			tasks: join([]*shoalpb.Task{task("a1", sixAttempts, 1, "n1", running)}, history("h", sixAttempts, 1, "n1", 9)),
 			want:  []string{"delete h8", "delete h9"},
 		},
 		{

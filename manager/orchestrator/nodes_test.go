@@ -75,7 +75,7 @@ func TestReplicatedNodeChanges(t *testing.T) {
 		},
 		{
 			name:  "node down while scaling down: the lost slot is the one that goes",
-			svc:   service("a", replMode, 1),
+			svc:   service("a", replMode, 1, restart(condAny, 0, 1, 0)),
 			nodes: two(node("n2", isDown)),
 			tasks: tasks,
 			want:  []string{"orphan a2: node down"},

@@ -266,7 +266,15 @@ func (b *builder) isJob() bool {
 	return false
 }
 
-// outdated reports whether t was made from an older spec than the service's.
+// outdated reports whether t runs a task spec other than the service's
+// current one. A service change that leaves the task spec alone (replicas,
+// labels, the name) bumps spec_version without making any task outdated, so
+// scaling never restarts the tasks it keeps.
 func (b *builder) outdated(t *shoalpb.Task) bool {
-	return t.GetSpecVersion() < b.svc.GetSpecVersion()
+	return !sameTaskSpec(t, b.svc.GetSpec().GetTask())
+}
+
+// sameTaskSpec reports whether t was made from spec.
+func sameTaskSpec(t *shoalpb.Task, spec *shoalpb.TaskSpec) bool {
+	return proto.Equal(t.GetSpec(), spec)
 }

@@ -78,15 +78,15 @@ func decideRestart(p *shoalpb.RestartPolicy, dead *shoalpb.Task, history []*shoa
 	return restartNow, time.Time{}
 }
 
-// failuresInWindow counts the failures among history made from the same spec
-// version (and job iteration) as dead, within window_ms before dead's status
+// failuresInWindow counts the failures among history made from the same task
+// spec (and job iteration) as dead, within window_ms before dead's status
 // timestamp (all of them when window_ms is 0).
 func failuresInWindow(p *shoalpb.RestartPolicy, dead *shoalpb.Task, history []*shoalpb.Task) uint64 {
 	end := dead.GetStatus().GetTimestamp().AsTime()
 	window := time.Duration(p.GetWindowMs()) * time.Millisecond
 	var n uint64
 	for _, t := range history {
-		if !isFailure(t) || t.GetSpecVersion() != dead.GetSpecVersion() || t.GetJobIteration() != dead.GetJobIteration() {
+		if !isFailure(t) || !sameTaskSpec(t, dead.GetSpec()) || t.GetJobIteration() != dead.GetJobIteration() {
 			continue
 		}
 		if window > 0 {

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -31,9 +32,11 @@ func TestReplicatedConverges(t *testing.T) {
 			case 0:
 				svc = proto.Clone(svc).(*shoalpb.Service)
 				svc.Spec.Replicas = uint64(rng.IntN(7))
+				svc.SpecVersion++
 			case 1:
 				svc = proto.Clone(svc).(*shoalpb.Service)
 				svc.SpecVersion++
+				svc.Spec.Task.Container.Image = fmt.Sprintf("app:%d", svc.SpecVersion)
 			case 2, 3:
 				if len(tasks) > 0 {
 					i := rng.IntN(len(tasks))
@@ -159,8 +162,8 @@ func checkSettled(t *testing.T, seed uint64, step int, svc *shoalpb.Service, tas
 		if perSlot[x.Slot] > 1 {
 			t.Fatalf("seed %d step %d: slot %d holds two runnable tasks", seed, step, x.Slot)
 		}
-		if usable && x.SpecVersion != svc.SpecVersion {
-			t.Fatalf("seed %d step %d: task %s still at spec %d, service at %d", seed, step, x.Id, x.SpecVersion, svc.SpecVersion)
+		if usable && !proto.Equal(x.Spec, svc.Spec.Task) {
+			t.Fatalf("seed %d step %d: task %s still runs image %s, service at %s", seed, step, x.Id, x.Spec.GetContainer().GetImage(), svc.Spec.Task.Container.Image)
 		}
 	}
 	if runnable != int(svc.Spec.Replicas) {

@@ -112,8 +112,11 @@ func (b *builder) live(u *unit) []*shoalpb.Task {
 			}
 			return 1
 		}
-		if c := cmp.Compare(y.GetSpecVersion(), x.GetSpecVersion()); c != 0 {
-			return c
+		if ox, oy := b.outdated(x), b.outdated(y); ox != oy {
+			if oy {
+				return -1
+			}
+			return 1
 		}
 		return newestFirst(x, y)
 	})

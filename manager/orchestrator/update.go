@@ -30,7 +30,7 @@ var defaultUpdateConfig = updateConfig{parallelism: 1, order: stopFirst}
 // updateConfigOf returns the update settings of svc.
 func updateConfigOf(*shoalpb.Service) updateConfig { return defaultUpdateConfig }
 
-// rollingUpdate replaces live tasks made from an older spec version, a few
+// rollingUpdate replaces live tasks made from another task spec, a few
 // units at a time: a unit is in progress while its replacement (a task of the
 // current version in a unit that held an older one) is not yet RUNNING, and
 // no more than parallelism units are in progress at once. A replacement that
@@ -75,10 +75,11 @@ func (b *builder) rollingUpdate(live []unitState) {
 	}
 }
 
-// replacesOlder reports whether u held a task of an older spec version than t.
+// replacesOlder reports whether u held a task of an older spec version and
+// another task spec than t.
 func replacesOlder(u *unit, t *shoalpb.Task) bool {
 	for _, o := range u.tasks {
-		if o.GetSpecVersion() < t.GetSpecVersion() {
+		if o.GetSpecVersion() < t.GetSpecVersion() && !sameTaskSpec(o, t.GetSpec()) {
 			return true
 		}
 	}

@@ -17,7 +17,15 @@ func TestRollingUpdate(t *testing.T) {
 		return task(id, v2, slot, node, state, opts...)
 	}
 	stopped := desired(shutdown)
+	scaled := service("a", replMode, 4, func(s *shoalpb.Service) { s.SpecVersion = 2 })
 	runCases(t, []reconcileCase{
+		{
+			name:  "a change that leaves the task spec alone (a scale) replaces nothing",
+			svc:   scaled,
+			nodes: nodes,
+			tasks: []*shoalpb.Task{old("a1", 1, "n1", running), old("a2", 2, "n2", running), old("a3", 3, "n3", running)},
+			want:  []string{"create slot 4"},
+		},
 		{
 			name:  "the first outdated task is replaced in its slot (stop-first)",
 			svc:   v2,
