@@ -21,7 +21,7 @@ func (b *builder) global(tasks []*shoalpb.Task) {
 	for _, u := range unitsByNode(tasks, b.nodes) {
 		b.evacuate(u, nil)
 		node := b.nodes[u.nodeID]
-		cond := conditionOf(node)
+		cond := b.condition(node)
 		if cond == nodeHolds {
 			continue
 		}

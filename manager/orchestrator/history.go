@@ -69,7 +69,7 @@ func (b *builder) protected(t *shoalpb.Task) bool {
 // deleted once it is dead.
 func (b *builder) removed(tasks []*shoalpb.Task) {
 	for _, t := range tasks {
-		cond := conditionOf(b.nodes[t.GetNodeId()])
+		cond := b.condition(b.nodes[t.GetNodeId()])
 		if isDead(t) || t.GetNodeId() == "" || cond == nodeDown || cond == nodeGone {
 			b.del(t)
 			continue

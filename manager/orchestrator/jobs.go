@@ -71,7 +71,7 @@ func (b *builder) globalJob(tasks []*shoalpb.Task) {
 		b.evacuate(u, b.currentIteration)
 		b.retireOlderIterations(u)
 		node := b.nodes[u.nodeID]
-		cond := conditionOf(node)
+		cond := b.condition(node)
 		if cond == nodeHolds {
 			continue
 		}

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	shoalpb "shoal/proto"
 )
 
@@ -16,6 +18,20 @@ func TestReplicatedNodeChanges(t *testing.T) {
 			name:  "node down: its tasks are orphaned and their slots refilled at once",
 			svc:   svc,
 			nodes: two(node("n2", isDown)),
+			tasks: tasks,
+			want:  []string{"create slot 2", "orphan a2: node down"},
+		},
+		{
+			name:  "node down for less than OrphanGrace (a daemon restart): nothing moves until the grace ends",
+			svc:   svc,
+			nodes: two(node("n2", downSince(-OrphanGrace/2))),
+			tasks: tasks,
+			want:  []string{"wake +1s"},
+		},
+		{
+			name:  "node down for OrphanGrace: its tasks are orphaned",
+			svc:   svc,
+			nodes: two(node("n2", downSince(-OrphanGrace))),
 			tasks: tasks,
 			want:  []string{"create slot 2", "orphan a2: node down"},
 		},
@@ -175,4 +191,12 @@ func TestGlobal(t *testing.T) {
 			want: nil,
 		},
 	})
+}
+
+// downSince marks the node down since t0+d.
+func downSince(d time.Duration) func(*shoalpb.Node) {
+	return func(n *shoalpb.Node) {
+		isDown(n)
+		n.Status.UpdatedAt = timestamppb.New(t0.Add(d))
+	}
 }

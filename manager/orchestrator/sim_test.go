@@ -116,7 +116,7 @@ func simulateCluster(tasks []*shoalpb.Task, nodes []*shoalpb.Node, now time.Time
 		case isPending(t):
 			best := ""
 			for _, n := range nodes {
-				if conditionOf(n) == nodeUsable && (best == "" || load[n.Id] < load[best]) {
+				if conditionOf(n, now) == nodeUsable && (best == "" || load[n.Id] < load[best]) {
 					best = n.Id
 				}
 			}
@@ -145,7 +145,7 @@ func checkSettled(t *testing.T, seed uint64, step int, svc *shoalpb.Service, tas
 	t.Helper()
 	usable := false
 	for _, n := range nodes {
-		usable = usable || conditionOf(n) == nodeUsable
+		usable = usable || conditionOf(n, t0) == nodeUsable
 	}
 	perSlot := map[uint64]int{}
 	dead := map[uint64]int{}

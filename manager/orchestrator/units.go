@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"strings"
+	"time"
 
 	shoalpb "shoal/proto"
 )
@@ -187,12 +188,24 @@ const (
 	nodeGone
 )
 
-// conditionOf classifies node n (nil when it does not exist).
-func conditionOf(n *shoalpb.Node) nodeCondition {
+// OrphanGrace is how long a node must have been down before its tasks are
+// orphaned and replaced elsewhere. A daemon restart (an upgrade, a crash that
+// systemd restarts) ends the node's session for a moment; within the grace
+// the agent comes back, re-adopts its running tasks and nothing moves. The
+// dispatcher's detection plus this grace stays well within the five seconds
+// a dead node's tasks may take to run elsewhere.
+const OrphanGrace = 2 * time.Second
+
+// conditionOf classifies node n (nil when it does not exist) at time now. A
+// node down for less than OrphanGrace holds its tasks.
+func conditionOf(n *shoalpb.Node, now time.Time) nodeCondition {
 	switch {
 	case n == nil:
 		return nodeGone
 	case n.GetStatus().GetState() == shoalpb.NodeState_NODE_STATE_DOWN:
+		if now.Before(orphanAt(n)) {
+			return nodeHolds
+		}
 		return nodeDown
 	case n.GetSpec().GetAvailability() == shoalpb.NodeAvailability_NODE_AVAILABILITY_DRAIN:
 		return nodeDrained
@@ -201,6 +214,25 @@ func conditionOf(n *shoalpb.Node) nodeCondition {
 		return nodeHolds
 	}
 	return nodeUsable
+}
+
+// orphanAt is when the tasks of down node n are orphaned: OrphanGrace after
+// its status last changed (at once when that time is unknown).
+func orphanAt(n *shoalpb.Node) time.Time {
+	if at := n.GetStatus().GetUpdatedAt(); at != nil {
+		return at.AsTime().Add(OrphanGrace)
+	}
+	return time.Time{}
+}
+
+// condition classifies node n for this plan; a node still within its
+// OrphanGrace makes the plan wake when the grace ends.
+func (b *builder) condition(n *shoalpb.Node) nodeCondition {
+	c := conditionOf(n, b.now)
+	if c == nodeHolds && n.GetStatus().GetState() == shoalpb.NodeState_NODE_STATE_DOWN {
+		b.wakeAt(orphanAt(n))
+	}
+	return c
 }
 
 // evacuate handles u's tasks on nodes that went down, were removed or are
@@ -214,7 +246,7 @@ func (b *builder) evacuate(u *unit, keep func(*shoalpb.Task) bool) (freed bool) 
 			continue
 		}
 		runnable := isRunnable(t) && (keep == nil || keep(t))
-		switch conditionOf(b.nodes[t.GetNodeId()]) {
+		switch b.condition(b.nodes[t.GetNodeId()]) {
 		case nodeDown:
 			b.orphan(t, msgNodeDown)
 		case nodeGone:
