@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -124,14 +125,22 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 		stopGracefully(localSrv, 2*time.Second)
 	})
 
+	// The loops below end with ctx; the role's teardown waits for them, so
+	// the next role never runs a second executor, agent or manager beside
+	// the old ones.
 	errs := make(chan error, 3)
-	go func() {
+	var loops sync.WaitGroup
+	cleanup = append(cleanup, func() {
+		cancel()
+		loops.Wait()
+	})
+	loops.Go(func() {
 		if err := executor.Run(ctx); err != nil && ctx.Err() == nil {
 			errs <- fmt.Errorf("executor: %w", err)
 		}
-	}()
+	})
 	if mgr != nil {
-		go func() { errs <- mgr.Run(ctx) }()
+		loops.Go(func() { errs <- mgr.Run(ctx) })
 		go n.joinRaft(ctx, store, id)
 	}
 	if peers := n.gossipPeers(); len(peers) > 0 {
@@ -151,7 +160,7 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 		Logger:      n.log,
 	})
 	n.setAgent(agent)
-	go func() { errs <- agent.Run(ctx) }()
+	loops.Go(func() { errs <- agent.Run(ctx) })
 
 	n.ready(id)
 	select {
