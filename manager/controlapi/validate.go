@@ -4,16 +4,14 @@ import (
 	"fmt"
 	"path"
 	"regexp"
-	"strconv"
 	"strings"
-	"syscall"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	shoalpb "shoal/proto"
 	"shoal/scheduler"
+	"shoal/worker/runtime"
 )
 
 // Limits of a service spec.
@@ -71,7 +69,7 @@ func validateTask(t *shoalpb.TaskSpec) error {
 		return invalid("--workdir", "%q must be an absolute path", c.GetWorkdir())
 	}
 	if c.GetStopSignal() != "" {
-		if _, err := ParseSignal(c.GetStopSignal()); err != nil {
+		if _, err := runtime.ParseSignal(c.GetStopSignal()); err != nil {
 			return invalid("--stop-signal", "%v", err)
 		}
 	}
@@ -129,22 +127,4 @@ func validateTask(t *shoalpb.TaskSpec) error {
 		}
 	}
 	return nil
-}
-
-// ParseSignal accepts SIGTERM, TERM or 15.
-func ParseSignal(s string) (syscall.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n < 1 || n > 64 {
-			return 0, fmt.Errorf("signal number %d is out of range 1–64", n)
-		}
-		return syscall.Signal(n), nil
-	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if sig := unix.SignalNum(name); sig != 0 {
-		return sig, nil
-	}
-	return 0, fmt.Errorf("unknown signal %q; use a name like SIGTERM or SIGINT, or a number", s)
 }
