@@ -935,7 +935,8 @@ func (x *ResourceSet) GetPids() int64 {
 type RestartPolicy struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Condition RestartCondition       `protobuf:"varint,1,opt,name=condition,proto3,enum=shoal.v1.RestartCondition" json:"condition,omitempty"`
-	// delay_ms between a task ending and its replacement starting (default 5s).
+	// delay_ms between a task ending and its replacement starting: 0 means the
+	// default (5s), a negative value means no delay (an explicit zero).
 	DelayMs int64 `protobuf:"varint,2,opt,name=delay_ms,json=delayMs,proto3" json:"delay_ms,omitempty"`
 	// max_attempts within window_ms (0: unlimited; window 0: ever).
 	MaxAttempts   uint64 `protobuf:"varint,3,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
