@@ -42,8 +42,10 @@ type Config struct {
 	AdvertiseAddr string // IP or IP:PORT; default: first non-loopback IPv4, port 2377
 	ListenAddr    string // IP or IP:PORT; default: the advertise address
 	GossipPort    int    // default 7946
-	Runtime       string // "process" (default) or "containerd"
-	Version       string
+	// Runtime is "process" (the default) or "containerd"; on a restart,
+	// empty keeps the runtime the node was started with.
+	Runtime string
+	Version string
 
 	// Init only.
 	CertExpiry      time.Duration
@@ -99,11 +101,11 @@ func Run(ctx context.Context, cfg Config, mode Mode) error {
 	if cfg.GossipPort == 0 {
 		cfg.GossipPort = DefaultGossipPort
 	}
-	if cfg.Runtime == "" {
+	if cfg.Runtime == "" && mode != ModeRestart {
 		cfg.Runtime = "process"
 	}
 	switch cfg.Runtime {
-	case "process":
+	case "process", "":
 	case "containerd":
 		return errors.New("--runtime containerd: the containerd runtime is not part of this build yet; use --runtime process")
 	default:
@@ -158,6 +160,12 @@ func (n *Node) loadExisting() error {
 	}
 	if n.cfg.ForceNewCluster && id.Role != roleManager {
 		return errors.New("--force-new-cluster: this node is a worker; run it on a surviving manager")
+	}
+	if n.cfg.Runtime != "" && n.cfg.Runtime != id.Runtime {
+		id.Runtime = n.cfg.Runtime
+		if err := id.save(n.cfg.DataDir); err != nil {
+			return err
+		}
 	}
 	n.id, n.creds = id, creds
 	return nil

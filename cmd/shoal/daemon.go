@@ -30,6 +30,8 @@ func (f *daemonFlags) register(cmd *cobra.Command, addrs bool) {
 		fl.StringVar(&f.cfg.ListenAddr, "listen-addr", "", "address to listen on: IP[:PORT] (default: the advertise address)")
 		fl.IntVar(&f.cfg.GossipPort, "gossip-port", node.DefaultGossipPort, "gossip (memberlist) port")
 		fl.StringVar(&f.cfg.Runtime, "runtime", "process", "task runtime (process; containerd comes later)")
+	} else {
+		fl.StringVar(&f.cfg.Runtime, "runtime", "", "task runtime: process (default: the one the node was started with)")
 	}
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.Uint64Var(&f.cfg.SnapshotThreshold, "raft-snapshot-threshold", 0, "Raft log entries between snapshots (0: default 8192)")
