@@ -70,18 +70,26 @@ func matchNode(n *shoalpb.Node, filters map[string]string) bool {
 }
 
 // managerStatuses computes leader/reachable/unreachable for every Raft member.
+// A manager is reachable while gossip says it is alive and the leader has not
+// marked it down (its heartbeats notice a dead process before gossip does).
 func (s *Server) managerStatuses() map[string]string {
 	out := map[string]string{}
 	members, err := s.cfg.Store.Members()
 	if err != nil {
 		return out
 	}
+	down := map[string]bool{}
+	s.cfg.Store.View(func(tx state.ReadTx) {
+		for _, m := range members {
+			down[m.ID] = tx.Node(m.ID).GetStatus().GetState() == shoalpb.NodeState_NODE_STATE_DOWN
+		}
+	})
 	leader, _ := s.cfg.Store.Leader()
 	for _, m := range members {
 		switch {
 		case m.ID == leader:
 			out[m.ID] = ManagerLeader
-		case m.ID == s.cfg.NodeID || s.cfg.Liveness.Alive(m.ID):
+		case m.ID == s.cfg.NodeID || (s.cfg.Liveness.Alive(m.ID) && !down[m.ID]):
 			out[m.ID] = ManagerReachable
 		default:
 			out[m.ID] = ManagerUnreachable
