@@ -51,18 +51,32 @@ up() {
   fi
   wait_for "three ready nodes" all_ready
   "$SHOAL" node ls
+  echo
+  if ! "$SHOAL" service inspect hello >/dev/null 2>&1; then
+    "$SHOAL" service create --name hello --replicas 3 --env GREETING=hello busybox \
+      sh -c 'while :; do echo "$GREETING from task pid $$ at $(date +%T)"; sleep 5; done' >/dev/null
+  fi
+  "$SHOAL" service ps --filter desired-state=running hello
   cat <<MSG
 
-The demo cluster is up. Talk to it with:
+The demo cluster is up, with the service "hello" (3 tasks) running. Talk to it with:
 
     export SHOAL_HOST=$SHOAL_HOST
     bin/shoal node ls
+    bin/shoal service logs --tail 2 hello
+    bin/shoal service scale hello=5
 
 Stop it and remove its state with 'make demo-down'.
 MSG
 }
 
 down() {
+  # Services first, so their tasks stop; the daemons keep tasks running
+  # across their own restarts.
+  if running m1; then
+    services=$("$SHOAL" service ls -q 2>/dev/null || true)
+    [ -z "$services" ] || "$SHOAL" service rm $services >/dev/null || true
+  fi
   for n in "${NODES[@]}"; do
     name=${n%%:*}
     if running "$name"; then kill "$(cat "$DEMO/$name.pid")"; fi
@@ -72,6 +86,9 @@ down() {
     for _ in $(seq 1 100); do running "$name" || break; sleep 0.1; done
     if running "$name"; then kill -9 "$(cat "$DEMO/$name.pid")"; fi
   done
+  # Task shims left behind (by a daemon that was killed) pass the stop on
+  # to their tasks.
+  pkill -f "task-shim --dir $DEMO/" 2>/dev/null || true
   rm -rf "$DEMO"
   echo "The demo cluster is stopped and its state removed."
 }
