@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"shoal/manager/ca"
+	"shoal/worker/exec"
 )
 
 // Files and folders inside the data dir.
@@ -90,7 +91,7 @@ func checkFresh(dataDir string) error {
 
 // clearState removes everything a node keeps in its data dir.
 func clearState(dataDir string) error {
-	for _, name := range []string{identityFile, certsDir, raftDir} {
+	for _, name := range []string{identityFile, certsDir, raftDir, exec.TasksDir} {
 		if err := os.RemoveAll(filepath.Join(dataDir, name)); err != nil {
 			return err
 		}

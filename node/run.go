@@ -27,6 +27,10 @@ import (
 	"shoal/worker/runtime/process"
 )
 
+// leaveStopTimeout bounds how long a node that leaves waits for its tasks to
+// stop (each gets its stop signal, then SIGKILL after its grace period).
+const leaveStopTimeout = time.Minute
+
 // runRole starts every component of the node's current role, serves until
 // ctx ends, the node leaves, or the agent reports a role change, and tears it
 // all down again.
@@ -160,7 +164,13 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 		Logger:      n.log,
 	})
 	n.setAgent(agent)
-	loops.Go(func() { errs <- agent.Run(ctx) })
+	agentCtx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	agentDone := make(chan struct{})
+	loops.Go(func() {
+		defer close(agentDone)
+		errs <- agent.Run(agentCtx)
+	})
 
 	n.ready(id)
 	select {
@@ -168,6 +178,15 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 		return ctx.Err()
 	case <-n.leave:
 		left = true
+		// A node that leaves takes its tasks with it; the agent goes first
+		// so no assignment brings them back.
+		stopAgent()
+		<-agentDone
+		stopCtx, cancelStop := context.WithTimeout(ctx, leaveStopTimeout)
+		defer cancelStop()
+		if err := executor.StopAll(stopCtx); err != nil {
+			n.log.Warn("leaving with tasks still running", "err", err)
+		}
 		return errLeft
 	case err := <-errs:
 		if err == nil {

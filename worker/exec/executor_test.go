@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -262,5 +263,30 @@ func TestSecondRunIsRefused(t *testing.T) {
 	n.awaitState("a", stateComplete) // Run is running
 	if err := n.e.Run(t.Context()); !errors.Is(err, ErrRunning) {
 		t.Fatalf("second Run: %v, want ErrRunning", err)
+	}
+}
+
+func TestStopAllStopsAndRemovesEveryTask(t *testing.T) {
+	n := startNode(t, "")
+	a, b := newTask("a", "sleep", "100"), newTask("b", "sleep", "100")
+	n.e.Assign(fullSet(a, b))
+	pids := []int64{n.awaitState("a", stateRunning).Pid, n.awaitState("b", stateRunning).Pid}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := n.e.StopAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if !processGone(pid) {
+			t.Errorf("pid %d still runs after StopAll", pid)
+		}
+	}
+	if ids := n.e.taskIDs(); len(ids) != 0 {
+		t.Errorf("tasks %v still known after StopAll", ids)
+	}
+	for _, id := range []string{"a", "b"} {
+		if _, err := os.Stat(n.taskDir(id)); !os.IsNotExist(err) {
+			t.Errorf("task dir of %s after StopAll: %v, want it removed", id, err)
+		}
 	}
 }
