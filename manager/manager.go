@@ -133,14 +133,25 @@ func (m *Manager) Run(ctx context.Context) error {
 
 // lead runs every leader loop until ctx ends.
 func (m *Manager) lead(ctx context.Context) {
-	barrierCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err := m.cfg.Store.Barrier(barrierCtx)
-	cancel()
-	if err != nil {
-		if ctx.Err() == nil {
-			m.log.Warn("raft barrier failed after gaining leadership", "err", err)
+	// The loops read the store, so it must hold every entry committed by
+	// earlier leaders first. A failed barrier (a slow disk, a lost quorum)
+	// is retried for as long as this node leads.
+	for {
+		barrierCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := m.cfg.Store.Barrier(barrierCtx)
+		cancel()
+		if err == nil {
+			break
 		}
-		return
+		if ctx.Err() != nil {
+			return
+		}
+		m.log.Warn("raft barrier failed after gaining leadership; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
 	}
 	m.log.Info("leading the cluster")
 	orch := orchestrator.New(orchestrator.Config{Store: m.cfg.Store, Logger: m.cfg.Logger})
