@@ -345,11 +345,19 @@ func ago(d time.Duration) string {
 	case d < time.Second:
 		return "less than a second ago"
 	case d < time.Minute:
-		return fmt.Sprintf("%d seconds ago", int(d.Seconds()))
+		return plural(int(d.Seconds()), "second") + " ago"
 	case d < time.Hour:
-		return fmt.Sprintf("%d minutes ago", int(d.Minutes()))
+		return plural(int(d.Minutes()), "minute") + " ago"
 	}
-	return fmt.Sprintf("%d hours ago", int(d.Hours()))
+	return plural(int(d.Hours()), "hour") + " ago"
+}
+
+// plural is "1 second", "2 seconds".
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
 }
 
 const taskTable = `table {{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}\t{{.Ports}}`

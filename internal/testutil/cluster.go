@@ -51,8 +51,9 @@ type Cluster struct {
 // manager, then `shoal join` of the other managers and the workers, all at
 // once. It returns when every node is ready in every manager's `node ls` and
 // every manager is leader or reachable. tb.Cleanup kills every daemon and
-// removes the data dirs; after a failure it prints the end of each node's
-// log and keeps the logs.
+// the tasks they started (which outlive their daemon), and removes the data
+// dirs; after a failure it prints the end of each node's log and keeps the
+// logs.
 func NewCluster(tb testing.TB, managers, workers int, opts ...Option) *Cluster {
 	tb.Helper()
 	if managers < 1 || workers < 0 {
@@ -313,6 +314,11 @@ func (c *Cluster) cleanup(tb testing.TB) {
 		if p := n.current(); p != nil && !p.exited() {
 			p.killGroup()
 			<-p.done
+		}
+	}
+	for _, n := range nodes {
+		if err := n.stopTasks(); err != nil {
+			tb.Errorf("%v", err)
 		}
 	}
 	for _, n := range nodes {
