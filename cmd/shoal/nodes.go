@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -89,7 +90,7 @@ func newNodeLsCmd(g *globals) *cobra.Command {
 					return err
 				}
 				self := selfID(ctx, c)
-				rows := make([]any, 0, len(resp.Nodes))
+				rows := make([]nodeRow, 0, len(resp.Nodes))
 				for _, v := range resp.Nodes {
 					r := toRow(v, self)
 					if quiet {
@@ -104,9 +105,7 @@ func newNodeLsCmd(g *globals) *cobra.Command {
 				if quiet {
 					return nil
 				}
-				sort.SliceStable(rows, func(i, j int) bool {
-					return rows[i].(nodeRow).Address < rows[j].(nodeRow).Address
-				})
+				slices.SortStableFunc(rows, func(a, b nodeRow) int { return strings.Compare(a.Address, b.Address) })
 				return format.Rows(cmd.OutOrStdout(), tmpl, `table {{.ID}}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}\t{{.Address}}\t{{.Version}}`, rows)
 			})
 		},

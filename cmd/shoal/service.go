@@ -119,7 +119,7 @@ func newServiceLsCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				var rows []any
+				var rows []serviceRow
 				for _, v := range resp.Services {
 					if quiet {
 						fmt.Fprintln(cmd.OutOrStdout(), v.Service.Id)
@@ -290,7 +290,7 @@ type taskRow struct {
 	Ports        string
 }
 
-func taskRows(tasks []*shoalpb.Task, nodes map[string]string, now time.Time) []any {
+func taskRows(tasks []*shoalpb.Task, nodes map[string]string, now time.Time) []taskRow {
 	sort.SliceStable(tasks, func(i, j int) bool {
 		a, b := tasks[i], tasks[j]
 		if a.ServiceName != b.ServiceName {
@@ -308,7 +308,7 @@ func taskRows(tasks []*shoalpb.Task, nodes map[string]string, now time.Time) []a
 		}
 		return a.GetMeta().GetCreatedAt().AsTime().After(b.GetMeta().GetCreatedAt().AsTime())
 	})
-	rows := make([]any, 0, len(tasks))
+	rows := make([]taskRow, 0, len(tasks))
 	var prevSlot string
 	for _, t := range tasks {
 		name := controlapi.TaskName(t)

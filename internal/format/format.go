@@ -15,9 +15,10 @@ import (
 	"unicode"
 )
 
-// Rows prints rows (structs of the same type) in the given format; def is the
-// default table template used when format is empty.
-func Rows(w io.Writer, format, def string, rows []any) error {
+// Rows prints rows (structs) in the given format; def is the default table
+// template used when format is empty. A table has its header even when there
+// are no rows: the titles come from T's fields.
+func Rows[T any](w io.Writer, format, def string, rows []T) error {
 	if format == "" {
 		format = def
 	}
@@ -41,14 +42,8 @@ func Rows(w io.Writer, format, def string, rows []any) error {
 	if table {
 		tw = tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 		out = tw
-		if len(rows) > 0 || def != "" {
-			var sample any
-			if len(rows) > 0 {
-				sample = rows[0]
-			}
-			if err := tmpl.Execute(out, headers(sample)); err != nil {
-				return fmt.Errorf("--format: %w", err)
-			}
+		if err := tmpl.Execute(out, headers(reflect.TypeFor[T]())); err != nil {
+			return fmt.Errorf("--format: %w", err)
 		}
 	}
 	for _, r := range rows {
@@ -94,12 +89,8 @@ func unescape(s string) string {
 
 // headers maps each field of the row type to its column title: ManagerStatus
 // becomes "MANAGER STATUS". A field may set its title with a `header` tag.
-func headers(sample any) map[string]string {
+func headers(t reflect.Type) map[string]string {
 	out := map[string]string{}
-	if sample == nil {
-		return out
-	}
-	t := reflect.TypeOf(sample)
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}

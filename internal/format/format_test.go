@@ -13,7 +13,7 @@ type row struct {
 }
 
 func TestRows(t *testing.T) {
-	rows := []any{row{"abc", "leader", "127.0.0.2:2377"}, row{"defgh", "", "127.0.0.3:2377"}}
+	rows := []row{{"abc", "leader", "127.0.0.2:2377"}, {"defgh", "", "127.0.0.3:2377"}}
 	def := `table {{.ID}}\t{{.ManagerStatus}}\t{{.Addr}}`
 	cases := []struct {
 		name, format, want string
@@ -37,11 +37,11 @@ func TestRows(t *testing.T) {
 
 func TestRowsBadTemplate(t *testing.T) {
 	var buf bytes.Buffer
-	err := Rows(&buf, "{{.ID", "", []any{row{}})
+	err := Rows(&buf, "{{.ID", "", []row{{}})
 	if err == nil || !strings.Contains(err.Error(), "--format") {
 		t.Fatalf("want a --format error, got %v", err)
 	}
-	err = Rows(&buf, "{{.Nope}}", "", []any{row{}})
+	err = Rows(&buf, "{{.Nope}}", "", []row{{}})
 	if err == nil || !strings.Contains(err.Error(), "Nope") {
 		t.Fatalf("want an error naming the unknown field, got %v", err)
 	}
@@ -54,5 +54,15 @@ func TestOne(t *testing.T) {
 	}
 	if got := buf.String(); got != "abc is leader\n" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+func TestRowsWithoutRowsPrintsTheHeader(t *testing.T) {
+	var buf bytes.Buffer
+	if err := Rows(&buf, "", `table {{.ID}}\t{{.Addr}}`, []row(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := buf.String(), "ID   ADDRESS\n"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
 	}
 }
