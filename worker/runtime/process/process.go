@@ -122,8 +122,16 @@ func (r *Runtime) Start(ctx context.Context, t *shoalpb.Task) (runtime.Handle, e
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
-	// A previous attempt (an agent that stopped while starting) may have
-	// left its files; this start replaces them. Logs are appended to.
+	// A previous attempt by an agent that stopped while starting may have
+	// left a live shim: that one runs the task, not a second.
+	if lockHeld(dir) {
+		if info, ok := awaitPID(ctx, dir); ok {
+			return &handle{dir: dir, info: info}, nil
+		}
+		return nil, fmt.Errorf("start task: a task-shim started earlier for task %s still runs but reported no PID", t.Id)
+	}
+	// A previous attempt may have left its files; this start replaces them.
+	// Logs are appended to.
 	for _, name := range []string{pidFile, exitFile} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !os.IsNotExist(err) {
 			return nil, err
@@ -201,12 +209,16 @@ func (r *Runtime) awaitStart(ctx context.Context, dir string, shimExited <-chan 
 
 // Adopt finds a task started by an earlier agent. The task directory is the
 // authority; state only cross-checks it.
-func (r *Runtime) Adopt(_ context.Context, taskID string, state []byte) (runtime.Handle, error) {
+func (r *Runtime) Adopt(ctx context.Context, taskID string, state []byte) (runtime.Handle, error) {
 	if err := validID(taskID); err != nil {
 		return nil, err
 	}
 	dir := r.taskDir(taskID)
 	info, ok := readPID(dir)
+	if !ok && lockHeld(dir) {
+		// Started by an agent that stopped before the shim wrote its PID.
+		info, ok = awaitPID(ctx, dir)
+	}
 	if !ok {
 		if _, exited := readExit(dir); exited {
 			return nil, fmt.Errorf("%w: task %s never started (its shim recorded a start failure)", runtime.ErrGone, taskID)
@@ -223,12 +235,16 @@ func (r *Runtime) Adopt(_ context.Context, taskID string, state []byte) (runtime
 }
 
 // Remove kills whatever is left of the task and deletes its directory.
-func (r *Runtime) Remove(_ context.Context, taskID string) error {
+func (r *Runtime) Remove(ctx context.Context, taskID string) error {
 	if err := validID(taskID); err != nil {
 		return err
 	}
 	dir := r.taskDir(taskID)
-	if info, ok := readPID(dir); ok {
+	info, ok := readPID(dir)
+	if !ok && lockHeld(dir) {
+		info, ok = awaitPID(ctx, dir)
+	}
+	if ok {
 		// Kill the task, then its shim, and wait for the shim to be gone so
 		// that it writes nothing into the directory being deleted.
 		shimAlive := alive(info.ShimPID, info.ShimStart)

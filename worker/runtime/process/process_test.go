@@ -385,3 +385,50 @@ func TestParseSignal(t *testing.T) {
 		}
 	}
 }
+
+// An agent that died between starting a shim and reading its pid file leaves
+// a live shim that has not reported yet: Start and Adopt wait for it instead
+// of running the task a second time, and a second shim refuses to run.
+func TestLiveShimWithoutPIDFileIsWaitedFor(t *testing.T) {
+	r := newRuntime(t)
+	task := newTask("t", "sleep", "100")
+	h := start(t, r, task)
+	dir := r.taskDir("t")
+	hidden := filepath.Join(dir, "pid.hidden")
+	if err := os.Rename(filepath.Join(dir, pidFile), hidden); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testutil.Run(t, "task-shim", "--dir", dir, "--", "true"); err == nil || !strings.Contains(err.Error(), "another shim already runs this task") {
+		t.Fatalf("a second shim for a running task: %v, want it refused", err)
+	}
+	again, err := New(Config{Dir: r.dir, Shim: r.shim})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	type result struct {
+		h   runtime.Handle
+		err error
+	}
+	started, adopted := make(chan result, 1), make(chan result, 1)
+	go func() {
+		h, err := again.Start(ctxT(t), task)
+		started <- result{h, err}
+	}()
+	go func() {
+		h, err := again.Adopt(ctxT(t), "t", nil)
+		adopted <- result{h, err}
+	}()
+	if err := os.Rename(hidden, filepath.Join(dir, pidFile)); err != nil {
+		t.Fatal(err)
+	}
+	// Both must return the one running task, not a second process.
+	for name, ch := range map[string]chan result{"Start": started, "Adopt": adopted} {
+		res := <-ch
+		if res.err != nil {
+			t.Fatalf("%s: %v", name, res.err)
+		}
+		if res.h.Info().PID != h.Info().PID {
+			t.Fatalf("%s gave PID %d, want the running task's %d", name, res.h.Info().PID, h.Info().PID)
+		}
+	}
+}

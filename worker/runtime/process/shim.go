@@ -40,6 +40,15 @@ func RunShim(dir string, argv []string) error {
 	} else if err := json.Unmarshal(b, &cfg); err != nil {
 		return fmt.Errorf("task-shim: %s: %w", configFile, err)
 	}
+	lock, ok, err := lockTask(dir)
+	if err != nil {
+		return fmt.Errorf("task-shim: %w", err)
+	}
+	if !ok {
+		return errors.New("task-shim: another shim already runs this task")
+	}
+	// Released when the shim exits, after exit.json is written.
+	defer lock.Close()
 	logs, err := tasklog.NewWriter(filepath.Join(dir, logFile), 0, 0)
 	if err != nil {
 		return fmt.Errorf("task-shim: %w", err)
