@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"shoal/internal/ids"
 	"shoal/manager/ca"
 	"shoal/manager/controlapi"
 	"shoal/manager/state"
@@ -80,11 +79,17 @@ func (n *nodeCA) IssueNodeCertificate(ctx context.Context, req *shoalpb.IssueNod
 	default:
 		return nil, status.Error(codes.PermissionDenied, "join token: it is not valid for this cluster (rotated or mistyped); get the current one with 'shoal join-token worker' (or manager) on a manager")
 	}
-	if err := n.checkAddrFree(req.GetAddr()); err != nil {
-		return nil, err
+	nodeID, err := ca.NodeIDForCSR(req.GetCsr())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "csr: %v", err)
 	}
-
-	nodeID := ids.New()
+	var existing *shoalpb.Node
+	n.m.cfg.Store.View(func(tx state.ReadTx) { existing = tx.Node(nodeID) })
+	if existing == nil {
+		if err := n.checkAddrFree(req.GetAddr()); err != nil {
+			return nil, err
+		}
+	}
 	caRole := ca.RoleWorker
 	if role == shoalpb.NodeRole_NODE_ROLE_MANAGER {
 		caRole = ca.RoleManager
@@ -102,8 +107,18 @@ func (n *nodeCA) IssueNodeCertificate(ctx context.Context, req *shoalpb.IssueNod
 		Status:      &shoalpb.NodeStatus{State: shoalpb.NodeState_NODE_STATE_UNKNOWN, Addr: req.GetAddr(), UpdatedAt: timestamppb.New(now)},
 		Role:        role,
 	}
-	if _, err := n.m.cfg.Store.Propose(ctx, &shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_CREATE, Target: &shoalpb.StoreAction_Node{Node: node}}); err != nil {
-		return nil, n.m.control.StoreError(err)
+	switch {
+	case existing != nil && existing.GetRole() != role:
+		return nil, status.Errorf(codes.AlreadyExists, "node %s joined already, as %s; start it with 'shoal daemon' instead of joining again",
+			nodeID, controlapi.RoleName(existing.GetRole()))
+	case existing != nil:
+		// A retry: the first attempt was committed but its answer was lost.
+		// Only the holder of the CSR's key can use the certificate.
+	default:
+		_, err := n.m.cfg.Store.Propose(ctx, &shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_CREATE, Target: &shoalpb.StoreAction_Node{Node: node}})
+		if err != nil && !errors.Is(err, state.ErrExists) {
+			return nil, n.m.control.StoreError(err)
+		}
 	}
 	n.m.log.Info("node joined", "node", nodeID, "role", controlapi.RoleName(role), "addr", req.GetAddr())
 	return &shoalpb.IssueNodeCertificateResponse{

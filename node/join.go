@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
@@ -64,7 +65,7 @@ func (n *Node) join(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	resp, err := shoalpb.NewNodeCAClient(conn).IssueNodeCertificate(ctx, &shoalpb.IssueNodeCertificateRequest{
+	resp, err := n.issueCertificate(ctx, shoalpb.NewNodeCAClient(conn), &shoalpb.IssueNodeCertificateRequest{
 		Token: n.cfg.JoinToken, Csr: csr, Addr: adv, Description: n.description(),
 	})
 	if err != nil {
@@ -95,6 +96,30 @@ func (n *Node) join(ctx context.Context) error {
 		return err
 	}
 	return n.id.save(n.cfg.DataDir)
+}
+
+// joinRetryDelay is the pause between join attempts that found the cluster
+// without a leader for a moment.
+const joinRetryDelay = 250 * time.Millisecond
+
+// issueCertificate asks for this node's certificate, again while the answer
+// is Unavailable: the cluster is electing a leader, or its leader lost its
+// leadership while committing the join (managers joining at the same time
+// can cause that). The manager names the node after the CSR's key, so a
+// retry of a join that did commit gets the same node, not a second one.
+func (n *Node) issueCertificate(ctx context.Context, client shoalpb.NodeCAClient, req *shoalpb.IssueNodeCertificateRequest) (*shoalpb.IssueNodeCertificateResponse, error) {
+	for {
+		resp, err := client.IssueNodeCertificate(ctx, req)
+		if err == nil || status.Code(err) != codes.Unavailable {
+			return resp, err
+		}
+		n.log.Warn("join: the cluster cannot take the join right now; retrying", "err", status.Convert(err).Message())
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(joinRetryDelay):
+		}
+	}
 }
 
 // fetchRoot gets the cluster's root certificate from a manager and checks it

@@ -20,3 +20,18 @@ func TestNew(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+func TestOf(t *testing.T) {
+	a, b := Of([]byte("key one")), Of([]byte("key two"))
+	if a != Of([]byte("key one")) {
+		t.Fatalf("Of is not deterministic: %q then %q", a, Of([]byte("key one")))
+	}
+	if a == b {
+		t.Fatalf("different data, same ID %q", a)
+	}
+	for _, id := range []string{a, b} {
+		if len(id) != 25 {
+			t.Fatalf("%q: length %d, want 25", id, len(id))
+		}
+	}
+}

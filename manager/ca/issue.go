@@ -8,6 +8,8 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"time"
+
+	"shoal/internal/ids"
 )
 
 // IssueCertificate signs a node certificate for id over the public key of
@@ -63,6 +65,17 @@ func (r *RootCA) IssueCertificate(csrDER []byte, id Identity, now time.Time, ttl
 		return nil, fmt.Errorf("issue certificate for %s: sign: %w", id.NodeID, err)
 	}
 	return encodeCert(der), nil
+}
+
+// NodeIDForCSR is the ID of the node that asks to join with csrDER: derived
+// from its public key, so that a join retried with the same request (its
+// first answer was lost) names the same node instead of making another.
+func NodeIDForCSR(csrDER []byte) (string, error) {
+	csr, err := parseCSR(csrDER)
+	if err != nil {
+		return "", err
+	}
+	return ids.Of(csr.RawSubjectPublicKeyInfo), nil
 }
 
 // parseCSR parses csrDER, checks its self-signature and that it asks for an
