@@ -76,9 +76,11 @@ func New(cfg Config) *Manager {
 }
 
 // Forwarder returns the state.Forwarder that sends followers' writes to the
-// leader over gRPC. The node package passes it to state.Open.
-func Forwarder(creds *ca.Credentials) state.Forwarder {
-	return &forwarder{peers: newPeers(creds, ca.RoleManager)}
+// leader over gRPC, and the function that closes its connections once the
+// store it was given to (by the node package, to state.Open) is closed.
+func Forwarder(creds *ca.Credentials) (state.Forwarder, func()) {
+	p := newPeers(creds, ca.RoleManager)
+	return &forwarder{peers: p}, p.close
 }
 
 // RegisterCluster registers the services served on the cluster port (mutual

@@ -83,20 +83,21 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 	var mgr *manager.Manager
 	var store *state.Store
 	if isManager {
-		store, err = n.openStore(id)
+		var closeStore func() error
+		store, closeStore, err = n.openStore(id)
 		if err != nil {
 			return err
 		}
 		n.setStore(store)
 		cleanup = append(cleanup, func() {
 			n.setStore(nil)
-			if err := store.Close(); err != nil {
+			if err := closeStore(); err != nil {
 				n.log.Warn("closing the store", "err", err)
 			}
 		})
 		if n.bootstrap != nil {
 			if err := n.writeBootstrap(ctx, store); err != nil {
-				_ = store.Close()
+				_ = closeStore()
 				_ = clearState(n.cfg.DataDir)
 				return err
 			}
@@ -205,26 +206,29 @@ func (n *Node) newExecutor(id Identity) (*exec.Executor, error) {
 	return exec.New(exec.Config{DataDir: n.cfg.DataDir, NodeID: id.NodeID, Runtime: rt, Logger: n.log}), nil
 }
 
-func (n *Node) openStore(id Identity) (*state.Store, error) {
+// openStore opens this manager's Raft store; closeStore closes it and the
+// connections it forwards writes on.
+func (n *Node) openStore(id Identity) (store *state.Store, closeStore func() error, err error) {
 	raftAddr := manager.RaftAddr(id.ListenAddr)
 	ln, err := listenTCP("raft port", raftAddr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	server, client := n.creds.PeerTLS(ca.RoleManager)
 	layer, err := newTLSStreamLayer(ln, manager.RaftAddr(id.AdvertiseAddr), server, client)
 	if err != nil {
 		ln.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	store, err := state.Open(state.Config{
+	forwarder, closeForwarder := manager.Forwarder(n.creds)
+	store, err = state.Open(state.Config{
 		NodeID:            id.NodeID,
 		Dir:               filepath.Join(n.cfg.DataDir, raftDir),
 		Addr:              manager.RaftAddr(id.AdvertiseAddr),
 		StreamLayer:       layer,
 		Bootstrap:         n.bootstrap != nil,
 		ForceNewCluster:   n.cfg.ForceNewCluster,
-		Forwarder:         manager.Forwarder(n.creds),
+		Forwarder:         forwarder,
 		Logger:            n.log,
 		SnapshotThreshold: n.cfg.SnapshotThreshold,
 		TrailingLogs:      n.cfg.TrailingLogs,
@@ -232,10 +236,14 @@ func (n *Node) openStore(id Identity) (*state.Store, error) {
 	})
 	if err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("open the raft store: %w", err)
+		closeForwarder()
+		return nil, nil, fmt.Errorf("open the raft store: %w", err)
 	}
 	n.cfg.ForceNewCluster = false
-	return store, nil
+	return store, func() error {
+		defer closeForwarder()
+		return store.Close()
+	}, nil
 }
 
 // joinRaft asks the leader to add this manager to Raft until it is a member.
