@@ -61,19 +61,42 @@ func (p *peers) TaskLogs(addr string) (shoalpb.TaskLogsClient, error) {
 	return shoalpb.NewTaskLogsClient(conn), nil
 }
 
-// forwarder implements state.Forwarder over RaftMembership.Propose.
+// forwarder implements state.Forwarder over RaftMembership.Propose and
+// ReadIndex, on one cached connection to the leader.
 type forwarder struct{ peers *peers }
 
-func (f *forwarder) Forward(ctx context.Context, leaderID, leaderAddr string, cmd []byte) (uint64, error) {
-	conn, err := f.peers.conn(APIAddr(leaderAddr))
+func (f *forwarder) Forward(ctx context.Context, _, leaderAddr string, cmd []byte) (uint64, error) {
+	client, err := f.leader(leaderAddr)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := shoalpb.NewRaftMembershipClient(conn).Propose(ctx, &shoalpb.ProposeRequest{Command: cmd})
+	resp, err := client.Propose(ctx, &shoalpb.ProposeRequest{Command: cmd})
 	if err != nil {
 		return 0, fromStatus(err)
 	}
 	return resp.Index, nil
+}
+
+func (f *forwarder) ReadIndex(ctx context.Context, _, leaderAddr string) (uint64, error) {
+	client, err := f.leader(leaderAddr)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.ReadIndex(ctx, &shoalpb.ReadIndexRequest{})
+	if err != nil {
+		return 0, fromStatus(err)
+	}
+	return resp.Index, nil
+}
+
+// leader returns a RaftMembership client for the leader at Raft address
+// leaderAddr.
+func (f *forwarder) leader(leaderAddr string) (shoalpb.RaftMembershipClient, error) {
+	conn, err := f.peers.conn(APIAddr(leaderAddr))
+	if err != nil {
+		return nil, err
+	}
+	return shoalpb.NewRaftMembershipClient(conn), nil
 }
 
 // Store errors cross the wire between managers as status codes; toStatus and

@@ -105,3 +105,11 @@ func (r *raftMembership) Propose(ctx context.Context, req *shoalpb.ProposeReques
 	}
 	return &shoalpb.ProposeResponse{Index: index}, nil
 }
+
+func (r *raftMembership) ReadIndex(context.Context, *shoalpb.ReadIndexRequest) (*shoalpb.ReadIndexResponse, error) {
+	index, err := r.m.cfg.Store.ReadIndex()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &shoalpb.ReadIndexResponse{Index: index}, nil
+}

@@ -634,6 +634,87 @@ func (x *ProposeResponse) GetIndex() uint64 {
 	return 0
 }
 
+type ReadIndexRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexRequest) Reset() {
+	*x = ReadIndexRequest{}
+	mi := &file_raft_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexRequest) ProtoMessage() {}
+
+func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
+func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
+	return file_raft_proto_rawDescGZIP(), []int{10}
+}
+
+type ReadIndexResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the last command the leader has committed.
+	Index         uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexResponse) Reset() {
+	*x = ReadIndexResponse{}
+	mi := &file_raft_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexResponse) ProtoMessage() {}
+
+func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
+func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
+	return file_raft_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReadIndexResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_raft_proto protoreflect.FileDescriptor
 
 const file_raft_proto_rawDesc = "" +
@@ -669,15 +750,19 @@ const file_raft_proto_rawDesc = "" +
 	"\x0eProposeRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"'\n" +
 	"\x0fProposeResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x12\n" +
+	"\x10ReadIndexRequest\")\n" +
+	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index*z\n" +
 	"\x0fStoreActionKind\x12\x1c\n" +
 	"\x18STORE_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13STORE_ACTION_CREATE\x10\x01\x12\x17\n" +
 	"\x13STORE_ACTION_UPDATE\x10\x02\x12\x17\n" +
-	"\x13STORE_ACTION_DELETE\x10\x032\xd1\x01\n" +
+	"\x13STORE_ACTION_DELETE\x10\x032\x97\x02\n" +
 	"\x0eRaftMembership\x12=\n" +
 	"\x04Join\x12\x19.shoal.v1.JoinRaftRequest\x1a\x1a.shoal.v1.JoinRaftResponse\x12>\n" +
-	"\aPropose\x12\x18.shoal.v1.ProposeRequest\x1a\x19.shoal.v1.ProposeResponse\x12@\n" +
+	"\aPropose\x12\x18.shoal.v1.ProposeRequest\x1a\x19.shoal.v1.ProposeResponse\x12D\n" +
+	"\tReadIndex\x12\x1a.shoal.v1.ReadIndexRequest\x1a\x1b.shoal.v1.ReadIndexResponse\x12@\n" +
 	"\x05Leave\x12\x1a.shoal.v1.LeaveRaftRequest\x1a\x1b.shoal.v1.LeaveRaftResponseB\x15Z\x13shoal/proto;shoalpbb\x06proto3"
 
 var (
@@ -693,7 +778,7 @@ func file_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_raft_proto_goTypes = []any{
 	(StoreActionKind)(0),      // 0: shoal.v1.StoreActionKind
 	(*Command)(nil),           // 1: shoal.v1.Command
@@ -706,31 +791,35 @@ var file_raft_proto_goTypes = []any{
 	(*RaftMember)(nil),        // 8: shoal.v1.RaftMember
 	(*ProposeRequest)(nil),    // 9: shoal.v1.ProposeRequest
 	(*ProposeResponse)(nil),   // 10: shoal.v1.ProposeResponse
-	(*Cluster)(nil),           // 11: shoal.v1.Cluster
-	(*Node)(nil),              // 12: shoal.v1.Node
-	(*Service)(nil),           // 13: shoal.v1.Service
-	(*Task)(nil),              // 14: shoal.v1.Task
+	(*ReadIndexRequest)(nil),  // 11: shoal.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil), // 12: shoal.v1.ReadIndexResponse
+	(*Cluster)(nil),           // 13: shoal.v1.Cluster
+	(*Node)(nil),              // 14: shoal.v1.Node
+	(*Service)(nil),           // 15: shoal.v1.Service
+	(*Task)(nil),              // 16: shoal.v1.Task
 }
 var file_raft_proto_depIdxs = []int32{
 	2,  // 0: shoal.v1.Command.actions:type_name -> shoal.v1.StoreAction
 	0,  // 1: shoal.v1.StoreAction.kind:type_name -> shoal.v1.StoreActionKind
-	11, // 2: shoal.v1.StoreAction.cluster:type_name -> shoal.v1.Cluster
-	12, // 3: shoal.v1.StoreAction.node:type_name -> shoal.v1.Node
-	13, // 4: shoal.v1.StoreAction.service:type_name -> shoal.v1.Service
-	14, // 5: shoal.v1.StoreAction.task:type_name -> shoal.v1.Task
-	11, // 6: shoal.v1.Snapshot.clusters:type_name -> shoal.v1.Cluster
-	12, // 7: shoal.v1.Snapshot.nodes:type_name -> shoal.v1.Node
-	13, // 8: shoal.v1.Snapshot.services:type_name -> shoal.v1.Service
-	14, // 9: shoal.v1.Snapshot.tasks:type_name -> shoal.v1.Task
+	13, // 2: shoal.v1.StoreAction.cluster:type_name -> shoal.v1.Cluster
+	14, // 3: shoal.v1.StoreAction.node:type_name -> shoal.v1.Node
+	15, // 4: shoal.v1.StoreAction.service:type_name -> shoal.v1.Service
+	16, // 5: shoal.v1.StoreAction.task:type_name -> shoal.v1.Task
+	13, // 6: shoal.v1.Snapshot.clusters:type_name -> shoal.v1.Cluster
+	14, // 7: shoal.v1.Snapshot.nodes:type_name -> shoal.v1.Node
+	15, // 8: shoal.v1.Snapshot.services:type_name -> shoal.v1.Service
+	16, // 9: shoal.v1.Snapshot.tasks:type_name -> shoal.v1.Task
 	8,  // 10: shoal.v1.JoinRaftResponse.members:type_name -> shoal.v1.RaftMember
 	6,  // 11: shoal.v1.RaftMembership.Join:input_type -> shoal.v1.JoinRaftRequest
 	9,  // 12: shoal.v1.RaftMembership.Propose:input_type -> shoal.v1.ProposeRequest
-	4,  // 13: shoal.v1.RaftMembership.Leave:input_type -> shoal.v1.LeaveRaftRequest
-	7,  // 14: shoal.v1.RaftMembership.Join:output_type -> shoal.v1.JoinRaftResponse
-	10, // 15: shoal.v1.RaftMembership.Propose:output_type -> shoal.v1.ProposeResponse
-	5,  // 16: shoal.v1.RaftMembership.Leave:output_type -> shoal.v1.LeaveRaftResponse
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
+	11, // 13: shoal.v1.RaftMembership.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
+	4,  // 14: shoal.v1.RaftMembership.Leave:input_type -> shoal.v1.LeaveRaftRequest
+	7,  // 15: shoal.v1.RaftMembership.Join:output_type -> shoal.v1.JoinRaftResponse
+	10, // 16: shoal.v1.RaftMembership.Propose:output_type -> shoal.v1.ProposeResponse
+	12, // 17: shoal.v1.RaftMembership.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
+	5,  // 18: shoal.v1.RaftMembership.Leave:output_type -> shoal.v1.LeaveRaftResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -755,7 +844,7 @@ func file_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_proto_rawDesc), len(file_raft_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,9 +21,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RaftMembership_Join_FullMethodName    = "/shoal.v1.RaftMembership/Join"
-	RaftMembership_Propose_FullMethodName = "/shoal.v1.RaftMembership/Propose"
-	RaftMembership_Leave_FullMethodName   = "/shoal.v1.RaftMembership/Leave"
+	RaftMembership_Join_FullMethodName      = "/shoal.v1.RaftMembership/Join"
+	RaftMembership_Propose_FullMethodName   = "/shoal.v1.RaftMembership/Propose"
+	RaftMembership_ReadIndex_FullMethodName = "/shoal.v1.RaftMembership/ReadIndex"
+	RaftMembership_Leave_FullMethodName     = "/shoal.v1.RaftMembership/Leave"
 )
 
 // RaftMembershipClient is the client API for RaftMembership service.
@@ -37,6 +38,10 @@ type RaftMembershipClient interface {
 	Join(ctx context.Context, in *JoinRaftRequest, opts ...grpc.CallOption) (*JoinRaftResponse, error)
 	// Propose applies a command on the leader; followers forward writes here.
 	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
+	// ReadIndex returns the index a manager must have applied to hold every
+	// write the leader has committed; followers ask it before the read of a
+	// read-modify-write (state.Store.CatchUp).
+	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
 	// Leave removes the calling manager from the Raft configuration (shoal leave
 	// --force on a manager). Followers forward it to the leader.
 	Leave(ctx context.Context, in *LeaveRaftRequest, opts ...grpc.CallOption) (*LeaveRaftResponse, error)
@@ -70,6 +75,16 @@ func (c *raftMembershipClient) Propose(ctx context.Context, in *ProposeRequest, 
 	return out, nil
 }
 
+func (c *raftMembershipClient) ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadIndexResponse)
+	err := c.cc.Invoke(ctx, RaftMembership_ReadIndex_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *raftMembershipClient) Leave(ctx context.Context, in *LeaveRaftRequest, opts ...grpc.CallOption) (*LeaveRaftResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(LeaveRaftResponse)
@@ -91,6 +106,10 @@ type RaftMembershipServer interface {
 	Join(context.Context, *JoinRaftRequest) (*JoinRaftResponse, error)
 	// Propose applies a command on the leader; followers forward writes here.
 	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
+	// ReadIndex returns the index a manager must have applied to hold every
+	// write the leader has committed; followers ask it before the read of a
+	// read-modify-write (state.Store.CatchUp).
+	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
 	// Leave removes the calling manager from the Raft configuration (shoal leave
 	// --force on a manager). Followers forward it to the leader.
 	Leave(context.Context, *LeaveRaftRequest) (*LeaveRaftResponse, error)
@@ -109,6 +128,9 @@ func (UnimplementedRaftMembershipServer) Join(context.Context, *JoinRaftRequest)
 }
 func (UnimplementedRaftMembershipServer) Propose(context.Context, *ProposeRequest) (*ProposeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Propose not implemented")
+}
+func (UnimplementedRaftMembershipServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
 }
 func (UnimplementedRaftMembershipServer) Leave(context.Context, *LeaveRaftRequest) (*LeaveRaftResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Leave not implemented")
@@ -170,6 +192,24 @@ func _RaftMembership_Propose_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RaftMembership_ReadIndex_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadIndexRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RaftMembershipServer).ReadIndex(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RaftMembership_ReadIndex_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RaftMembershipServer).ReadIndex(ctx, req.(*ReadIndexRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RaftMembership_Leave_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(LeaveRaftRequest)
 	if err := dec(in); err != nil {
@@ -202,6 +242,10 @@ var RaftMembership_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Propose",
 			Handler:    _RaftMembership_Propose_Handler,
+		},
+		{
+			MethodName: "ReadIndex",
+			Handler:    _RaftMembership_ReadIndex_Handler,
 		},
 		{
 			MethodName: "Leave",

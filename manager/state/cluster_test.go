@@ -167,6 +167,9 @@ func TestQuorumLossAndForceNewCluster(t *testing.T) {
 	if _, err := survivor.s().Propose(ctx, createNode("n2")); !errors.Is(err, ErrNoLeader) {
 		t.Fatalf("propose without quorum: got %v, want ErrNoLeader", err)
 	}
+	if err := survivor.s().CatchUp(ctx); !errors.Is(err, ErrNoLeader) {
+		t.Fatalf("catch up without quorum: got %v, want ErrNoLeader", err)
+	}
 
 	survivor.close(t)
 	c.open(survivor, func(cfg *Config) { cfg.ForceNewCluster = true })

@@ -12,7 +12,8 @@ import (
 	shoalpb "shoal/proto"
 )
 
-// leaderPoll is how often Propose looks for a leader while none is known.
+// leaderPoll is how often Propose and CatchUp look for a leader while none
+// is known.
 const leaderPoll = 20 * time.Millisecond
 
 // Propose applies actions atomically through raft and returns the log index
@@ -36,23 +37,36 @@ func (s *Store) Propose(ctx context.Context, actions ...*shoalpb.StoreAction) (u
 	if err != nil {
 		return 0, fmt.Errorf("propose: %w: encode: %w", ErrInvalidAction, err)
 	}
+	var index uint64
+	err = s.withLeader(ctx, "propose", func() (retry bool, err error) {
+		index, retry, err = s.proposeOnce(ctx, cmd)
+		return retry, err
+	})
+	return index, err
+}
+
+// withLeader calls try until it reaches a usable leader; try reports retry
+// when there was none (none known, or the one asked was not the leader).
+// While there is none it polls every leaderPoll for up to Config.LeaderWait,
+// then fails with ErrNoLeader.
+func (s *Store) withLeader(ctx context.Context, op string, try func() (retry bool, err error)) error {
 	deadline := time.Now().Add(s.cfg.LeaderWait)
 	for {
 		if s.isClosed() {
-			return 0, fmt.Errorf("propose: %w", ErrClosed)
+			return fmt.Errorf("%s: %w", op, ErrClosed)
 		}
-		index, retry, err := s.proposeOnce(ctx, cmd)
+		retry, err := try()
 		if !retry {
-			return index, err
+			return err
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("propose: %w: none elected within %s", ErrNoLeader, s.cfg.LeaderWait)
+			return fmt.Errorf("%s: %w: none elected within %s", op, ErrNoLeader, s.cfg.LeaderWait)
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("propose: waiting for a leader: %w", ctx.Err())
+			return fmt.Errorf("%s: waiting for a leader: %w", op, ctx.Err())
 		case <-s.closing:
-			return 0, fmt.Errorf("propose: %w", ErrClosed)
+			return fmt.Errorf("%s: %w", op, ErrClosed)
 		case <-time.After(leaderPoll):
 		}
 	}

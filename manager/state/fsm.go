@@ -35,19 +35,37 @@ func newFSM(log *slog.Logger, events *broker) *fsm {
 	return f
 }
 
-// Apply applies one Command. It returns nil or the error that aborted it;
-// raft hands that value to the proposer as the future's response.
-func (f *fsm) Apply(l *raft.Log) any {
-	events, err := f.applyCommand(l.Index, l.Data)
-	if err != nil {
-		f.log.Debug("store command refused", "index", l.Index, "error", err)
+// Apply applies one Command (raft.FSM; raft.RecoverCluster replays the log
+// through it).
+func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch applies the entries raft committed together (raft.BatchingFSM).
+// Each Command is atomic on its own: a refused one changes nothing and does
+// not affect the others. The response for each entry is nil or the error that
+// refused it; raft hands it to that entry's proposer. Configuration entries
+// are raft's own and get a nil response. The applied index moves and the
+// events are published once per batch, so waiters wake once.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	responses := make([]any, len(logs))
+	var events []Event
+	var last uint64
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		evs, err := f.applyCommand(l.Index, l.Data)
+		if err != nil {
+			f.log.Debug("store command refused", "index", l.Index, "error", err)
+			responses[i] = err
+		}
+		events = append(events, evs...)
+		last = l.Index
 	}
-	f.applied.set(l.Index)
+	if last != 0 {
+		f.applied.set(last)
+	}
 	f.events.publish(events...)
-	if err != nil {
-		return err
-	}
-	return nil
+	return responses
 }
 
 // applyCommand runs every action of the command in one write transaction and
@@ -126,6 +144,7 @@ func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction) (Event, e
 	if err := checkUnique(txn, t, obj); err != nil {
 		return Event{}, err
 	}
+	shareTaskSpec(txn, obj)
 	if err := txn.Insert(t.name, obj); err != nil {
 		return Event{}, fmt.Errorf("write %s %q: %w", t.name, id, err)
 	}

@@ -180,6 +180,49 @@ func TestFSMMultiActionAtomicity(t *testing.T) {
 	}
 }
 
+// Commands raft commits together each get their own verdict: a refused one
+// changes nothing, and the others apply as if it were alone.
+func TestFSMApplyBatchVerdicts(t *testing.T) {
+	f := testFSM()
+	events := f.events.subscribe(t.Context())
+	stale := &shoalpb.Node{Id: "n1", Meta: &shoalpb.Meta{Version: 99}}
+	responses := f.ApplyBatch([]*raft.Log{
+		{Index: 1, Type: raft.LogCommand, Data: command(t, createNode("n1"))},
+		{Index: 2, Type: raft.LogCommand, Data: command(t, createNode("n2"), updateNode(stale))},
+		{Index: 3, Type: raft.LogConfiguration, Data: []byte("raft's own")},
+		{Index: 4, Type: raft.LogCommand, Data: command(t, createNode("n3"))},
+		{Index: 5, Type: raft.LogCommand, Data: command(t, createNode("n1"))},
+	})
+	if len(responses) != 5 {
+		t.Fatalf("%d responses for 5 entries", len(responses))
+	}
+	for i, want := range []error{nil, ErrVersionConflict, nil, nil, ErrExists} {
+		err, _ := responses[i].(error)
+		if (want == nil) != (responses[i] == nil) || !errors.Is(err, want) {
+			t.Fatalf("entry %d: got %v, want %v", i+1, responses[i], want)
+		}
+	}
+	if n := fsmNode(f, "n2"); n != nil {
+		t.Fatalf("n2 created by a refused command: %v", n)
+	}
+	if fsmNode(f, "n1").GetMeta().GetVersion() != 1 || fsmNode(f, "n3").GetMeta().GetVersion() != 4 {
+		t.Fatalf("n1 %v, n3 %v: want versions 1 and 4", fsmNode(f, "n1"), fsmNode(f, "n3"))
+	}
+	if idx, _ := f.applied.get(); idx != 5 {
+		t.Fatalf("applied index %d, want 5", idx)
+	}
+	for _, want := range []uint64{1, 4} {
+		if ev := <-events; ev.Kind != EventCreate || ev.Index != want {
+			t.Fatalf("event %v %d, want a create at %d", ev.Kind, ev.Index, want)
+		}
+	}
+	select {
+	case ev := <-events:
+		t.Fatalf("unexpected event %v at %d", ev.Kind, ev.Index)
+	default:
+	}
+}
+
 func TestFSMInvalidCommands(t *testing.T) {
 	f := testFSM()
 	cases := map[string][]byte{

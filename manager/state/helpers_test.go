@@ -99,6 +99,9 @@ type testCluster struct {
 	nodes map[string]*testNode
 	// tune adjusts every node's Config before Open.
 	tune func(*Config)
+	// readIndexHook, if set, runs in every forwarded ReadIndex before the
+	// leader answers.
+	readIndexHook func()
 }
 
 func newTestCluster(t *testing.T, tune func(*Config)) *testCluster {
@@ -107,13 +110,38 @@ func newTestCluster(t *testing.T, tune func(*Config)) *testCluster {
 
 // Forward implements Forwarder by calling the leader's ApplyCommand.
 func (c *testCluster) Forward(ctx context.Context, leaderID, _ string, cmd []byte) (uint64, error) {
+	s, err := c.store(leaderID)
+	if err != nil {
+		return 0, fmt.Errorf("forward: %w", err)
+	}
+	return s.ApplyCommand(ctx, cmd)
+}
+
+// ReadIndex implements Forwarder by calling the leader's ReadIndex; with
+// readIndexHook set, it calls that first.
+func (c *testCluster) ReadIndex(_ context.Context, leaderID, _ string) (uint64, error) {
+	s, err := c.store(leaderID)
+	if err != nil {
+		return 0, fmt.Errorf("read index: %w", err)
+	}
 	c.mu.Lock()
-	n := c.nodes[leaderID]
+	hook := c.readIndexHook
+	c.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return s.ReadIndex()
+}
+
+// store returns node id's open store.
+func (c *testCluster) store(id string) (*Store, error) {
+	c.mu.Lock()
+	n := c.nodes[id]
 	c.mu.Unlock()
 	if n == nil || n.s() == nil {
-		return 0, fmt.Errorf("forward: unknown node %s", leaderID)
+		return nil, fmt.Errorf("unknown node %s", id)
 	}
-	return n.s().ApplyCommand(ctx, cmd)
+	return n.s(), nil
 }
 
 // add creates a node with a fresh directory and address and opens it.

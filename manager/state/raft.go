@@ -11,10 +11,14 @@ import (
 )
 
 // Raft tuning for a LAN: a lost leader is replaced within about a second.
+// The leader steps down when a quorum has not answered it for
+// leaderLeaseTimeout: as long as the followers wait before they elect
+// another, so that a leader slowed by a busy machine does not abdicate
+// sooner than it would be replaced.
 const (
 	heartbeatTimeout   = 500 * time.Millisecond
 	electionTimeout    = 500 * time.Millisecond
-	leaderLeaseTimeout = 250 * time.Millisecond
+	leaderLeaseTimeout = 500 * time.Millisecond
 	commitTimeout      = 5 * time.Millisecond
 	maxAppendEntries   = 256
 	transportMaxPool   = 3
@@ -32,8 +36,7 @@ func (s *Store) start() error {
 	if s.bolt, err = openBolt(s.cfg.Dir); err != nil {
 		return err
 	}
-	logs, err := raft.NewLogCache(logCacheSize, s.bolt)
-	if err != nil {
+	if s.logs, err = raft.NewLogCache(logCacheSize, s.bolt); err != nil {
 		return fmt.Errorf("state: log cache: %w", err)
 	}
 	hlog := newHCLogger(s.log, "raft")
@@ -48,7 +51,7 @@ func (s *Store) start() error {
 	if err := raft.ValidateConfig(conf); err != nil {
 		return fmt.Errorf("state: raft config: %w", err)
 	}
-	hasState, err := raft.HasExistingState(logs, s.bolt, snaps)
+	hasState, err := raft.HasExistingState(s.logs, s.bolt, snaps)
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
@@ -64,17 +67,17 @@ func (s *Store) start() error {
 		// writes the one-node configuration; the real FSM then starts from
 		// that snapshot.
 		scratch := newFSM(s.log.With("recovery", true), newBroker(s.log))
-		if err := raft.RecoverCluster(conf, scratch, logs, s.bolt, snaps, s.trans, self); err != nil {
+		if err := raft.RecoverCluster(conf, scratch, s.logs, s.bolt, snaps, s.trans, self); err != nil {
 			return fmt.Errorf("state: force new cluster: %w", err)
 		}
 		s.log.Warn("raft configuration rewritten to this node alone (force new cluster)")
 	case s.cfg.Bootstrap && !hasState:
-		if err := raft.BootstrapCluster(conf, logs, s.bolt, snaps, s.trans, self); err != nil {
+		if err := raft.BootstrapCluster(conf, s.logs, s.bolt, snaps, s.trans, self); err != nil {
 			return fmt.Errorf("state: bootstrap: %w", err)
 		}
 		s.log.Info("bootstrapped a new raft cluster")
 	}
-	if s.raft, err = raft.NewRaft(conf, s.fsm, logs, s.bolt, snaps, s.trans); err != nil {
+	if s.raft, err = raft.NewRaft(conf, s.fsm, s.logs, s.bolt, snaps, s.trans); err != nil {
 		return fmt.Errorf("state: start raft: %w", err)
 	}
 	s.wg.Add(1)

@@ -3,7 +3,8 @@
 //
 // Writes go through Propose, which applies a batch of StoreActions atomically
 // on the leader (forwarding from followers). Reads are local and consistent
-// (View). Changes are published to watchers after they commit (Watch). The
+// (View); CatchUp first makes them include every write the leader has
+// committed. Changes are published to watchers after they commit (Watch). The
 // package also exposes the raft membership operations the manager needs.
 package state
 
@@ -40,13 +41,18 @@ const (
 	boltOpenTimeout = time.Second
 )
 
-// Forwarder sends a marshalled shoalpb.Command to the leader and returns the
-// index it was applied at. The node wiring implements it over gRPC
-// (RaftMembership.Propose); the leader side calls Store.ApplyCommand. Errors
-// from the leader's store should come back so that errors.Is still matches
-// this package's sentinels (ErrNotLeader makes Propose retry).
+// Forwarder is a follower's line to the leader. The node wiring implements
+// it over gRPC (RaftMembership). Errors from the leader's store should come
+// back so that errors.Is still matches this package's sentinels (ErrNotLeader
+// and ErrNoLeader make the caller look for the leader again).
 type Forwarder interface {
+	// Forward sends a marshalled shoalpb.Command to the leader and returns
+	// the index it was applied at; the leader side calls Store.ApplyCommand.
 	Forward(ctx context.Context, leaderID, leaderAddr string, cmd []byte) (uint64, error)
+	// ReadIndex asks the leader which index a replica must have applied to
+	// hold every write the leader has committed; the leader side calls
+	// Store.ReadIndex.
+	ReadIndex(ctx context.Context, leaderID, leaderAddr string) (uint64, error)
 }
 
 // Config configures Open.
@@ -95,6 +101,8 @@ type Store struct {
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
 	bolt   *raftboltdb.BoltStore
+	logs   raft.LogStore // bolt behind the log cache
+	reads  readIndexer   // a follower's shared read-index requests
 
 	leaderCh  chan bool
 	closing   chan struct{}
@@ -236,7 +244,7 @@ func (s *Store) View(fn func(tx ReadTx)) { s.fsm.view(fn) }
 // Watch streams the events published after each commit, in commit order,
 // including an EventReset when the store is replaced by a snapshot. The
 // channel is closed when ctx ends, when the store closes, or when the watcher
-// falls more than 1024 events behind; in the last case the caller must re-read
+// falls more than 65,536 events behind; in the last case the caller must re-read
 // (View) and watch again. Apply never waits for watchers.
 func (s *Store) Watch(ctx context.Context) <-chan Event { return s.events.subscribe(ctx) }
 

@@ -9,8 +9,10 @@ import (
 )
 
 // watchBuffer is how many events a watcher may fall behind before its channel
-// is closed.
-const watchBuffer = 1024
+// is closed. One Raft batch can carry thousands of task changes (a scale-up,
+// a wave of status reports), and a watcher that falls behind must re-read
+// the whole store, so it is large: 65,536 events, about 2.5 MB per watcher.
+const watchBuffer = 1 << 16
 
 // EventKind says what happened to an object.
 type EventKind int
