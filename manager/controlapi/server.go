@@ -1,7 +1,9 @@
 // Package controlapi serves ControlService, the public API. Every request is
 // validated before anything is written; writes go through the replicated store
 // (state.Propose, forwarded to the leader by the store when needed) and reads
-// are served from this manager's copy, which already holds its own writes.
+// are served from this manager's copy, which already holds its own writes. A
+// read-modify-write first catches this copy up with the leader
+// (state.CatchUp), so it starts from the latest version of what it changes.
 package controlapi
 
 import (
@@ -9,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"time"
 
@@ -23,6 +26,7 @@ import (
 type Store interface {
 	View(fn func(tx state.ReadTx))
 	Propose(ctx context.Context, actions ...*shoalpb.StoreAction) (uint64, error)
+	CatchUp(ctx context.Context) error
 	Leader() (id, addr string)
 	Members() ([]state.Member, error)
 	Watch(ctx context.Context) <-chan state.Event
@@ -50,7 +54,8 @@ type Config struct {
 // Server implements shoalpb.ControlServiceServer.
 type Server struct {
 	shoalpb.UnimplementedControlServiceServer
-	cfg Config
+	cfg   Config
+	locks objectLocks
 }
 
 // New returns a control API server.
@@ -64,13 +69,36 @@ func New(cfg Config) *Server {
 	return &Server{cfg: cfg}
 }
 
-// maxRetries bounds read-modify-write loops that lose a version race.
-const maxRetries = 5
+// objectLocks orders the updates of one object made through this manager,
+// so at most one of them is in Raft at a time; through other managers, or by
+// the leader's loops, an update can still lose the version race. The loser
+// catches up and tries again after a short jittered exponential backoff, for
+// up to retryFor (a manager whose writes take longer, a follower, can lose
+// many rounds in a row to a stream of updates through the leader), then
+// gives up with Aborted.
+const (
+	retryFor        = 10 * time.Second
+	retryBackoffMin = time.Millisecond
+	retryBackoffMax = 16 * time.Millisecond
+)
 
-// update re-reads, mutates and proposes until the write does not race with
-// another one. build returns the actions to propose from a fresh read.
+// update catches up with the leader, reads, mutates and proposes until the
+// write does not race with another one. build returns the actions to propose
+// from a fresh read. The objects written stay locked on this manager from
+// the first read that names them to the end (objectLocks); if another update
+// of them was in progress, they are read again once it is over.
 func (s *Server) update(ctx context.Context, build func(tx state.ReadTx) ([]*shoalpb.StoreAction, error)) error {
-	for attempt := 0; ; attempt++ {
+	var unlock func()
+	defer func() {
+		if unlock != nil {
+			unlock()
+		}
+	}()
+	var start time.Time // of the first proposal
+	for attempt := 1; ; {
+		if err := s.cfg.Store.CatchUp(ctx); err != nil {
+			return s.StoreError(err)
+		}
 		var actions []*shoalpb.StoreAction
 		var err error
 		s.cfg.Store.View(func(tx state.ReadTx) { actions, err = build(tx) })
@@ -80,12 +108,41 @@ func (s *Server) update(ctx context.Context, build func(tx state.ReadTx) ([]*sho
 		if len(actions) == 0 {
 			return nil
 		}
-		_, err = s.cfg.Store.Propose(ctx, actions...)
-		if errors.Is(err, state.ErrVersionConflict) && attempt < maxRetries {
-			continue
+		if unlock == nil {
+			var waited bool
+			if unlock, waited, err = s.locks.lock(ctx, objectKeys(actions)); err != nil {
+				return s.StoreError(err)
+			}
+			if waited {
+				continue
+			}
 		}
-		return s.StoreError(err)
+		if start.IsZero() {
+			start = s.cfg.Now()
+		}
+		_, err = s.cfg.Store.Propose(ctx, actions...)
+		if !errors.Is(err, state.ErrVersionConflict) || s.cfg.Now().Sub(start) >= retryFor {
+			return s.StoreError(err)
+		}
+		select {
+		case <-time.After(retryBackoff(attempt)):
+		case <-ctx.Done():
+			return s.StoreError(ctx.Err())
+		}
+		attempt++
 	}
+}
+
+// retryBackoff is the wait before the attempt after attempt: uniform in
+// [d/2, d], where d doubles from retryBackoffMin with every attempt, up to
+// retryBackoffMax.
+func retryBackoff(attempt int) time.Duration {
+	d := retryBackoffMin
+	for i := 1; i < attempt && d < retryBackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, retryBackoffMax)
+	return d/2 + rand.N(d/2+1)
 }
 
 // StoreError maps store failures to gRPC statuses a user can act on.

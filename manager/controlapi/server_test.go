@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -23,6 +24,8 @@ type fakeStore struct {
 	nodes        map[string]*shoalpb.Node
 	members      []state.Member
 	leader       string
+	catchUpFn    func() error
+	caughtUp     int
 	proposeFn    func() error
 	proposed     int
 }
@@ -41,6 +44,14 @@ func (f *fakeStore) Nodes() []*shoalpb.Node {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Id < out[j].Id })
 	return out
+}
+
+func (f *fakeStore) CatchUp(context.Context) error {
+	f.caughtUp++
+	if f.catchUpFn != nil {
+		return f.catchUpFn()
+	}
+	return nil
 }
 
 func (f *fakeStore) Propose(_ context.Context, actions ...*shoalpb.StoreAction) (uint64, error) {
@@ -175,6 +186,12 @@ func TestRefusalsChangeNothing(t *testing.T) {
 			_, err := s.UpdateNode(ctx, &shoalpb.UpdateNodeRequest{Node: "w1ccc", LabelAdd: map[string]string{"a": "b"}})
 			return err
 		}, codes.Unavailable, "quorum lost: 1 of 2 managers are unreachable (a quorum needs 2)"},
+		{"quorum lost before the read", func(f *fakeStore) {
+			f.catchUpFn = func() error { return fmt.Errorf("catch up: %w", state.ErrNoLeader) }
+		}, func(s *Server) error {
+			_, err := s.UpdateNode(ctx, &shoalpb.UpdateNodeRequest{Node: "w1ccc", LabelAdd: map[string]string{"a": "b"}})
+			return err
+		}, codes.Unavailable, "quorum lost: 1 of 2 managers are unreachable (a quorum needs 2)"},
 	}
 	for _, c := range cases {
 		s, f := newFixture()
@@ -220,5 +237,57 @@ func TestUpdateAndRemove(t *testing.T) {
 	}
 	if len(got) != 2 || got["m1aaa"] != ManagerLeader || got["m2bbb"] != ManagerReachable {
 		t.Fatalf("manager statuses: got %v", got)
+	}
+}
+
+// A read-modify-write that loses a version race catches up, re-reads and
+// proposes again; every attempt starts with CatchUp.
+func TestUpdateRetriesAfterConflict(t *testing.T) {
+	s, f := newFixture()
+	conflicts := 3
+	f.proposeFn = func() error {
+		if conflicts > 0 {
+			conflicts--
+			return fmt.Errorf("propose: %w", state.ErrVersionConflict)
+		}
+		return nil
+	}
+	v, err := s.UpdateNode(context.Background(), &shoalpb.UpdateNodeRequest{Node: "w1ccc", LabelAdd: map[string]string{"zone": "eu"}})
+	if err != nil {
+		t.Fatalf("update after 3 conflicts: %v", err)
+	}
+	if v.Node.Spec.Labels["zone"] != "eu" || f.proposed != 1 || f.caughtUp != 4 {
+		t.Fatalf("labels %v after %d committed proposals and %d catch-ups; want zone=eu, 1 and 4", v.Node.Spec.Labels, f.proposed, f.caughtUp)
+	}
+}
+
+// An update that keeps losing the race gives up with Aborted once it has
+// tried for retryFor, and the store is unchanged.
+func TestUpdateGivesUpAfterRetryFor(t *testing.T) {
+	s, f := newFixture()
+	now := time.Unix(1700000000, 0)
+	s.cfg.Now = func() time.Time { now = now.Add(time.Second); return now }
+	conflicts := 0
+	f.proposeFn = func() error {
+		conflicts++
+		return fmt.Errorf("propose: %w", state.ErrVersionConflict)
+	}
+	_, err := s.UpdateNode(context.Background(), &shoalpb.UpdateNodeRequest{Node: "w1ccc", LabelAdd: map[string]string{"zone": "eu"}})
+	if status.Code(err) != codes.Aborted {
+		t.Fatalf("update that always conflicts: got %v, want Aborted", err)
+	}
+	// The clock moves 1 s per reading, and an attempt reads it about twice.
+	if most := int(retryFor / time.Second); conflicts < most/2 || conflicts > most || f.proposed != 0 {
+		t.Fatalf("%d proposals, %d committed; want %d to %d, none committed", conflicts, f.proposed, most/2, most)
+	}
+}
+
+func TestRetryBackoff(t *testing.T) {
+	for attempt, want := range map[int]time.Duration{1: retryBackoffMin, 2: 2 * retryBackoffMin, 5: retryBackoffMax, 100: retryBackoffMax} {
+		for range 100 {
+			if d := retryBackoff(attempt); d < want/2 || d > want {
+				t.Fatalf("attempt %d: backoff %s, want within [%s, %s]", attempt, d, want/2, want)
+			}
+		}
 	}
 }
