@@ -18,17 +18,36 @@ func (m *Manager) reconcileRoles(ctx context.Context) error {
 	events := m.cfg.Store.Watch(ctx)
 	ticker := time.NewTicker(2 * time.Second)
 	defer ticker.Stop()
+	m.demoteOnce(ctx)
+	due := false // an event since the last pass may call for a demotion
 	for {
-		m.demoteOnce(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-events:
-			if !ok && ctx.Err() == nil {
-				events = m.cfg.Store.Watch(ctx)
+		case ev, ok := <-events:
+			switch {
+			case !ok:
+				if ctx.Err() == nil {
+					events = m.cfg.Store.Watch(ctx)
+				}
+				due = true
+			case ev.Kind == state.EventReset:
+				due = true
+			default:
+				// Only a node's desired role can call for a demotion.
+				// Task and service events, the bulk of a busy cluster's
+				// writes, would each cost a read of every node and of
+				// the Raft configuration.
+				_, isNode := ev.Object.(*shoalpb.Node)
+				due = due || isNode
+			}
+			if !due || len(events) > 0 {
+				continue // one pass once the burst is read
 			}
 		case <-ticker.C:
 		}
+		due = false
+		m.demoteOnce(ctx)
 	}
 }
 

@@ -285,19 +285,26 @@ func (a *Agent) renew(ctx context.Context, conn *grpc.ClientConn, node *shoalpb.
 	return nil
 }
 
-// heartbeat sends heartbeats at the period the dispatcher asks for.
+// heartbeat sends heartbeats at the period the dispatcher asks for. A
+// heartbeat may take as long as the dispatcher lets a session stay silent
+// (dispatcher.MissedHeartbeats periods): a leader slowed by load for a moment
+// must not cost the node its session, which would have it marked down and its
+// tasks replaced.
 func (a *Agent) heartbeat(ctx context.Context, client shoalpb.DispatcherClient, sessionID string, periodMs int64) error {
 	period := time.Duration(periodMs) * time.Millisecond
 	if period <= 0 {
 		period = dispatcher.DefaultHeartbeatPeriod
 	}
+	next := time.NewTimer(period)
+	defer next.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(period):
+		case <-next.C:
 		}
-		hbCtx, cancel := context.WithTimeout(ctx, period)
+		sent := time.Now()
+		hbCtx, cancel := context.WithTimeout(ctx, dispatcher.MissedHeartbeats*period)
 		resp, err := client.Heartbeat(hbCtx, &shoalpb.HeartbeatRequest{SessionId: sessionID})
 		cancel()
 		if err != nil {
@@ -306,6 +313,9 @@ func (a *Agent) heartbeat(ctx context.Context, client shoalpb.DispatcherClient, 
 		if resp.HeartbeatPeriodMs > 0 {
 			period = time.Duration(resp.HeartbeatPeriodMs) * time.Millisecond
 		}
+		// One heartbeat per period from their start, however long the
+		// last one took to answer.
+		next.Reset(max(0, period-time.Since(sent)))
 	}
 }
 

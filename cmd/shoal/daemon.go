@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -18,8 +21,9 @@ const defaultDataDir = "/var/lib/shoal"
 
 // daemonFlags are the flags shared by init, join and daemon.
 type daemonFlags struct {
-	cfg      node.Config
-	logLevel string
+	cfg       node.Config
+	logLevel  string
+	debugAddr string
 }
 
 func (f *daemonFlags) register(cmd *cobra.Command, addrs bool) {
@@ -40,6 +44,8 @@ func (f *daemonFlags) register(cmd *cobra.Command, addrs bool) {
 	_ = fl.MarkHidden("raft-snapshot-threshold")
 	_ = fl.MarkHidden("raft-snapshot-interval")
 	_ = fl.MarkHidden("raft-trailing-logs")
+	fl.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's profiles (net/http/pprof, /debug/pprof/) on this IP:PORT; for profiling, never expose it")
+	_ = fl.MarkHidden("debug-addr")
 }
 
 // run starts the daemon in the foreground until SIGINT/SIGTERM.
@@ -50,6 +56,19 @@ func (f *daemonFlags) run(mode node.Mode) error {
 	}
 	f.cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	f.cfg.Version = version
+	if f.debugAddr != "" {
+		ln, err := net.Listen("tcp", f.debugAddr)
+		if err != nil {
+			return fmt.Errorf("--debug-addr: %w", err)
+		}
+		defer ln.Close()
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		go func() { _ = http.Serve(ln, mux) }()
+		f.cfg.Logger.Info("serving profiles", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := node.Run(ctx, f.cfg, mode)

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,7 +19,9 @@ import (
 type assignQueue struct {
 	notify chan struct{}
 
-	// guarded by the dispatcher's mu
+	// mu guards the fields below. It is the queue's own, so that the
+	// router and the node's stream never wait for other sessions.
+	mu       sync.Mutex
 	updates  map[string]*shoalpb.Task
 	removes  map[string]bool
 	complete bool // the next message must be the complete set
@@ -41,14 +44,20 @@ func assigned(t *shoalpb.Task) bool {
 	return t.GetNodeId() != "" && t.GetStatus().GetState() >= shoalpb.TaskState_TASK_STATE_ASSIGNED
 }
 
-// routeTask queues a task event for the session of the task's node. It must
-// be called with d.mu held.
+// routeTask queues a task event for the session of the task's node.
 func (d *Dispatcher) routeTask(ev state.Event, t *shoalpb.Task) {
+	if !assigned(t) {
+		return
+	}
+	d.mu.RLock()
 	sess := d.sessions[t.GetNodeId()]
-	if sess == nil || !assigned(t) {
+	d.mu.RUnlock()
+	if sess == nil {
 		return
 	}
 	q := sess.assign
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	if ev.Kind == state.EventDelete {
 		delete(q.updates, t.Id)
 		q.removes[t.Id] = true
@@ -60,12 +69,21 @@ func (d *Dispatcher) routeTask(ev state.Event, t *shoalpb.Task) {
 }
 
 // requestComplete makes every session's next assignments message the complete
-// set; used after a store reset or a missed event. It must be called with d.mu held.
+// set; used after a store reset or a missed event.
 func (d *Dispatcher) requestComplete() {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	for _, s := range d.sessions {
-		s.assign.complete = true
-		s.assign.poke()
+		s.assign.requestComplete()
 	}
+}
+
+// requestComplete makes the next message the complete set.
+func (q *assignQueue) requestComplete() {
+	q.mu.Lock()
+	q.complete = true
+	q.mu.Unlock()
+	q.poke()
 }
 
 // Assignments streams the node's tasks: the complete set, then changes.
@@ -74,9 +92,7 @@ func (d *Dispatcher) Assignments(req *shoalpb.AssignmentsRequest, stream grpc.Se
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
-	sess.assign.complete = true
-	d.mu.Unlock()
+	sess.assign.requestComplete()
 	// sent remembers the desired state last sent per task: status-only changes
 	// (the node's own reports echoed back) are not sent again.
 	sent := map[string]shoalpb.TaskState{}
@@ -99,13 +115,13 @@ func (d *Dispatcher) Assignments(req *shoalpb.AssignmentsRequest, stream grpc.Se
 // nextAssignments drains the session's queue into one message, nil if there
 // is nothing to send.
 func (d *Dispatcher) nextAssignments(sess *session, sent map[string]shoalpb.TaskState) *shoalpb.AssignmentsMessage {
-	d.mu.Lock()
 	q := sess.assign
+	q.mu.Lock()
 	complete := q.complete
 	updates, removes := q.updates, q.removes
 	q.complete = false
 	q.updates, q.removes = map[string]*shoalpb.Task{}, map[string]bool{}
-	d.mu.Unlock()
+	q.mu.Unlock()
 
 	msg := &shoalpb.AssignmentsMessage{Complete: complete}
 	if complete {
@@ -142,8 +158,8 @@ func (d *Dispatcher) nextAssignments(sess *session, sent map[string]shoalpb.Task
 // sessionFor finds the caller's open session.
 func (d *Dispatcher) sessionFor(ctx context.Context, sessionID string) (*session, error) {
 	id, ok := ca.PeerIdentity(ctx)
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	if !d.active {
 		return nil, d.notLeader()
 	}

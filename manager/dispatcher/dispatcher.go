@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -32,6 +33,11 @@ import (
 
 // DefaultHeartbeatPeriod is used when the cluster spec does not set one.
 const DefaultHeartbeatPeriod = time.Second
+
+// MissedHeartbeats is how many heartbeat periods a session may stay silent
+// before its node is marked down ("heartbeat failure"); a new leader also
+// waits that long for a node to open a session before marking it down.
+const MissedHeartbeats = 3
 
 // Store is what the dispatcher needs of the replicated store.
 type Store interface {
@@ -65,12 +71,17 @@ type Dispatcher struct {
 	cfg Config
 	log *slog.Logger
 
-	mu          sync.Mutex
+	// mu guards the fields below. Lookups (routing a task event, finding the
+	// session of a heartbeat) share it, so a thousand sessions' requests do
+	// not queue behind each other; registering and judging sessions take it
+	// alone.
+	mu          sync.RWMutex
 	active      bool
 	leaderSince time.Time
 	sessions    map[string]*session // by node ID
 	byID        map[string]*session // by session ID
 	kick        chan struct{}
+	writing     chan struct{} // cap 1: holds a token while node states are written
 	reports     chan *statusReport
 }
 
@@ -79,8 +90,8 @@ type session struct {
 	nodeID        string
 	addr          string
 	description   *shoalpb.NodeDescription
-	lastHeartbeat time.Time
-	ended         time.Time // zero while the stream is open
+	lastHeartbeat atomic.Int64 // UnixNano; written without the dispatcher's mu
+	ended         time.Time    // zero while the stream is open
 	notify        chan struct{}
 	assign        *assignQueue
 	closed        chan struct{}
@@ -88,6 +99,10 @@ type session struct {
 }
 
 func (s *session) close() { s.closeOnce.Do(func() { close(s.closed) }) }
+
+func (s *session) beat(at time.Time) { s.lastHeartbeat.Store(at.UnixNano()) }
+
+func (s *session) lastBeat() time.Time { return time.Unix(0, s.lastHeartbeat.Load()) }
 
 func (s *session) poke() {
 	select {
@@ -110,6 +125,7 @@ func New(cfg Config) *Dispatcher {
 		sessions: map[string]*session{},
 		byID:     map[string]*session{},
 		kick:     make(chan struct{}, 1),
+		writing:  make(chan struct{}, 1),
 		reports:  make(chan *statusReport),
 	}
 }
@@ -196,15 +212,15 @@ func (d *Dispatcher) register(nodeID string, req *shoalpb.SessionRequest) (*sess
 		old.close()
 	}
 	sess := &session{
-		id:            newSessionID(),
-		nodeID:        nodeID,
-		addr:          req.GetAddr(),
-		description:   req.GetDescription(),
-		lastHeartbeat: time.Now(),
-		notify:        make(chan struct{}, 1),
-		assign:        newAssignQueue(),
-		closed:        make(chan struct{}),
+		id:          newSessionID(),
+		nodeID:      nodeID,
+		addr:        req.GetAddr(),
+		description: req.GetDescription(),
+		notify:      make(chan struct{}, 1),
+		assign:      newAssignQueue(),
+		closed:      make(chan struct{}),
 	}
+	sess.beat(time.Now())
 	d.sessions[nodeID] = sess
 	d.byID[sess.id] = sess
 	return sess, nil
@@ -215,7 +231,7 @@ func (d *Dispatcher) unregister(sess *session) {
 	defer d.mu.Unlock()
 	sess.ended = time.Now()
 	delete(d.byID, sess.id)
-	d.kickLocked()
+	d.kickLiveness()
 }
 
 func (d *Dispatcher) sessionMessage(sess *session) (*shoalpb.SessionMessage, error) {
@@ -242,19 +258,12 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *shoalpb.HeartbeatReques
 	if err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	sess.lastHeartbeat = time.Now()
-	d.mu.Unlock()
+	sess.beat(time.Now())
 	return &shoalpb.HeartbeatResponse{HeartbeatPeriodMs: d.heartbeatPeriod().Milliseconds()}, nil
 }
 
+// kickLiveness makes the liveness loop evaluate the nodes now.
 func (d *Dispatcher) kickLiveness() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.kickLocked()
-}
-
-func (d *Dispatcher) kickLocked() {
 	select {
 	case d.kick <- struct{}{}:
 	default:
@@ -271,7 +280,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.leaderSince = time.Now()
 	d.mu.Unlock()
 	defer d.deactivate()
-	go d.writeStatuses(ctx)
+	var writers sync.WaitGroup
+	defer writers.Wait()
+	writers.Go(func() { d.writeStatuses(ctx) })
 
 	events := d.cfg.Store.Watch(ctx)
 	ticker := time.NewTicker(d.cfg.Tick)
@@ -286,17 +297,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 					return nil
 				}
 				events = d.cfg.Store.Watch(ctx)
-				d.mu.Lock()
 				d.requestComplete()
-				d.mu.Unlock()
 				d.pokeAll()
 				continue
 			}
 			d.onEvent(ev)
 		case <-d.kick:
-			d.evaluate(ctx)
+			d.evaluate(ctx, &writers)
 		case <-ticker.C:
-			d.evaluate(ctx)
+			d.evaluate(ctx, &writers)
 		}
 	}
 }
@@ -313,8 +322,8 @@ func (d *Dispatcher) deactivate() {
 }
 
 func (d *Dispatcher) pokeAll() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	for _, s := range d.sessions {
 		s.poke()
 	}
@@ -323,24 +332,20 @@ func (d *Dispatcher) pokeAll() {
 func (d *Dispatcher) onEvent(ev state.Event) {
 	switch obj := ev.Object.(type) {
 	case *shoalpb.Task:
-		d.mu.Lock()
 		d.routeTask(ev, obj)
-		d.mu.Unlock()
 	case *shoalpb.Node:
 		if obj.GetRole() == shoalpb.NodeRole_NODE_ROLE_MANAGER || ev.Kind == state.EventDelete {
 			d.pokeAll()
 			return
 		}
-		d.mu.Lock()
+		d.mu.RLock()
 		if s := d.sessions[obj.Id]; s != nil {
 			s.poke()
 		}
-		d.mu.Unlock()
+		d.mu.RUnlock()
 	default:
 		if ev.Kind == state.EventReset {
-			d.mu.Lock()
 			d.requestComplete()
-			d.mu.Unlock()
 			d.pokeAll()
 		}
 	}
@@ -359,7 +364,7 @@ func (d *Dispatcher) judge(nodeID string, now time.Time, period time.Duration) v
 	gossipDead := d.cfg.Cluster.GossipDead(nodeID)
 	switch {
 	case sess == nil:
-		if now.Sub(d.leaderSince) < 3*period {
+		if now.Sub(d.leaderSince) < MissedHeartbeats*period {
 			return verdict{state: shoalpb.NodeState_NODE_STATE_UNKNOWN}
 		}
 		return verdict{state: shoalpb.NodeState_NODE_STATE_DOWN, message: "no session with the leader"}
@@ -368,17 +373,25 @@ func (d *Dispatcher) judge(nodeID string, now time.Time, period time.Duration) v
 			return verdict{state: shoalpb.NodeState_NODE_STATE_UNKNOWN}
 		}
 		return verdict{state: shoalpb.NodeState_NODE_STATE_DOWN, message: "session ended"}
-	case now.Sub(sess.lastHeartbeat) > 3*period:
+	case now.Sub(sess.lastBeat()) > MissedHeartbeats*period:
 		return verdict{state: shoalpb.NodeState_NODE_STATE_DOWN, message: "heartbeat failure", sess: sess}
-	case gossipDead && now.Sub(sess.lastHeartbeat) > period:
+	case gossipDead && now.Sub(sess.lastBeat()) > period:
 		return verdict{state: shoalpb.NodeState_NODE_STATE_DOWN, message: "unreachable (gossip)", sess: sess}
 	}
 	return verdict{state: shoalpb.NodeState_NODE_STATE_READY, sess: sess}
 }
 
 // evaluate writes every node whose state differs from its verdict, in one
-// command. A conflict with a concurrent write is retried on the next tick.
-func (d *Dispatcher) evaluate(ctx context.Context) {
+// command. The write runs on a goroutine of writers, so that the loop keeps
+// routing events while it commits; until it has, evaluations are skipped, as
+// they would read the nodes it is changing. A conflict with a concurrent
+// write is retried at once, anything else on the next tick.
+func (d *Dispatcher) evaluate(ctx context.Context, writers *sync.WaitGroup) {
+	select {
+	case d.writing <- struct{}{}:
+	default:
+		return // a write is in flight
+	}
 	period := d.heartbeatPeriod()
 	now := time.Now()
 	var nodes []*shoalpb.Node
@@ -408,15 +421,21 @@ func (d *Dispatcher) evaluate(ctx context.Context) {
 	}
 	d.mu.Unlock()
 	if len(actions) == 0 {
+		<-d.writing
 		return
 	}
-	if _, err := d.cfg.Store.Propose(ctx, actions...); err != nil && ctx.Err() == nil {
+	writers.Go(func() {
+		_, err := d.cfg.Store.Propose(ctx, actions...)
+		<-d.writing
+		if err == nil || ctx.Err() != nil {
+			return
+		}
 		if errors.Is(err, state.ErrVersionConflict) {
 			d.kickLiveness()
 			return
 		}
 		d.log.Warn("writing node states failed", "nodes", len(actions), "err", err)
-	}
+	})
 }
 
 // nodeUpdate returns the updated copy of n when v changes anything, else nil.

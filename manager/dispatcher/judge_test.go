@@ -17,7 +17,9 @@ func TestJudge(t *testing.T) {
 	const period = time.Second
 	now := time.Unix(1000, 0)
 	open := func(lastHeartbeat time.Duration) *session {
-		return &session{nodeID: "n", lastHeartbeat: now.Add(-lastHeartbeat)}
+		s := &session{nodeID: "n"}
+		s.beat(now.Add(-lastHeartbeat))
+		return s
 	}
 	ended := func(ago time.Duration) *session {
 		s := open(ago)

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -12,13 +13,18 @@ import (
 )
 
 // Status reports from every node are written in batches: one Raft entry per
-// batch instead of one per report. A report is acknowledged only once its
-// batch has committed, so nothing acknowledged is lost with the leader.
+// chunk of a batch instead of one per report. A report is acknowledged only
+// once its batch has committed, so nothing acknowledged is lost with the
+// leader.
 const (
 	statusBatchWindow = 10 * time.Millisecond
 	statusBatchMax    = 1000
 	// statusChunk bounds the actions of one Raft entry.
 	statusChunk = 500
+	// statusWriters is how many batches are written at once: the next
+	// batch is collected and proposed while earlier ones commit, and Raft
+	// commits them together.
+	statusWriters = 4
 )
 
 // statusReport is one UpdateTaskStatus call waiting for its batch.
@@ -52,7 +58,11 @@ func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *shoalpb.UpdateTa
 }
 
 // writeStatuses is the leader loop that batches status reports into Raft.
+// It returns once the batches it started are written.
 func (d *Dispatcher) writeStatuses(ctx context.Context) {
+	var writers sync.WaitGroup
+	defer writers.Wait()
+	slots := make(chan struct{}, statusWriters)
 	for {
 		var batch []*statusReport
 		select {
@@ -76,15 +86,19 @@ func (d *Dispatcher) writeStatuses(ctx context.Context) {
 			}
 		}
 		window.Stop()
-		err := d.applyStatuses(ctx, batch)
-		for _, r := range batch {
-			r.done <- err
-		}
+		slots <- struct{}{} // once ctx ends, writes fail at once and free theirs
+		writers.Go(func() {
+			defer func() { <-slots }()
+			err := d.applyStatuses(ctx, batch)
+			for _, r := range batch {
+				r.done <- err
+			}
+		})
 	}
 }
 
 // applyStatuses writes a batch, re-reading and retrying the tasks another
-// writer changed meanwhile.
+// writer changed meanwhile. Its chunks are proposed together.
 func (d *Dispatcher) applyStatuses(ctx context.Context, batch []*statusReport) error {
 	latest := map[string]*shoalpb.TaskStatusUpdate{}
 	owner := map[string]string{}
@@ -107,16 +121,22 @@ func (d *Dispatcher) applyStatuses(ctx context.Context, batch []*statusReport) e
 				actions = append(actions, &shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_UPDATE, Target: &shoalpb.StoreAction_Task{Task: upd}})
 			}
 		})
+		errs := make([]error, (len(actions)+statusChunk-1)/statusChunk)
+		var chunks sync.WaitGroup
+		for i := range errs {
+			chunk := actions[i*statusChunk : min((i+1)*statusChunk, len(actions))]
+			chunks.Go(func() { _, errs[i] = d.cfg.Store.Propose(ctx, chunk...) })
+		}
+		chunks.Wait()
 		conflict := false
-		for len(actions) > 0 {
-			chunk := actions[:min(statusChunk, len(actions))]
-			actions = actions[len(chunk):]
-			_, err := d.cfg.Store.Propose(ctx, chunk...)
-			if errors.Is(err, state.ErrVersionConflict) {
+		for _, err := range errs {
+			switch {
+			case errors.Is(err, state.ErrVersionConflict), errors.Is(err, state.ErrNotFound):
+				// Another writer changed or deleted a task meanwhile (the
+				// orchestrator reaps the history of a busy service): read
+				// again, which leaves deleted tasks out.
 				conflict = true
-				continue
-			}
-			if err != nil {
+			case err != nil:
 				return err
 			}
 		}

@@ -38,6 +38,16 @@ type batch struct {
 	services []string
 }
 
+// onlyCreates reports whether every action of b creates a task.
+func (b batch) onlyCreates() bool {
+	for _, a := range b.actions {
+		if a.GetKind() != shoalpb.StoreActionKind_STORE_ACTION_CREATE {
+			return false
+		}
+	}
+	return true
+}
+
 // batcher groups the actions of several services into batches of at most
 // MaxBatch actions. A service's actions share a batch whenever they fit in
 // one, so a restart's shutdown and its replacement commit together.

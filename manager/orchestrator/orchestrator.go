@@ -5,10 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"shoal/manager/state"
 	shoalpb "shoal/proto"
+	"shoal/scheduler"
 )
 
 // Timing of the leader loop.
@@ -68,18 +70,25 @@ func New(cfg Config) *Orchestrator {
 // leadership is lost; it may be called again later, starting afresh.
 //
 // Store events mark services dirty (task and service events that service;
-// node, cluster and reset events every service); after Debounce the dirty
-// services are reconciled, their plans written in batches of at most
-// MaxBatch actions, then pending tasks are scheduled. A full pass runs at
-// start and every ResyncInterval, and a timer fires at the earliest Plan.Wake.
-// A write that fails (a version conflict with the dispatcher's status
-// reports, most often) changes nothing: its services are read again and
-// reconciled on a later pass, after a back-off.
+// node, cluster and reset events every service); after a debounce the dirty
+// services are reconciled, the tasks their plans create are placed along with
+// the stored pending tasks (if an event or the plans may have given the
+// scheduler work), and the plans, then the placements, are written in batches
+// of at most MaxBatch actions. A new task that fits somewhere is thus created
+// ASSIGNED, in one write. A full pass runs at start and every
+// ResyncInterval, and a timer fires at the earliest Plan.Wake. A write that
+// fails (a version conflict with the dispatcher's status reports, most
+// often) changes nothing: its services are read again and reconciled on a
+// later pass, after a back-off.
+//
+// Events are read by their own goroutine, so the watch never falls behind
+// while a pass runs. The debounce is Debounce, or as long as the last pass
+// took if that is longer: a stream of status reports on a large service
+// makes the loop reconcile at most half of the time instead of all of it.
 func (o *Orchestrator) Run(ctx context.Context) error {
 	l := &loop{
 		Orchestrator: o,
-		all:          true,
-		dirty:        map[string]struct{}{},
+		marks:        marks{all: true, place: true, dirty: map[string]struct{}{}},
 		wakes:        map[string]time.Time{},
 		pass:         time.NewTimer(0),
 		passArmed:    true,
@@ -92,56 +101,69 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	resync := time.NewTicker(ResyncInterval)
 	defer resync.Stop()
 
-	events := o.cfg.Store.Watch(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	marked := make(chan struct{}, 1)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		l.watch(ctx, marked)
+	}()
+	defer func() {
+		cancel()
+		<-watched
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-events:
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				// Fell behind (or the store closed): watch again before
-				// the next pass reads everything.
-				events = nil
-				l.all = true
-				l.schedulePass(l.retryDelay())
-				continue
-			}
-			l.onEvent(ev)
-			l.schedulePass(Debounce)
+		case <-marked:
+			l.schedulePass(max(Debounce, l.lastPass))
 		case <-l.pass.C:
 			l.passArmed = false
-			if events == nil {
-				events = o.cfg.Store.Watch(ctx)
-			}
+			started := time.Now()
 			l.runPass(ctx)
+			l.lastPass = time.Since(started)
 		case <-resync.C:
-			l.all = true
+			l.mark(func(m *marks) { m.all, m.place = true, true })
 			l.schedulePass(0)
 		case <-l.wake.C:
 			now := o.cfg.Now()
+			var due []string
 			for id, at := range l.wakes {
 				if !at.After(now) {
-					l.dirty[id] = struct{}{}
+					due = append(due, id)
 					delete(l.wakes, id)
 				}
 			}
+			l.mark(func(m *marks) {
+				for _, id := range due {
+					m.dirty[id] = struct{}{}
+				}
+			})
 			l.schedulePass(0)
 			l.armWake()
 		}
 	}
 }
 
-// loop is the state of one Run, owned by its goroutine.
+// marks is what the next pass must do, filled by events and failed writes.
+type marks struct {
+	all   bool                // reconcile every service
+	dirty map[string]struct{} // services to reconcile
+	place bool                // run the scheduler: there may be a task to place
+}
+
+// loop is the state of one Run. Its fields are owned by Run's goroutine,
+// except marks, which the watch goroutine fills too.
 type loop struct {
 	*Orchestrator
-	all   bool                // reconcile every service on the next pass
-	dirty map[string]struct{} // services to reconcile on the next pass
+	mu    sync.Mutex
+	marks marks
+
 	wakes map[string]time.Time
 	// failures counts consecutive passes with a failed write.
 	failures int
+	lastPass time.Duration
 
 	pass      *time.Timer
 	passArmed bool
@@ -149,15 +171,67 @@ type loop struct {
 	wake      *time.Timer
 }
 
+// mark changes the marks under the lock.
+func (l *loop) mark(fn func(m *marks)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fn(&l.marks)
+}
+
+// takeMarks returns the marks and clears them.
+func (l *loop) takeMarks() marks {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := l.marks
+	l.marks = marks{dirty: map[string]struct{}{}}
+	return m
+}
+
+// watch marks what store events make dirty and pokes marked, until ctx
+// ends. When the watch closes (it fell behind, or the store closed) it marks
+// everything and watches again.
+func (l *loop) watch(ctx context.Context, marked chan<- struct{}) {
+	for {
+		for ev := range l.cfg.Store.Watch(ctx) {
+			l.mark(func(m *marks) { onEvent(m, ev) })
+			poke(marked)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		l.mark(func(m *marks) { m.all, m.place = true, true })
+		poke(marked)
+		select { // a closed store closes every new watch at once
+		case <-ctx.Done():
+			return
+		case <-time.After(Debounce):
+		}
+	}
+}
+
 // onEvent marks what ev makes dirty.
-func (l *loop) onEvent(ev state.Event) {
+func onEvent(m *marks, ev state.Event) {
 	switch o := ev.Object.(type) {
 	case *shoalpb.Task:
-		l.dirty[o.GetServiceId()] = struct{}{}
+		m.dirty[o.GetServiceId()] = struct{}{}
+		// A new pending task waits for a node; a task that stops holding
+		// resources may make room for one that did not fit. Status reports
+		// of running tasks, the bulk of the events, do neither.
+		if scheduler.IsPending(o) || !scheduler.HoldsResources(o) {
+			m.place = true
+		}
 	case *shoalpb.Service:
-		l.dirty[o.GetId()] = struct{}{}
+		m.dirty[o.GetId()] = struct{}{}
 	default: // nodes, the cluster (history limit), resets
-		l.all = true
+		m.all, m.place = true, true
+	}
+}
+
+// poke wakes whoever waits on ch without ever blocking.
+func poke(ch chan<- struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }
 
@@ -192,14 +266,15 @@ func (l *loop) armWake() {
 	l.wake.Reset(max(0, first.Sub(l.cfg.Now())))
 }
 
-// runPass reconciles the dirty services, writes their plans, then schedules.
+// runPass reconciles the dirty services, places the tasks that wait for a
+// node, new ones included, and writes both.
 func (l *loop) runPass(ctx context.Context) {
 	now := l.cfg.Now()
-	all, dirty := l.all, l.dirty
-	l.all, l.dirty = false, map[string]struct{}{}
+	m := l.takeMarks()
 
-	ids, inputs := l.read(all, dirty, now)
+	ids, inputs := l.read(m.all, m.dirty, now)
 	var bt batcher
+	var created []*shoalpb.Task
 	for i, in := range inputs {
 		plan := Reconcile(in)
 		if plan.Wake.IsZero() {
@@ -213,11 +288,18 @@ func (l *loop) runPass(ctx context.Context) {
 		l.log.Debug("reconciled service", "service", ids[i], "create", len(plan.Create),
 			"shutdown", len(plan.Shutdown), "orphan", len(plan.Orphan), "remove", len(plan.Remove),
 			"delete", len(plan.Delete))
+		created = append(created, plan.Create...)
 		bt.add(ids[i], plan.Actions())
 	}
-	ok := l.propose(ctx, "reconcile", bt.batches)
-	// Scheduling reads the store again, so it sees the tasks just created.
-	ok = l.schedule(ctx, now) && ok
+	var placed []*shoalpb.Task
+	if m.place || len(bt.batches) > 0 {
+		placed = l.place(created, now)
+	}
+	ok := l.propose(ctx, "reconcile", bt.batches, false)
+	if len(placed) > 0 && !l.propose(ctx, "schedule", placements(placed), true) {
+		l.mark(func(m *marks) { m.place = true })
+		ok = false
+	}
 	if ctx.Err() != nil {
 		return
 	}
@@ -267,44 +349,88 @@ func (l *loop) read(all bool, dirty map[string]struct{}, now time.Time) (ids []s
 	return ids, inputs
 }
 
-// schedule places pending tasks and writes the result.
-func (l *loop) schedule(ctx context.Context, now time.Time) bool {
+// place runs the scheduler over the stored tasks that wait for a node and
+// over created, the tasks this pass is about to create. A created task that
+// gets a node is changed in place, so that it is written once, created
+// ASSIGNED, instead of created PENDING and placed by another write; one that
+// fits nowhere keeps PENDING with the explanation. place returns the
+// placements of stored tasks, to write as updates.
+func (l *loop) place(created []*shoalpb.Task, now time.Time) []*shoalpb.Task {
 	var nodes []*shoalpb.Node
 	var tasks []*shoalpb.Task
 	l.cfg.Store.View(func(tx state.ReadTx) {
 		nodes = tx.Nodes()
 		tasks = tx.Tasks()
 	})
-	updates := Schedule(nodes, tasks, now)
-	if len(updates) == 0 {
-		return true
+	isNew := make(map[string]*shoalpb.Task, len(created))
+	for _, t := range created {
+		isNew[t.GetId()] = t
 	}
+	var stored []*shoalpb.Task
+	for _, u := range Schedule(nodes, append(tasks, created...), now) {
+		if t := isNew[u.GetId()]; t != nil {
+			t.NodeId, t.Status = u.NodeId, u.Status
+			continue
+		}
+		stored = append(stored, u)
+	}
+	return stored
+}
+
+// placements batches the updates of placed tasks.
+func placements(updates []*shoalpb.Task) []batch {
 	actions := make([]*shoalpb.StoreAction, len(updates))
 	for i, t := range updates {
 		actions[i] = taskAction(shoalpb.StoreActionKind_STORE_ACTION_UPDATE, t)
 	}
 	var bt batcher
 	bt.add("", actions)
-	return l.propose(ctx, "schedule", bt.batches)
+	return bt.batches
 }
 
+// maxInFlight is how many batches of one pass are proposed at once. Raft
+// commits concurrent proposals together, so a plan of thousands of tasks
+// takes a few round trips instead of one per batch.
+const maxInFlight = 8
+
 // propose writes batches; a failed batch marks its services dirty for a
-// later pass. It reports whether every batch was written. The first failure
-// of a streak is logged at Info (a version conflict: someone wrote first) or
-// Warn; later ones at Debug.
-func (l *loop) propose(ctx context.Context, step string, batches []batch) bool {
+// later pass. It reports whether every batch was written. Batches that only
+// create tasks, or any batches when anyOrder is set, go up to maxInFlight at
+// once; another batch waits for the earlier ones and holds back the later
+// ones, so a plan's order (its new tasks before its shutdowns) survives.
+// The first failure of a streak is logged at Info (a version conflict:
+// someone wrote first) or Warn; later ones at Debug.
+func (l *loop) propose(ctx context.Context, step string, batches []batch, anyOrder bool) bool {
+	errs := make([]error, len(batches))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxInFlight)
+	for i, b := range batches {
+		if !anyOrder && !b.onlyCreates() {
+			wg.Wait()
+			_, errs[i] = l.cfg.Store.Propose(ctx, b.actions...)
+			continue
+		}
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			_, errs[i] = l.cfg.Store.Propose(ctx, b.actions...)
+		})
+	}
+	wg.Wait()
 	ok := true
-	for _, b := range batches {
-		_, err := l.cfg.Store.Propose(ctx, b.actions...)
+	for i, err := range errs {
 		if err == nil {
 			continue
 		}
 		if ctx.Err() != nil {
 			return false
 		}
-		for _, id := range b.services {
-			l.dirty[id] = struct{}{}
-		}
+		b := batches[i]
+		l.mark(func(m *marks) {
+			for _, id := range b.services {
+				m.dirty[id] = struct{}{}
+			}
+		})
 		level := slog.LevelWarn
 		switch {
 		case l.failures > 0 || !ok:
