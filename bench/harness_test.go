@@ -121,21 +121,21 @@ func median(samples []float64) float64 {
 // ms is d in milliseconds.
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// vmRSS returns the resident set size of process pid in MiB, from
-// /proc/PID/status.
-func vmRSS(pid int) (float64, error) {
+// procStatusMiB returns a memory figure of process pid in MiB, from the
+// field of /proc/PID/status ("VmRSS": resident set size, "VmHWM": its peak).
+func procStatusMiB(pid int, field string) (float64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
 			if err != nil {
-				return 0, fmt.Errorf("/proc/%d/status: VmRSS %q: %w", pid, rest, err)
+				return 0, fmt.Errorf("/proc/%d/status: %s %q: %w", pid, field, rest, err)
 			}
 			return kb / 1024, nil
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status has no VmRSS line", pid)
+	return 0, fmt.Errorf("/proc/%d/status has no %s line", pid, field)
 }

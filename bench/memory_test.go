@@ -25,7 +25,7 @@ func BenchmarkIdleMemory(b *testing.B) {
 				n   *testutil.Node
 				out *[]float64
 			}{{manager, &mgr}, {worker, &wrk}} {
-				mib, err := vmRSS(s.n.PID())
+				mib, err := procStatusMiB(s.n.PID(), "VmRSS")
 				if err != nil {
 					b.Fatalf("%s: %v", s.n.Name, err)
 				}

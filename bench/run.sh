@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs shoal's benchmarks and rewrites docs/benchmarks.md from their output.
 #
-#   bench/run.sh quick   5 failover samples, 3 runs of the rest (a few minutes)
-#   bench/run.sh full    11 failover samples, 5 runs of the rest
+#   bench/run.sh quick   5 failover samples, 3 runs of the rest, one scale-up
+#                        to 10,000 tasks (several minutes)
+#   bench/run.sh full    11 failover samples, 5 runs of the rest, three
+#                        scale-ups to 100,000 tasks
 #
 # Each benchmark group is one `go test -bench` command; its exact command line
 # and the load average before and after it are written into the raw output
@@ -13,8 +15,8 @@ cd "$(dirname "$0")/.."
 
 mode=${1:-}
 case "$mode" in
-  quick) failover=5 runs=3 timeout=15m ;;
-  full) failover=11 runs=5 timeout=40m ;;
+  quick) failover=5 runs=3 scale_tasks=10000 scale_runs=1 timeout=15m ;;
+  full) failover=11 runs=5 scale_tasks=100000 scale_runs=3 timeout=40m ;;
   *)
     echo "usage: bench/run.sh quick|full" >&2
     exit 2
@@ -44,12 +46,15 @@ fi
   echo "commit: $commit"
 } >>"$raw"
 
-# bench NAME COUNT BENCHTIME: runs one benchmark group, appending to $raw.
+# bench NAME COUNT BENCHTIME [PACKAGE]: runs one benchmark group (of
+# ./bench/ unless PACKAGE is given), appending to $raw. NAME may name a
+# sub-benchmark, e.g. BenchmarkX/size=10: only that one runs.
 bench() {
-  local cmd=("$GO" test -run '^$' -bench "^$1\$" -benchtime "$3" -count "$2" -timeout "$timeout" ./bench/)
+  local pattern="^${1//\//\$/^}\$" pkg=${4:-./bench/}
+  local cmd=("$GO" test -run '^$' -bench "$pattern" -benchtime "$3" -count "$2" -timeout "$timeout" "$pkg")
   echo "==> ${cmd[*]}" >&2
   {
-    printf 'command: %s test -run '"'"'^$'"'"' -bench '"'"'^%s$'"'"' -benchtime %s -count %s -timeout %s ./bench/\n' "$GO" "$1" "$3" "$2" "$timeout"
+    printf 'command: %s test -run '"'"'^$'"'"' -bench '"'"'%s'"'"' -benchtime %s -count %s -timeout %s %s\n' "$GO" "$pattern" "$3" "$2" "$timeout" "$pkg"
     echo "loadavg-before: $(cut -d' ' -f1-3 /proc/loadavg)"
   } >>"$raw"
   local status=0
@@ -64,6 +69,9 @@ bench BenchmarkControlWrites "$runs" 1x || failed=1
 bench BenchmarkNodeFailureDetection "$runs" 1x || failed=1
 bench BenchmarkIdleMemory "$runs" 1x || failed=1
 bench BenchmarkStorePropose "$runs" 2s || failed=1
+bench BenchmarkNodeDeath "$runs" 1x || failed=1
+bench BenchmarkPlaceTasks "$runs" 1x ./scheduler/ || failed=1
+bench "BenchmarkControlPlaneScale/workers=1000/tasks=$scale_tasks" "$scale_runs" 1x || failed=1
 
 "$GO" run ./bench/report -mode "$mode" -raw "$raw" -out docs/benchmarks.md
 echo "wrote docs/benchmarks.md (raw output: $raw)" >&2

@@ -3,16 +3,13 @@ package bench
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"shoal/manager/state"
+	"shoal/manager/state/statetest"
 	shoalpb "shoal/proto"
 )
 
@@ -28,7 +25,7 @@ import (
 func BenchmarkStorePropose(b *testing.B) {
 	for _, managers := range []int{1, 3} {
 		b.Run(fmt.Sprintf("managers=%d", managers), func(b *testing.B) {
-			leader := openStores(b, managers)
+			leader := statetest.Cluster(b, managers)[0]
 			for _, clients := range []int{1, 64} {
 				// versions survive the benchmark framework's repeated calls of
 				// the leaf, so each client keeps updating the same object.
@@ -91,65 +88,4 @@ func nodeAction(kind shoalpb.StoreActionKind, clients, i int, version uint64) *s
 		Spec: &shoalpb.NodeSpec{Labels: map[string]string{"bench": fmt.Sprint(version)}},
 	}
 	return &shoalpb.StoreAction{Kind: kind, Target: &shoalpb.StoreAction_Node{Node: n}}
-}
-
-// tcpStreamLayer carries Raft over plain TCP.
-type tcpStreamLayer struct{ net.Listener }
-
-func (l tcpStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(addr), timeout)
-}
-
-// openStores opens n stores on 127.0.0.1 in temporary directories, the first
-// bootstrapped and the others added as voters, and returns the leader. The
-// stores are closed when b ends.
-func openStores(b *testing.B, n int) *state.Store {
-	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var leader *state.Store
-	for i := range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatalf("listen: %v", err)
-		}
-		id := fmt.Sprintf("m%d", i+1)
-		s, err := state.Open(state.Config{
-			NodeID:      id,
-			Dir:         b.TempDir(),
-			Addr:        ln.Addr().String(),
-			StreamLayer: tcpStreamLayer{ln},
-			Bootstrap:   i == 0,
-			Logger:      slog.New(slog.DiscardHandler),
-		})
-		if err != nil {
-			ln.Close()
-			b.Fatalf("open store %s: %v", id, err)
-		}
-		b.Cleanup(func() { s.Close() })
-		if i == 0 {
-			leader = s
-			waitUntil(b, 30*time.Second, "the first store to lead", s.IsLeader)
-			continue
-		}
-		if err := leader.AddVoter(ctx, id, ln.Addr().String()); err != nil {
-			b.Fatalf("add voter %s: %v", id, err)
-		}
-		waitUntil(b, 30*time.Second, id+" to apply the log", func() bool {
-			return s.AppliedIndex() >= leader.AppliedIndex()
-		})
-	}
-	return leader
-}
-
-// waitUntil polls cond every 10 ms until it holds, or fails b after timeout.
-func waitUntil(b *testing.B, timeout time.Duration, what string, cond func() bool) {
-	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			b.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

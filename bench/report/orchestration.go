@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+)
+
+// allFigures is every figure of the report, in order: the cluster core's
+// (figures), then those of services and scheduling.
+var allFigures = append(slices.Clone(figures), orchestrationFigures...)
+
+// Benchmarks of services and scheduling.
+const (
+	nodeDeathBench  = "BenchmarkNodeDeath/workers=3"
+	scaleBench      = "BenchmarkControlPlaneScale/workers=1000/tasks=100000"
+	scaleBenchQuick = "BenchmarkControlPlaneScale/workers=1000/tasks=10000"
+)
+
+// scaleWhat describes BenchmarkControlPlaneScale for n tasks.
+func scaleWhat(n string) string {
+	return "3 managers (real processes) and 1,000 simulated workers in the benchmark process: each joined with the worker token " +
+		"(its own key and certificate) and runs the real agent (mutual-TLS gRPC session with the leader, heartbeats, assignments, " +
+		"batched status reports) and the real executor (a controller per task, a record per task written at every step), over a no-op runtime " +
+		"whose tasks run as soon as they start; the workers' data dirs are on tmpfs. `service create --replicas 0` (constraint node.role==worker), " +
+		"then `service scale` to " + n + " tasks; time from the scale request until a follower's ListServices counts them all RUNNING. " +
+		"The service is removed, and its tasks gone, before the next run."
+}
+
+var orchestrationFigures = []figure{
+	{
+		Title:  "Node death: tasks running elsewhere",
+		Bench:  nodeDeathBench,
+		Unit:   "ms/reschedule",
+		What:   "3 managers + 3 workers (real processes, process runtime); a service of 6 `sleep` tasks constrained to the workers (2 on each); kill -9 of one worker, then ListTasks on the leader every 10 ms; time from the SIGKILL until 6 tasks of the service are RUNNING on the other workers. The worker is restarted, the cluster healthy and the service removed before the next sample, which kills the next worker.",
+		Target: &target{AtMost: true, Value: 5000},
+		Peer:   "Docker Swarm: about 15 s to mark a node down, then the 5 s default restart delay (its documented/observed figures, not measured here).",
+		Limit: func(d *data) string {
+			return "The dead node is detected about one heartbeat period (1 s) after its session ends, then the orchestrator holds its tasks for OrphanGrace (2 s), " +
+				"so that a restarting agent can re-adopt them, before it replaces them; scheduling and starting the replacements come on top."
+		},
+	},
+	{
+		Title:   "Scale-up to 100,000 tasks on 1,000 workers",
+		Bench:   scaleBench,
+		Unit:    "s/converge",
+		What:    scaleWhat("100,000"),
+		Target:  &target{AtMost: true, Value: 20},
+		Peer:    "Nomad's C1M challenge started 1,000,000 containers on 5,000 hosts at about 3,750 containers/s (HashiCorp's published figure, not measured here). 20 s for 100,000 tasks is 5,000 tasks/s.",
+		Limit:   scaleLimit(scaleBench),
+		Observe: scaleObserve(scaleBench),
+	},
+	{
+		Title:  "Leader resident memory with 100,000 tasks",
+		Bench:  scaleBench,
+		Unit:   "MiB-leader",
+		What:   "VmRSS of the leader once the 100,000 tasks of the scale-up above are RUNNING. The target is 500 MB, 477 MiB.",
+		Target: &target{AtMost: true, Value: 500e6 / (1 << 20)},
+		Observe: func(d *data) string {
+			return fmt.Sprintf("Peak resident memory of the leader (VmHWM) by then: %s MiB.", fmtNum(d.median(scaleBench, "MiB-leader-peak")))
+		},
+	},
+	{
+		Title:   "Scale-up to 10,000 tasks on 1,000 workers (quick mode)",
+		Bench:   scaleBenchQuick,
+		Unit:    "s/converge",
+		What:    scaleWhat("10,000") + " `bench/run.sh quick` runs this smaller size instead of the 100,000 tasks of the full run.",
+		Observe: scaleObserve(scaleBenchQuick),
+	},
+	{
+		Title:  "In-process micro benchmark: scheduler placements/s, 100,000 tasks on 1,000 nodes",
+		Bench:  "BenchmarkPlaceTasks/nodes=1000/services=1x100000",
+		Unit:   "placements/s",
+		What:   "IN-PROCESS: scheduler.PlaceTasks, the pure placement function the orchestrator calls, places 100,000 pending tasks of one service (each reserving CPU and memory) on 1,000 ready nodes that already run 5 tasks each; building its input is not timed.",
+		Target: &target{AtMost: false, Value: 100_000},
+		Peer:   "Kubernetes' scheduler is held to a throughput threshold of 100 pods/s (its documented scalability threshold, not measured here).",
+	},
+	{
+		Title:  "In-process micro benchmark: scheduler placements/s, 100,000 tasks on 5,000 nodes",
+		Bench:  "BenchmarkPlaceTasks/nodes=5000/services=1x100000",
+		Unit:   "placements/s",
+		What:   "As above on 5,000 nodes. The other shapes (100 services of 1,000 tasks, spread over zones, 10,000 services of 10) are listed under All results.",
+		Target: &target{AtMost: false, Value: 100_000},
+		Peer:   "Kubernetes' scheduler is held to a throughput threshold of 100 pods/s (its documented scalability threshold, not measured here).",
+	},
+}
+
+// scaleObserve reports the rate and where the CPU time of a scale-up went.
+func scaleObserve(bench string) func(d *data) string {
+	return func(d *data) string {
+		converge := d.median(bench, "s/converge")
+		if converge == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%s tasks/s. The last task started on a worker after %s s. CPU time during the scale-up: leader %s s, both followers %s s, "+
+			"the benchmark process (the 1,000 simulated workers) %s s, out of the %s s the 2 CPUs offered.",
+			fmtNum(d.median(bench, "tasks/s")), fmtNum(d.median(bench, "s-last-start")), fmtNum(d.median(bench, "cpu-s-leader")),
+			fmtNum(d.median(bench, "cpu-s-followers")), fmtNum(d.median(bench, "cpu-s-workers")), fmtNum(2*converge))
+	}
+}
+
+// scaleLimit explains a slow scale-up from the run's own CPU figures.
+func scaleLimit(bench string) func(d *data) string {
+	return func(d *data) string {
+		converge, workers := d.median(bench, "s/converge"), d.median(bench, "cpu-s-workers")
+		managers := d.median(bench, "cpu-s-leader") + d.median(bench, "cpu-s-followers")
+		return fmt.Sprintf("The machine, first: the 1,000 simulated workers and the 3 managers share its 2 CPUs, and together used %s of the %s CPU-seconds "+
+			"the scale-up lasted (workers %s, managers %s). On real hosts each worker spends its share on its own CPU; the managers' part alone "+
+			"would fit in %s s of 2 CPUs.",
+			fmtNum(workers+managers), fmtNum(2*converge), fmtNum(workers), fmtNum(managers), fmtNum(managers/2))
+	}
+}
