@@ -13,11 +13,13 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -138,4 +140,56 @@ func procStatusMiB(pid int, field string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("/proc/%d/status has no %s line", pid, field)
+}
+
+// cpuSample is the CPU time used so far by the leader, the followers
+// together and this process, in seconds.
+type cpuSample struct{ leader, followers, self float64 }
+
+func cpuTimes(b *testing.B, leader *testutil.Node, followers []*testutil.Node) cpuSample {
+	b.Helper()
+	var s cpuSample
+	var err error
+	if s.leader, err = processCPU(leader.PID()); err != nil {
+		b.Fatalf("%s: %v", leader.Name, err)
+	}
+	for _, f := range followers {
+		v, err := processCPU(f.PID())
+		if err != nil {
+			b.Fatalf("%s: %v", f.Name, err)
+		}
+		s.followers += v
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	return s
+}
+
+// clockTick is USER_HZ, the unit of the times in /proc/PID/stat; 100 on
+// every Linux architecture Go supports.
+const clockTick = 100
+
+// processCPU returns the user plus system CPU seconds process pid has used,
+// from /proc/PID/stat.
+func processCPU(pid int) (float64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; the fields after its
+	// closing parenthesis start at field 3.
+	i := strings.LastIndexByte(string(b), ')')
+	fields := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	utime, err1 := strconv.ParseFloat(fields[11], 64) // field 14
+	stime, err2 := strconv.ParseFloat(fields[12], 64) // field 15
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return (utime + stime) / clockTick, nil
 }
