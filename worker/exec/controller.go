@@ -62,19 +62,24 @@ type controller struct {
 	forget      bool   // stop, remove and drop the task without reporting
 	adopt       bool   // loaded from disk: find the process before anything
 	seq         uint64 // numbers records, so an older one never overwrites a newer
+	// interrupt cancels the runtime call in progress that a stop must
+	// interrupt (see interruptible); nil when there is none.
+	interrupt context.CancelFunc
 
 	saveMu   sync.Mutex // orders writes of the task's record
 	savedSeq uint64
 	deleted  bool
 }
 
+// newController makes the controller of t, which it takes: the caller must
+// not use t afterwards.
 func newController(e *Executor, t *shoalpb.Task, rec *record) *controller {
 	c := &controller{
 		e:      e,
 		id:     t.Id,
 		rt:     e.cfg.Runtime,
 		notify: make(chan struct{}, 1),
-		task:   proto.Clone(t).(*shoalpb.Task),
+		task:   t,
 	}
 	if rec != nil {
 		c.handleState = rec.Handle
@@ -96,6 +101,7 @@ func (c *controller) assign(t *shoalpb.Task) {
 	}
 	c.task.DesiredState = t.DesiredState
 	rec := c.recordLocked()
+	c.interruptLocked()
 	c.mu.Unlock()
 	c.save(rec)
 	poke(c.notify)
@@ -111,6 +117,7 @@ func (c *controller) forgetTask() {
 	}
 	c.forget = true
 	rec := c.recordLocked()
+	c.interruptLocked()
 	c.mu.Unlock()
 	c.save(rec)
 	poke(c.notify)
@@ -150,7 +157,7 @@ func (c *controller) waitChange(ctx context.Context, timeout <-chan time.Time) {
 func (c *controller) step(ctx context.Context) (stepResult, error) {
 	c.mu.Lock()
 	state := c.task.GetStatus().GetState()
-	stopWanted := c.forget || c.task.DesiredState > running
+	stopWanted := c.stopWantedLocked()
 	removeWanted := c.forget || c.task.DesiredState == remove
 	adopt := c.adopt
 	h := c.handle
@@ -264,7 +271,9 @@ func (c *controller) stop(ctx context.Context, h runtime.Handle) error {
 		c.setStatus(newStatus(shutdown, "shutdown before it started"))
 		return nil
 	}
-	spec := c.snapshotTask().GetSpec().GetContainer()
+	c.mu.Lock()
+	spec := c.task.GetSpec().GetContainer() // a task's spec never changes
+	c.mu.Unlock()
 	grace := time.Duration(spec.GetStopGracePeriodMs()) * time.Millisecond
 	if grace <= 0 {
 		grace = defaultStopGrace
@@ -285,34 +294,39 @@ func (c *controller) stop(ctx context.Context, h runtime.Handle) error {
 
 // interruptible runs fn with a context that also ends when the task must
 // stop, so a long prepare (an image pull) or a wait yields to a shutdown.
+// The change that asks for the stop cancels it (interruptLocked): no
+// goroutine watches for it, so a node's running tasks cost one goroutine
+// each.
 func (c *controller) interruptible(ctx context.Context, fn func(context.Context) error) error {
 	ctx, cancel := context.WithCancel(ctx)
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-c.notify:
-				if c.stopWanted() {
-					cancel()
-					return
-				}
-			}
-		}
-	}()
+	defer cancel()
+	c.mu.Lock()
+	c.interrupt = cancel
+	c.interruptLocked() // the stop may have been asked already
+	c.mu.Unlock()
 	err := fn(ctx)
-	cancel()
-	// No watcher may outlive the call: a stale one could swallow the
-	// notification meant for the next step.
-	<-watched
+	c.mu.Lock()
+	c.interrupt = nil
+	c.mu.Unlock()
 	return err
+}
+
+// interruptLocked cancels the interruptible call in progress if the task
+// must stop. c.mu is held.
+func (c *controller) interruptLocked() {
+	if c.interrupt != nil && c.stopWantedLocked() {
+		c.interrupt()
+	}
 }
 
 func (c *controller) stopWanted() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.stopWantedLocked()
+}
+
+// stopWantedLocked reports whether the task must stop. c.mu is held.
+func (c *controller) stopWantedLocked() bool {
 	return c.forget || c.task.DesiredState > running
 }
 
@@ -335,11 +349,17 @@ func (c *controller) setHandle(h runtime.Handle) {
 	c.mu.Unlock()
 }
 
-// setStatus records, persists and reports a new status.
+// setStatus records, persists and reports a new status. ACCEPTED and
+// PREPARING are not persisted: an agent that restarts with the task's record
+// at ASSIGNED takes it through them again, as nothing has started yet (the
+// leader ignores a report that does not move the task forward).
 func (c *controller) setStatus(st *shoalpb.TaskStatus) {
 	c.mu.Lock()
 	c.task.Status = st
-	rec := c.recordLocked()
+	var rec encodedRecord
+	if st.State != accepted && st.State != preparing {
+		rec = c.recordLocked()
+	}
 	report := !c.forget
 	c.mu.Unlock()
 	c.save(rec)
@@ -358,15 +378,19 @@ func (c *controller) republish() {
 	}
 }
 
-// save persists rec unless a newer record was saved already or the record
-// has been deleted (the task is forgotten).
-func (c *controller) save(rec *record) {
+// save persists rec unless it is empty, a newer record was saved already or
+// the record has been deleted (the task is forgotten).
+func (c *controller) save(rec encodedRecord) {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
-	if c.deleted || rec.seq <= c.savedSeq {
+	if rec.seq == 0 || c.deleted || rec.seq <= c.savedSeq {
 		return
 	}
-	if err := writeRecord(c.e.dir, rec); err != nil {
+	err := rec.err
+	if err == nil {
+		err = writeRecord(c.e.dir, c.id, rec.data, c.savedSeq > 0)
+	}
+	if err != nil {
 		// The task goes on; after an agent restart its state may be older.
 		c.e.log.Error("persist task", "task", c.id, "err", err)
 		return
@@ -390,21 +414,25 @@ func (c *controller) snapshotTask() *shoalpb.Task {
 	return proto.Clone(c.task).(*shoalpb.Task)
 }
 
-func (c *controller) snapshotRecord() *record {
+func (c *controller) snapshotRecord() encodedRecord {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.recordLocked()
 }
 
-func (c *controller) recordLocked() *record {
+// encodedRecord is a numbered record, encoded for writing.
+type encodedRecord struct {
+	seq  uint64 // 0: nothing to write
+	data []byte
+	err  error
+}
+
+// recordLocked numbers and encodes the task's record; encoding under c.mu
+// spares a copy of the task. c.mu is held.
+func (c *controller) recordLocked() encodedRecord {
 	c.seq++
-	return &record{
-		seq:     c.seq,
-		Task:    proto.Clone(c.task).(*shoalpb.Task),
-		Runtime: c.runtimeName,
-		Handle:  c.handleState,
-		Forget:  c.forget,
-	}
+	data, err := encodeRecord(&record{Task: c.task, Runtime: c.runtimeName, Handle: c.handleState, Forget: c.forget})
+	return encodedRecord{seq: c.seq, data: data, err: err}
 }
 
 func newStatus(state shoalpb.TaskState, msg string) *shoalpb.TaskStatus {

@@ -6,7 +6,8 @@
 // ASSIGNED → ACCEPTED → PREPARING → STARTING → RUNNING → COMPLETE | FAILED,
 // or SHUTDOWN once its desired state asks (REJECTED when preparing fails) —
 // and persists the task, its status and its runtime handle under
-// <data-dir>/tasks/<task-id>/task.json at every step. Tasks run independently
+// <data-dir>/tasks/<task-id>/task.json at every step that an agent restart
+// must not repeat (ACCEPTED and PREPARING are redone). Tasks run independently
 // of the agent, so a new Executor on the same data dir adopts the tasks that
 // are still running and reports those that ended meanwhile.
 //

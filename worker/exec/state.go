@@ -6,7 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	shoalpb "shoal/proto"
 )
@@ -17,51 +17,58 @@ const recordFile = "task.json"
 
 // record is what the executor keeps of a task across agent restarts.
 type record struct {
-	seq     uint64 // in memory only
 	Task    *shoalpb.Task
 	Runtime string // the runtime that started the task, "" before that
 	Handle  []byte // runtime.Handle.State, for Adopt
 	Forget  bool   // being stopped and removed
 }
 
-// recordJSON is a record on disk.
+// recordJSON is a record on disk. The task is protobuf-encoded: a record is
+// written at several steps of every task, and the text form cost several
+// times as much to write.
 type recordJSON struct {
-	Task    json.RawMessage `json:"task"`
-	Runtime string          `json:"runtime,omitempty"`
-	Handle  []byte          `json:"handle,omitempty"`
-	Forget  bool            `json:"forget,omitempty"`
+	Task    []byte `json:"task"`
+	Runtime string `json:"runtime,omitempty"`
+	Handle  []byte `json:"handle,omitempty"`
+	Forget  bool   `json:"forget,omitempty"`
 }
 
-// writeRecord writes rec atomically to <dir>/<task-id>/task.json.
-func writeRecord(dir string, rec *record) error {
-	task, err := protojson.Marshal(rec.Task)
+// encodeRecord returns rec as written to disk.
+func encodeRecord(rec *record) ([]byte, error) {
+	task, err := proto.Marshal(rec.Task)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(recordJSON{Task: task, Runtime: rec.Runtime, Handle: rec.Handle, Forget: rec.Forget})
+}
+
+// writeRecord writes an encoded record atomically to
+// <dir>/<task-id>/task.json, creating the task's directory first unless
+// exists says it is there. Writes of one task's record must not overlap.
+func writeRecord(dir, taskID string, data []byte, exists bool) error {
+	taskDir := filepath.Join(dir, taskID)
+	if !exists {
+		if err := os.MkdirAll(taskDir, 0o750); err != nil {
+			return err
+		}
+	}
+	tmp := filepath.Join(taskDir, "."+recordFile+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(recordJSON{Task: task, Runtime: rec.Runtime, Handle: rec.Handle, Forget: rec.Forget})
-	if err != nil {
-		return err
-	}
-	taskDir := filepath.Join(dir, rec.Task.Id)
-	if err := os.MkdirAll(taskDir, 0o750); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(taskDir, "."+recordFile+".tmp*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(b)
+	_, err = f.Write(data)
 	if err == nil {
-		err = tmp.Sync()
+		err = f.Sync()
 	}
-	if cerr := tmp.Close(); err == nil {
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(taskDir, recordFile))
+		err = os.Rename(tmp, filepath.Join(taskDir, recordFile))
 	}
 	if err != nil {
-		os.Remove(tmp.Name())
+		os.Remove(tmp)
 	}
 	return err
 }
@@ -82,7 +89,7 @@ func readRecord(dir, taskID string) (*record, error) {
 		return nil, fmt.Errorf("%s: %w", recordFile, err)
 	}
 	task := &shoalpb.Task{}
-	if err := protojson.Unmarshal(rj.Task, task); err != nil {
+	if err := proto.Unmarshal(rj.Task, task); err != nil {
 		return nil, fmt.Errorf("%s: task: %w", recordFile, err)
 	}
 	if task.Id != taskID {
