@@ -13,9 +13,11 @@
 //     keeps the Meta.Version it was read with, so writing it is a
 //     compare-and-swap against the dispatcher's status reports.
 //
-//   - The leader loop (Orchestrator.Run): store events mark services dirty,
-//     a short debounce collects bursts, then the dirty services are
-//     reconciled, the plans written in batches, and pending tasks scheduled.
+//   - The leader loop (Orchestrator.Run): store events mark services dirty
+//     (except agents' reports that a live task progressed, which cannot
+//     change a plan unless it says Plan.RunningMatters), a short debounce
+//     collects bursts, then the dirty services are reconciled, the plans
+//     written in batches, and pending tasks scheduled.
 //     A full pass runs at start and every 10s, and a timer fires at the
 //     earliest Wake, so a missed event is repaired, never fatal.
 //

@@ -69,8 +69,9 @@ func New(cfg Config) *Orchestrator {
 // nil. Call it only on the leader (after a Raft barrier), and cancel ctx when
 // leadership is lost; it may be called again later, starting afresh.
 //
-// Store events mark services dirty (task and service events that service;
-// node, cluster and reset events every service); after a debounce the dirty
+// Store events mark services dirty (service events and the task events that
+// may change the service's plan, see onEvent; node, cluster and reset events
+// every service); after a debounce the dirty
 // services are reconciled, the tasks their plans create are placed along with
 // the stored pending tasks (if an event or the plans may have given the
 // scheduler work), and the plans, then the placements, are written in batches
@@ -82,13 +83,18 @@ func New(cfg Config) *Orchestrator {
 // later pass, after a back-off.
 //
 // Events are read by their own goroutine, so the watch never falls behind
-// while a pass runs. The debounce is Debounce, or as long as the last pass
-// took if that is longer: a stream of status reports on a large service
-// makes the loop reconcile at most half of the time instead of all of it.
+// while a pass runs. Agents' reports that a live task progressed (ACCEPTED,
+// PREPARING, STARTING; RUNNING unless the service's last plan said
+// RunningMatters) mark nothing: they are the bulk of the events of a large
+// scale-up and cannot change the plan. The debounce is Debounce, or as long
+// as the last pass took if that is longer: a stream of events on a large
+// service makes the loop reconcile at most half of the time instead of all
+// of it.
 func (o *Orchestrator) Run(ctx context.Context) error {
 	l := &loop{
 		Orchestrator: o,
 		marks:        marks{all: true, place: true, dirty: map[string]struct{}{}},
+		quiet:        map[string]struct{}{},
 		wakes:        map[string]time.Time{},
 		pass:         time.NewTimer(0),
 		passArmed:    true,
@@ -154,11 +160,18 @@ type marks struct {
 }
 
 // loop is the state of one Run. Its fields are owned by Run's goroutine,
-// except marks, which the watch goroutine fills too.
+// except marks and quiet, which the watch goroutine uses too.
 type loop struct {
 	*Orchestrator
 	mu    sync.Mutex
 	marks marks
+	// quiet are the services whose last reconciliation did not depend on
+	// which live tasks run (Plan.RunningMatters false) and that were not
+	// marked since that pass took its marks: their tasks' RUNNING reports
+	// mark nothing. A service is taken out when a pass takes its mark, so
+	// events that arrive during the pass are judged as if it were not
+	// quiet, and put back only if nothing marked it meanwhile (noteQuiet).
+	quiet map[string]struct{}
 
 	wakes map[string]time.Time
 	// failures counts consecutive passes with a failed write.
@@ -178,13 +191,37 @@ func (l *loop) mark(fn func(m *marks)) {
 	fn(&l.marks)
 }
 
-// takeMarks returns the marks and clears them.
+// takeMarks returns the marks and clears them. The services it returns are
+// no longer quiet: the pass about to read them says anew.
 func (l *loop) takeMarks() marks {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	m := l.marks
 	l.marks = marks{dirty: map[string]struct{}{}}
+	if m.all {
+		clear(l.quiet)
+	}
+	for id := range m.dirty {
+		delete(l.quiet, id)
+	}
 	return m
+}
+
+// noteQuiet makes the services in ids quiet: their plans, just computed
+// from what the pass read, do not depend on which live tasks run. One that
+// was marked since the pass took its marks stays as it is (not quiet): an
+// event the pass did not read may have changed that.
+func (l *loop) noteQuiet(ids []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.marks.all {
+		return
+	}
+	for _, id := range ids {
+		if _, marked := l.marks.dirty[id]; !marked {
+			l.quiet[id] = struct{}{}
+		}
+	}
 }
 
 // watch marks what store events make dirty and pokes marked, until ctx
@@ -193,7 +230,7 @@ func (l *loop) takeMarks() marks {
 func (l *loop) watch(ctx context.Context, marked chan<- struct{}) {
 	for {
 		for ev := range l.cfg.Store.Watch(ctx) {
-			l.mark(func(m *marks) { onEvent(m, ev) })
+			l.mark(func(m *marks) { onEvent(m, l.quiet, ev) })
 			poke(marked)
 		}
 		if ctx.Err() != nil {
@@ -209,11 +246,14 @@ func (l *loop) watch(ctx context.Context, marked chan<- struct{}) {
 	}
 }
 
-// onEvent marks what ev makes dirty.
-func onEvent(m *marks, ev state.Event) {
+// onEvent marks what ev makes dirty; quiet are the services whose tasks'
+// RUNNING reports do not matter (loop.quiet).
+func onEvent(m *marks, quiet map[string]struct{}, ev state.Event) {
 	switch o := ev.Object.(type) {
 	case *shoalpb.Task:
-		m.dirty[o.GetServiceId()] = struct{}{}
+		if taskEventMatters(ev.Kind, o, quiet) {
+			m.dirty[o.GetServiceId()] = struct{}{}
+		}
 		// A new pending task waits for a node; a task that stops holding
 		// resources may make room for one that did not fit. Status reports
 		// of running tasks, the bulk of the events, do neither.
@@ -225,6 +265,38 @@ func onEvent(m *marks, ev state.Event) {
 	default: // nodes, the cluster (history limit), resets
 		m.all, m.place = true, true
 	}
+}
+
+// taskEventMatters reports whether an event of kind on task t (the new
+// version; the event does not carry the old one) may change the plan of t's
+// service, quiet being the services whose plans do not depend on which live
+// tasks run.
+//
+// Every write of the orchestrator matters: creates, deletes, shutdowns and
+// removals (desired state no longer RUNNING), orphans (dead), placements
+// (ASSIGNED, the node set) and explanations (PENDING). So do agents' reports
+// that a task ended (dead) or that a task being stopped progressed. What
+// does not matter are agents' reports that a live task progressed, the
+// dispatcher only writing statuses that advance (manager/dispatcher,
+// advances): ACCEPTED, PREPARING and STARTING change nothing the
+// reconcilers read but the status timestamp (live's order, when a unit holds
+// two live tasks, which sets Plan.RunningMatters, and then the plan is not
+// empty: its writes or its failure mark the service again); RUNNING changes
+// nothing either unless the plan depends on which live tasks run
+// (Plan.RunningMatters), which a report cannot change.
+func taskEventMatters(kind state.EventKind, t *shoalpb.Task, quiet map[string]struct{}) bool {
+	if kind != state.EventUpdate || t.GetDesiredState() != shoalpb.TaskState_TASK_STATE_RUNNING {
+		return true
+	}
+	switch t.GetStatus().GetState() {
+	case shoalpb.TaskState_TASK_STATE_ACCEPTED, shoalpb.TaskState_TASK_STATE_PREPARING,
+		shoalpb.TaskState_TASK_STATE_STARTING:
+		return false
+	case shoalpb.TaskState_TASK_STATE_RUNNING:
+		_, ok := quiet[t.GetServiceId()]
+		return !ok
+	}
+	return true // PENDING, ASSIGNED, dead
 }
 
 // poke wakes whoever waits on ch without ever blocking.
@@ -275,12 +347,16 @@ func (l *loop) runPass(ctx context.Context) {
 	ids, inputs := l.read(m.all, m.dirty, now)
 	var bt batcher
 	var created []*shoalpb.Task
+	var quiet []string
 	for i, in := range inputs {
 		plan := Reconcile(in)
 		if plan.Wake.IsZero() {
 			delete(l.wakes, ids[i])
 		} else {
 			l.wakes[ids[i]] = plan.Wake
+		}
+		if !plan.RunningMatters {
+			quiet = append(quiet, ids[i])
 		}
 		if plan.Empty() {
 			continue
@@ -291,6 +367,7 @@ func (l *loop) runPass(ctx context.Context) {
 		created = append(created, plan.Create...)
 		bt.add(ids[i], plan.Actions())
 	}
+	l.noteQuiet(quiet)
 	var placed []*shoalpb.Task
 	if m.place || len(bt.batches) > 0 {
 		placed = l.place(created, now)

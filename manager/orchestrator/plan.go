@@ -84,6 +84,16 @@ type Plan struct {
 	// give a different plan with nothing else changed (a restart delay
 	// ending); zero if there is none.
 	Wake time.Time
+	// RunningMatters reports whether the plan depends on which live tasks
+	// of the service are RUNNING, or on when their statuses last changed: a
+	// rollout is under way (update.go), a unit holds more than one live
+	// task (keepOne), or the service is being scaled down (scaleDown). When
+	// it is false, no agent's report that a live task moved up to RUNNING
+	// can change the plan, and the loop does not reconcile the service for
+	// such reports (onEvent). Such a report never changes RunningMatters
+	// itself: it depends on which tasks are live and outdated and on how
+	// many units are occupied, not on how far live tasks have got.
+	RunningMatters bool
 }
 
 // Empty reports whether the plan writes nothing (Wake aside).

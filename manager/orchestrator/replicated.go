@@ -120,6 +120,7 @@ func (b *builder) replicated(tasks []*shoalpb.Task) {
 // the service, so the rest stay spread; ties, and tasks without a node, go
 // highest slot first.
 func (b *builder) scaleDown(occupied []unitState, n int) []unitState {
+	b.plan.RunningMatters = true // running tasks go last
 	perNode := map[string]int{}
 	var classes [3][]int // indexes into occupied
 	for i, st := range occupied {

@@ -144,6 +144,9 @@ func (b *builder) undecided(u *unit, keep func(*shoalpb.Task) bool) *shoalpb.Tas
 // holds one task), and turns leftover undecided tasks into history. It
 // returns the task kept.
 func (b *builder) keepOne(u *unit, live []*shoalpb.Task) *shoalpb.Task {
+	if len(live) > 1 { // which one is kept depends on their statuses
+		b.plan.RunningMatters = true
+	}
 	for _, t := range live[1:] {
 		b.shutdown(t, "")
 	}

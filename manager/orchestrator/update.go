@@ -52,6 +52,9 @@ func (b *builder) rollingUpdate(live []unitState) {
 	if len(todo) == 0 {
 		return
 	}
+	// A replacement that starts running frees room for the next unit, and
+	// outdated tasks not yet running go first.
+	b.plan.RunningMatters = true
 	budget := len(todo)
 	if cfg.parallelism > 0 {
 		budget = cfg.parallelism - inProgress
