@@ -125,6 +125,9 @@ func (x *Command) GetActions() []*StoreAction {
 	return nil
 }
 
+// StoreAction is one write. Its target is either a whole object (cluster,
+// node, service, task: any kind) or a change to part of a stored one
+// (task_status: UPDATE only).
 type StoreAction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kind  StoreActionKind        `protobuf:"varint,1,opt,name=kind,proto3,enum=shoal.v1.StoreActionKind" json:"kind,omitempty"`
@@ -134,6 +137,7 @@ type StoreAction struct {
 	//	*StoreAction_Node
 	//	*StoreAction_Service
 	//	*StoreAction_Task
+	//	*StoreAction_TaskStatus
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -219,6 +223,15 @@ func (x *StoreAction) GetTask() *Task {
 	return nil
 }
 
+func (x *StoreAction) GetTaskStatus() *TaskStatusChange {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_TaskStatus); ok {
+			return x.TaskStatus
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -239,6 +252,10 @@ type StoreAction_Task struct {
 	Task *Task `protobuf:"bytes,5,opt,name=task,proto3,oneof"`
 }
 
+type StoreAction_TaskStatus struct {
+	TaskStatus *TaskStatusChange `protobuf:"bytes,6,opt,name=task_status,json=taskStatus,proto3,oneof"`
+}
+
 func (*StoreAction_Cluster) isStoreAction_Target() {}
 
 func (*StoreAction_Node) isStoreAction_Target() {}
@@ -246,6 +263,78 @@ func (*StoreAction_Node) isStoreAction_Target() {}
 func (*StoreAction_Service) isStoreAction_Target() {}
 
 func (*StoreAction_Task) isStoreAction_Target() {}
+
+func (*StoreAction_TaskStatus) isStoreAction_Target() {}
+
+// TaskStatusChange is an UPDATE of a stored task that replaces its status
+// only, without carrying the rest of the task (its spec is most of its size).
+// It is what an UPDATE carrying the stored task with the new status would
+// be, with the same checks and result: it fails with not found if the task
+// does not exist and with a version conflict if version is not the stored
+// one; otherwise the task becomes the stored one with status replaced and
+// meta.version set to the entry's index (created_at and updated_at kept),
+// and watchers see an ordinary task update. Its kind must be UPDATE.
+type TaskStatusChange struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// version is the task's meta.version the writer read.
+	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// status replaces the task's status; it must be set.
+	Status        *TaskStatus `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStatusChange) Reset() {
+	*x = TaskStatusChange{}
+	mi := &file_raft_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatusChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatusChange) ProtoMessage() {}
+
+func (x *TaskStatusChange) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatusChange.ProtoReflect.Descriptor instead.
+func (*TaskStatusChange) Descriptor() ([]byte, []int) {
+	return file_raft_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TaskStatusChange) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskStatusChange) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *TaskStatusChange) GetStatus() *TaskStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
 
 // Snapshot is the whole store, written by the FSM snapshot and read by Restore.
 type Snapshot struct {
@@ -260,7 +349,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_raft_proto_msgTypes[2]
+	mi := &file_raft_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -272,7 +361,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[2]
+	mi := &file_raft_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -285,7 +374,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{2}
+	return file_raft_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Snapshot) GetClusters() []*Cluster {
@@ -325,7 +414,7 @@ type LeaveRaftRequest struct {
 
 func (x *LeaveRaftRequest) Reset() {
 	*x = LeaveRaftRequest{}
-	mi := &file_raft_proto_msgTypes[3]
+	mi := &file_raft_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -337,7 +426,7 @@ func (x *LeaveRaftRequest) String() string {
 func (*LeaveRaftRequest) ProtoMessage() {}
 
 func (x *LeaveRaftRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[3]
+	mi := &file_raft_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -350,7 +439,7 @@ func (x *LeaveRaftRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRaftRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRaftRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{3}
+	return file_raft_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LeaveRaftRequest) GetNodeId() string {
@@ -368,7 +457,7 @@ type LeaveRaftResponse struct {
 
 func (x *LeaveRaftResponse) Reset() {
 	*x = LeaveRaftResponse{}
-	mi := &file_raft_proto_msgTypes[4]
+	mi := &file_raft_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +469,7 @@ func (x *LeaveRaftResponse) String() string {
 func (*LeaveRaftResponse) ProtoMessage() {}
 
 func (x *LeaveRaftResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[4]
+	mi := &file_raft_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +482,7 @@ func (x *LeaveRaftResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRaftResponse.ProtoReflect.Descriptor instead.
 func (*LeaveRaftResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{4}
+	return file_raft_proto_rawDescGZIP(), []int{5}
 }
 
 type JoinRaftRequest struct {
@@ -406,7 +495,7 @@ type JoinRaftRequest struct {
 
 func (x *JoinRaftRequest) Reset() {
 	*x = JoinRaftRequest{}
-	mi := &file_raft_proto_msgTypes[5]
+	mi := &file_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -418,7 +507,7 @@ func (x *JoinRaftRequest) String() string {
 func (*JoinRaftRequest) ProtoMessage() {}
 
 func (x *JoinRaftRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[5]
+	mi := &file_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -431,7 +520,7 @@ func (x *JoinRaftRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRaftRequest.ProtoReflect.Descriptor instead.
 func (*JoinRaftRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{5}
+	return file_raft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JoinRaftRequest) GetNodeId() string {
@@ -457,7 +546,7 @@ type JoinRaftResponse struct {
 
 func (x *JoinRaftResponse) Reset() {
 	*x = JoinRaftResponse{}
-	mi := &file_raft_proto_msgTypes[6]
+	mi := &file_raft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +558,7 @@ func (x *JoinRaftResponse) String() string {
 func (*JoinRaftResponse) ProtoMessage() {}
 
 func (x *JoinRaftResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[6]
+	mi := &file_raft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +571,7 @@ func (x *JoinRaftResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRaftResponse.ProtoReflect.Descriptor instead.
 func (*JoinRaftResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{6}
+	return file_raft_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JoinRaftResponse) GetMembers() []*RaftMember {
@@ -502,7 +591,7 @@ type RaftMember struct {
 
 func (x *RaftMember) Reset() {
 	*x = RaftMember{}
-	mi := &file_raft_proto_msgTypes[7]
+	mi := &file_raft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -514,7 +603,7 @@ func (x *RaftMember) String() string {
 func (*RaftMember) ProtoMessage() {}
 
 func (x *RaftMember) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[7]
+	mi := &file_raft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -527,7 +616,7 @@ func (x *RaftMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMember.ProtoReflect.Descriptor instead.
 func (*RaftMember) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{7}
+	return file_raft_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RaftMember) GetNodeId() string {
@@ -554,7 +643,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_raft_proto_msgTypes[8]
+	mi := &file_raft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +655,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[8]
+	mi := &file_raft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +668,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{8}
+	return file_raft_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ProposeRequest) GetCommand() []byte {
@@ -599,7 +688,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_raft_proto_msgTypes[9]
+	mi := &file_raft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +700,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[9]
+	mi := &file_raft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +713,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{9}
+	return file_raft_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -642,7 +731,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_raft_proto_msgTypes[10]
+	mi := &file_raft_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +743,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[10]
+	mi := &file_raft_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +756,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{10}
+	return file_raft_proto_rawDescGZIP(), []int{11}
 }
 
 type ReadIndexResponse struct {
@@ -680,7 +769,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_raft_proto_msgTypes[11]
+	mi := &file_raft_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +781,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[11]
+	mi := &file_raft_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +794,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{11}
+	return file_raft_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -722,14 +811,20 @@ const file_raft_proto_rawDesc = "" +
 	"\n" +
 	"raft.proto\x12\bshoal.v1\x1a\rservice.proto\x1a\vtypes.proto\":\n" +
 	"\aCommand\x12/\n" +
-	"\aactions\x18\x01 \x03(\v2\x15.shoal.v1.StoreActionR\aactions\"\xf0\x01\n" +
+	"\aactions\x18\x01 \x03(\v2\x15.shoal.v1.StoreActionR\aactions\"\xaf\x02\n" +
 	"\vStoreAction\x12-\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.shoal.v1.StoreActionKindR\x04kind\x12-\n" +
 	"\acluster\x18\x02 \x01(\v2\x11.shoal.v1.ClusterH\x00R\acluster\x12$\n" +
 	"\x04node\x18\x03 \x01(\v2\x0e.shoal.v1.NodeH\x00R\x04node\x12-\n" +
 	"\aservice\x18\x04 \x01(\v2\x11.shoal.v1.ServiceH\x00R\aservice\x12$\n" +
-	"\x04task\x18\x05 \x01(\v2\x0e.shoal.v1.TaskH\x00R\x04taskB\b\n" +
-	"\x06target\"\xb4\x01\n" +
+	"\x04task\x18\x05 \x01(\v2\x0e.shoal.v1.TaskH\x00R\x04task\x12=\n" +
+	"\vtask_status\x18\x06 \x01(\v2\x1a.shoal.v1.TaskStatusChangeH\x00R\n" +
+	"taskStatusB\b\n" +
+	"\x06target\"s\n" +
+	"\x10TaskStatusChange\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12,\n" +
+	"\x06status\x18\x03 \x01(\v2\x14.shoal.v1.TaskStatusR\x06status\"\xb4\x01\n" +
 	"\bSnapshot\x12-\n" +
 	"\bclusters\x18\x01 \x03(\v2\x11.shoal.v1.ClusterR\bclusters\x12$\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x0e.shoal.v1.NodeR\x05nodes\x12-\n" +
@@ -778,51 +873,55 @@ func file_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_raft_proto_goTypes = []any{
 	(StoreActionKind)(0),      // 0: shoal.v1.StoreActionKind
 	(*Command)(nil),           // 1: shoal.v1.Command
 	(*StoreAction)(nil),       // 2: shoal.v1.StoreAction
-	(*Snapshot)(nil),          // 3: shoal.v1.Snapshot
-	(*LeaveRaftRequest)(nil),  // 4: shoal.v1.LeaveRaftRequest
-	(*LeaveRaftResponse)(nil), // 5: shoal.v1.LeaveRaftResponse
-	(*JoinRaftRequest)(nil),   // 6: shoal.v1.JoinRaftRequest
-	(*JoinRaftResponse)(nil),  // 7: shoal.v1.JoinRaftResponse
-	(*RaftMember)(nil),        // 8: shoal.v1.RaftMember
-	(*ProposeRequest)(nil),    // 9: shoal.v1.ProposeRequest
-	(*ProposeResponse)(nil),   // 10: shoal.v1.ProposeResponse
-	(*ReadIndexRequest)(nil),  // 11: shoal.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil), // 12: shoal.v1.ReadIndexResponse
-	(*Cluster)(nil),           // 13: shoal.v1.Cluster
-	(*Node)(nil),              // 14: shoal.v1.Node
-	(*Service)(nil),           // 15: shoal.v1.Service
-	(*Task)(nil),              // 16: shoal.v1.Task
+	(*TaskStatusChange)(nil),  // 3: shoal.v1.TaskStatusChange
+	(*Snapshot)(nil),          // 4: shoal.v1.Snapshot
+	(*LeaveRaftRequest)(nil),  // 5: shoal.v1.LeaveRaftRequest
+	(*LeaveRaftResponse)(nil), // 6: shoal.v1.LeaveRaftResponse
+	(*JoinRaftRequest)(nil),   // 7: shoal.v1.JoinRaftRequest
+	(*JoinRaftResponse)(nil),  // 8: shoal.v1.JoinRaftResponse
+	(*RaftMember)(nil),        // 9: shoal.v1.RaftMember
+	(*ProposeRequest)(nil),    // 10: shoal.v1.ProposeRequest
+	(*ProposeResponse)(nil),   // 11: shoal.v1.ProposeResponse
+	(*ReadIndexRequest)(nil),  // 12: shoal.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil), // 13: shoal.v1.ReadIndexResponse
+	(*Cluster)(nil),           // 14: shoal.v1.Cluster
+	(*Node)(nil),              // 15: shoal.v1.Node
+	(*Service)(nil),           // 16: shoal.v1.Service
+	(*Task)(nil),              // 17: shoal.v1.Task
+	(*TaskStatus)(nil),        // 18: shoal.v1.TaskStatus
 }
 var file_raft_proto_depIdxs = []int32{
 	2,  // 0: shoal.v1.Command.actions:type_name -> shoal.v1.StoreAction
 	0,  // 1: shoal.v1.StoreAction.kind:type_name -> shoal.v1.StoreActionKind
-	13, // 2: shoal.v1.StoreAction.cluster:type_name -> shoal.v1.Cluster
-	14, // 3: shoal.v1.StoreAction.node:type_name -> shoal.v1.Node
-	15, // 4: shoal.v1.StoreAction.service:type_name -> shoal.v1.Service
-	16, // 5: shoal.v1.StoreAction.task:type_name -> shoal.v1.Task
-	13, // 6: shoal.v1.Snapshot.clusters:type_name -> shoal.v1.Cluster
-	14, // 7: shoal.v1.Snapshot.nodes:type_name -> shoal.v1.Node
-	15, // 8: shoal.v1.Snapshot.services:type_name -> shoal.v1.Service
-	16, // 9: shoal.v1.Snapshot.tasks:type_name -> shoal.v1.Task
-	8,  // 10: shoal.v1.JoinRaftResponse.members:type_name -> shoal.v1.RaftMember
-	6,  // 11: shoal.v1.RaftMembership.Join:input_type -> shoal.v1.JoinRaftRequest
-	9,  // 12: shoal.v1.RaftMembership.Propose:input_type -> shoal.v1.ProposeRequest
-	11, // 13: shoal.v1.RaftMembership.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
-	4,  // 14: shoal.v1.RaftMembership.Leave:input_type -> shoal.v1.LeaveRaftRequest
-	7,  // 15: shoal.v1.RaftMembership.Join:output_type -> shoal.v1.JoinRaftResponse
-	10, // 16: shoal.v1.RaftMembership.Propose:output_type -> shoal.v1.ProposeResponse
-	12, // 17: shoal.v1.RaftMembership.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
-	5,  // 18: shoal.v1.RaftMembership.Leave:output_type -> shoal.v1.LeaveRaftResponse
-	15, // [15:19] is the sub-list for method output_type
-	11, // [11:15] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	14, // 2: shoal.v1.StoreAction.cluster:type_name -> shoal.v1.Cluster
+	15, // 3: shoal.v1.StoreAction.node:type_name -> shoal.v1.Node
+	16, // 4: shoal.v1.StoreAction.service:type_name -> shoal.v1.Service
+	17, // 5: shoal.v1.StoreAction.task:type_name -> shoal.v1.Task
+	3,  // 6: shoal.v1.StoreAction.task_status:type_name -> shoal.v1.TaskStatusChange
+	18, // 7: shoal.v1.TaskStatusChange.status:type_name -> shoal.v1.TaskStatus
+	14, // 8: shoal.v1.Snapshot.clusters:type_name -> shoal.v1.Cluster
+	15, // 9: shoal.v1.Snapshot.nodes:type_name -> shoal.v1.Node
+	16, // 10: shoal.v1.Snapshot.services:type_name -> shoal.v1.Service
+	17, // 11: shoal.v1.Snapshot.tasks:type_name -> shoal.v1.Task
+	9,  // 12: shoal.v1.JoinRaftResponse.members:type_name -> shoal.v1.RaftMember
+	7,  // 13: shoal.v1.RaftMembership.Join:input_type -> shoal.v1.JoinRaftRequest
+	10, // 14: shoal.v1.RaftMembership.Propose:input_type -> shoal.v1.ProposeRequest
+	12, // 15: shoal.v1.RaftMembership.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
+	5,  // 16: shoal.v1.RaftMembership.Leave:input_type -> shoal.v1.LeaveRaftRequest
+	8,  // 17: shoal.v1.RaftMembership.Join:output_type -> shoal.v1.JoinRaftResponse
+	11, // 18: shoal.v1.RaftMembership.Propose:output_type -> shoal.v1.ProposeResponse
+	13, // 19: shoal.v1.RaftMembership.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
+	6,  // 20: shoal.v1.RaftMembership.Leave:output_type -> shoal.v1.LeaveRaftResponse
+	17, // [17:21] is the sub-list for method output_type
+	13, // [13:17] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_raft_proto_init() }
@@ -837,6 +936,7 @@ func file_raft_proto_init() {
 		(*StoreAction_Node)(nil),
 		(*StoreAction_Service)(nil),
 		(*StoreAction_Task)(nil),
+		(*StoreAction_TaskStatus)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -844,7 +944,7 @@ func file_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_proto_rawDesc), len(file_raft_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"shoal/manager/state"
 	shoalpb "shoal/proto"
 )
@@ -116,9 +114,10 @@ func (d *Dispatcher) applyStatuses(ctx context.Context, batch []*statusReport) e
 				if t == nil || t.NodeId != owner[id] || !advances(t.GetStatus(), u.GetStatus()) {
 					continue
 				}
-				upd := proto.Clone(t).(*shoalpb.Task)
-				upd.Status = u.Status
-				actions = append(actions, &shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_UPDATE, Target: &shoalpb.StoreAction_Task{Task: upd}})
+				// Only the status travels: the stored task, spec and all,
+				// stays where it is on every manager.
+				change := &shoalpb.TaskStatusChange{TaskId: id, Version: t.GetMeta().GetVersion(), Status: u.Status}
+				actions = append(actions, &shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_UPDATE, Target: &shoalpb.StoreAction_TaskStatus{TaskStatus: change}})
 			}
 		})
 		errs := make([]error, (len(actions)+statusChunk-1)/statusChunk)

@@ -26,7 +26,8 @@ var (
 	// ErrClosed is returned by operations on a closed Store.
 	ErrClosed = errors.New("store closed")
 	// ErrInvalidAction means a command is malformed: no actions, an unknown
-	// kind, no target or an empty id.
+	// kind, no target or one this build does not know, an empty id, or a
+	// task status change that is not an UPDATE or carries no status.
 	ErrInvalidAction = errors.New("invalid store action")
 	// ErrLastVoter is returned by RemoveServer when the server is the only
 	// voter left: removing it would leave a cluster that can never elect a

@@ -94,6 +94,9 @@ func (f *fsm) applyCommand(index uint64, data []byte) ([]Event, error) {
 
 // applyAction checks one action against the transaction's view and applies it.
 func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction) (Event, error) {
+	if c, ok := a.GetTarget().(*shoalpb.StoreAction_TaskStatus); ok {
+		return applyTaskStatus(txn, index, a.GetKind(), c.TaskStatus)
+	}
 	t, obj, err := tableFor(a)
 	if err != nil {
 		return Event{}, err

@@ -111,6 +111,9 @@ func tableFor(a *shoalpb.StoreAction) (*table, object, error) {
 			return t, o, nil
 		}
 	}
+	if target := a.GetTarget(); target != nil {
+		return nil, nil, fmt.Errorf("%w: unknown action target %T", ErrInvalidAction, target)
+	}
 	return nil, nil, fmt.Errorf("%w: action has no target object", ErrInvalidAction)
 }
 
