@@ -88,6 +88,8 @@ func objectKeys(actions []*shoalpb.StoreAction) []string {
 			keys = append(keys, "service/"+t.Service.GetId())
 		case *shoalpb.StoreAction_Task:
 			keys = append(keys, "task/"+t.Task.GetId())
+		case *shoalpb.StoreAction_TaskStatus:
+			keys = append(keys, "task/"+t.TaskStatus.GetTaskId())
 		}
 	}
 	return keys

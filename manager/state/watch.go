@@ -49,7 +49,8 @@ func (k EventKind) String() string {
 // shared with the store and must not be modified.
 type Event struct {
 	Kind EventKind
-	// Object is a *shoalpb.Cluster or *shoalpb.Node (nil for EventReset).
+	// Object is a *shoalpb.Cluster, *shoalpb.Node, *shoalpb.Service or
+	// *shoalpb.Task (nil for EventReset).
 	Object proto.Message
 	// Index is the Raft index of the write (of the snapshot for EventReset).
 	Index uint64
