@@ -137,6 +137,7 @@ type builder struct {
 
 	plan    Plan
 	touched map[string]bool
+	liveBuf []*shoalpb.Task // live's result
 }
 
 func newBuilder(in Input) *builder {

@@ -79,7 +79,7 @@ func (b *builder) refill(st unitState) {
 // spec (rollingUpdate).
 func (b *builder) replicated(tasks []*shoalpb.Task) {
 	var occupied []unitState
-	used := map[uint64]bool{}
+	var used []uint64 // slots occupied before scaleDown, ascending
 	for _, u := range unitsBySlot(tasks) {
 		freed := b.evacuate(u, nil)
 		if u.slot == 0 { // not a replicated task (left over from another mode)
@@ -88,7 +88,7 @@ func (b *builder) replicated(tasks []*shoalpb.Task) {
 		}
 		if st, ok := b.classify(u, freed); ok {
 			occupied = append(occupied, st)
-			used[u.slot] = true
+			used = append(used, u.slot)
 		}
 	}
 	want := int(b.svc.GetSpec().GetReplicas())
@@ -105,10 +105,14 @@ func (b *builder) replicated(tasks []*shoalpb.Task) {
 		}
 	}
 	for slot, missing := uint64(1), want-len(occupied); missing > 0; slot++ {
-		if !used[slot] {
-			b.create(slot, "")
-			missing--
+		for len(used) > 0 && used[0] < slot {
+			used = used[1:]
 		}
+		if len(used) > 0 && used[0] == slot {
+			continue
+		}
+		b.create(slot, "")
+		missing--
 	}
 	b.rollingUpdate(live)
 }

@@ -55,22 +55,45 @@ type unit struct {
 	tasks  []*shoalpb.Task
 }
 
-// unitsBySlot groups tasks by slot, in slot order.
+// unitsBySlot groups tasks by slot, in slot order; each unit keeps its tasks
+// in input order. It sorts instead of hashing: a large service's pass does a
+// handful of allocations here instead of two per slot.
 func unitsBySlot(tasks []*shoalpb.Task) []*unit {
-	bySlot := map[uint64]*unit{}
-	for _, t := range tasks {
-		u := bySlot[t.GetSlot()]
-		if u == nil {
-			u = &unit{slot: t.GetSlot()}
-			bySlot[t.GetSlot()] = u
+	type keyed struct {
+		slot uint64
+		i    int
+	}
+	keys := make([]keyed, len(tasks))
+	for i, t := range tasks {
+		keys[i] = keyed{t.GetSlot(), i}
+	}
+	slices.SortFunc(keys, func(a, b keyed) int {
+		if c := cmp.Compare(a.slot, b.slot); c != 0 {
+			return c
 		}
-		u.tasks = append(u.tasks, t)
+		return cmp.Compare(a.i, b.i)
+	})
+	sorted := make([]*shoalpb.Task, len(tasks))
+	n := 0
+	for i, k := range keys {
+		sorted[i] = tasks[k.i]
+		if i == 0 || k.slot != keys[i-1].slot {
+			n++
+		}
 	}
-	out := make([]*unit, 0, len(bySlot))
-	for _, u := range bySlot {
-		out = append(out, u)
+	units := make([]unit, 0, n)
+	for i := 0; i < len(sorted); {
+		j := i + 1
+		for j < len(sorted) && keys[j].slot == keys[i].slot {
+			j++
+		}
+		units = append(units, unit{slot: keys[i].slot, tasks: sorted[i:j:j]})
+		i = j
 	}
-	slices.SortFunc(out, func(a, b *unit) int { return cmp.Compare(a.slot, b.slot) })
+	out := make([]*unit, len(units))
+	for i := range units {
+		out[i] = &units[i]
+	}
 	return out
 }
 
@@ -99,13 +122,15 @@ func unitsByNode(tasks []*shoalpb.Task, nodes map[string]*shoalpb.Node) []*unit 
 
 // live returns u's runnable tasks that this plan has not changed, best first:
 // running before not yet running, current spec before outdated, newest first.
+// The slice is the builder's scratch space, valid until the next call.
 func (b *builder) live(u *unit) []*shoalpb.Task {
-	var out []*shoalpb.Task
+	out := b.liveBuf[:0]
 	for _, t := range u.tasks {
 		if isRunnable(t) && !b.touched[t.GetId()] {
 			out = append(out, t)
 		}
 	}
+	b.liveBuf = out
 	slices.SortFunc(out, func(x, y *shoalpb.Task) int {
 		if rx, ry := isRunning(x), isRunning(y); rx != ry {
 			if rx {
