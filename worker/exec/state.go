@@ -45,6 +45,12 @@ func encodeRecord(rec *record) ([]byte, error) {
 // writeRecord writes an encoded record atomically to
 // <dir>/<task-id>/task.json, creating the task's directory first unless
 // exists says it is there. Writes of one task's record must not overlap.
+//
+// The record is not synced to the disk: it must outlive the agent, whose
+// crash leaves the page cache intact, not the machine, whose crash ends the
+// tasks it describes. A record lost or cut short by a power failure reads as
+// no record (skipped, and logged), and the task it described is reported
+// lost when the leader assigns it again.
 func writeRecord(dir, taskID string, data []byte, exists bool) error {
 	taskDir := filepath.Join(dir, taskID)
 	if !exists {
@@ -58,9 +64,6 @@ func writeRecord(dir, taskID string, data []byte, exists bool) error {
 		return err
 	}
 	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
