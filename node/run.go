@@ -31,6 +31,10 @@ import (
 // stop (each gets its stop signal, then SIGKILL after its grace period).
 const leaveStopTimeout = time.Minute
 
+// clusterReadBuffer is the read buffer of each connection to the cluster
+// port; gRPC's default is 32 KiB.
+const clusterReadBuffer = 8 << 10
+
 // runRole starts every component of the node's current role, serves until
 // ctx ends, the node leaves, or the agent reports a role change, and tears it
 // all down again.
@@ -107,6 +111,11 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 		opts = mgr.AuthorizationOptions()
 	}
 
+	// A manager holds a connection per node of the cluster, mostly idle
+	// between heartbeats: each gets a small read buffer and lends its
+	// write buffer back after every flush, instead of 32 KiB of each for
+	// good (about 60 MiB of a leader's heap at 1,000 nodes).
+	opts = append(opts, grpc.ReadBufferSize(clusterReadBuffer), grpc.SharedWriteBuffer(true))
 	clusterSrv := grpc.NewServer(append(opts, grpc.Creds(credentials.NewTLS(n.creds.ServerTLS())))...)
 	localSrv := grpc.NewServer()
 	healthSrv := health.NewServer()
