@@ -124,7 +124,8 @@ func median(samples []float64) float64 {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // procStatusMiB returns a memory figure of process pid in MiB, from the
-// field of /proc/PID/status ("VmRSS": resident set size, "VmHWM": its peak).
+// field of /proc/PID/status ("VmRSS": resident set size, "VmHWM": its peak,
+// "RssAnon" and "RssFile": its anonymous and file-backed parts).
 func procStatusMiB(pid int, field string) (float64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {

@@ -101,6 +101,8 @@ type scaleSample struct {
 	lastStart   time.Duration // scale request sent → the last task started on a worker
 	leaderRSS   float64       // MiB once every task runs
 	leaderPeak  float64       // VmHWM of the leader, MiB
+	leaderAnon  float64       // RssAnon of the leader (its heap and stacks), MiB
+	leaderFile  float64       // RssFile: mapped file pages (the Raft log's BoltDB), MiB
 	cpuLeader   float64       // CPU seconds the leader spent during took
 	cpuFollower float64       // both followers together
 	cpuWorkers  float64       // this process: the simulated workers (and the polling)
@@ -184,8 +186,14 @@ func (f *fleet) scale(b *testing.B, tasks int) scaleSample {
 	if s.leaderPeak, err = procStatusMiB(leader.PID(), "VmHWM"); err != nil {
 		b.Fatalf("%s: %v", leader.Name, err)
 	}
-	b.Logf("%s: scaled at %s, %d tasks running after %s (last start on a worker after %s); leader %s: %.0f MiB resident (peak %.0f), CPU s: leader %.1f, followers %.1f, workers %.1f; workers logged: %s",
-		name, start.Format(time.TimeOnly), tasks, s.took.Round(time.Millisecond), s.lastStart.Round(time.Millisecond), leader.Name, s.leaderRSS, s.leaderPeak,
+	if s.leaderAnon, err = procStatusMiB(leader.PID(), "RssAnon"); err != nil {
+		b.Fatalf("%s: %v", leader.Name, err)
+	}
+	if s.leaderFile, err = procStatusMiB(leader.PID(), "RssFile"); err != nil {
+		b.Fatalf("%s: %v", leader.Name, err)
+	}
+	b.Logf("%s: scaled at %s, %d tasks running after %s (last start on a worker after %s); leader %s: %.0f MiB resident (peak %.0f; anonymous %.0f, file %.0f), CPU s: leader %.1f, followers %.1f, workers %.1f; workers logged: %s",
+		name, start.Format(time.TimeOnly), tasks, s.took.Round(time.Millisecond), s.lastStart.Round(time.Millisecond), leader.Name, s.leaderRSS, s.leaderPeak, s.leaderAnon, s.leaderFile,
 		s.cpuLeader, s.cpuFollower, s.cpuWorkers, f.logs.since(logsBefore))
 
 	b.Logf("%s: the store holds %s", name, taskStates(b, cli, svc.Id))
@@ -272,6 +280,8 @@ func reportScale(b *testing.B, tasks int, samples []scaleSample) {
 	metric("s-last-start", func(s scaleSample) float64 { return s.lastStart.Seconds() })
 	metric("MiB-leader", func(s scaleSample) float64 { return s.leaderRSS })
 	metric("MiB-leader-peak", func(s scaleSample) float64 { return s.leaderPeak })
+	metric("MiB-leader-anon", func(s scaleSample) float64 { return s.leaderAnon })
+	metric("MiB-leader-file", func(s scaleSample) float64 { return s.leaderFile })
 	metric("cpu-s-leader", func(s scaleSample) float64 { return s.cpuLeader })
 	metric("cpu-s-followers", func(s scaleSample) float64 { return s.cpuFollower })
 	metric("cpu-s-workers", func(s scaleSample) float64 { return s.cpuWorkers })

@@ -20,7 +20,7 @@ const (
 func scaleWhat(n string) string {
 	return "3 managers (real processes) and 1,000 simulated workers in the benchmark process: each joined with the worker token " +
 		"(its own key and certificate) and runs the real agent (mutual-TLS gRPC session with the leader, heartbeats, assignments, " +
-		"batched status reports) and the real executor (a controller per task, a record per task written at every step), over a no-op runtime " +
+		"batched status reports) and the real executor (a controller per task, and the task's record written when it is assigned, about to start, and running), over a no-op runtime " +
 		"whose tasks run as soon as they start; the workers' data dirs are on tmpfs. The cluster's heartbeat period is 60 s: the fleet's agents share one process " +
 		"with the task controllers and, while those run, can wait tens of seconds for a CPU (with 1, 5 or 10 s, hundreds of simulated nodes were marked down " +
 		"and their tasks replaced). `service create --replicas 0` (constraint node.role==worker), " +
@@ -58,11 +58,17 @@ var orchestrationFigures = []figure{
 		What:   "VmRSS of the leader once the 100,000 tasks of the scale-up above are RUNNING. The target is 500 MB, 477 MiB.",
 		Target: &target{AtMost: true, Value: 500e6 / (1 << 20)},
 		Limit: func(d *data) string {
-			return "The store: each task costs a manager about 2.7 KB of live heap (measured on the store alone): the task object, about 1.2 KB " +
-				"once it shares its service's spec, and its entries in go-memdb's three radix-tree indexes (by ID, service and node), about 1.2 KB, " +
-				"plus the Raft log cache. Go's garbage collector lets the heap grow to twice its live data before it collects (GOGC=100), and the " +
-				"leader holds a gRPC connection, with 64 KB of buffers, per node. Meeting the target needs a leaner task table than go-memdb's " +
-				"(or a memory limit for the collector)."
+			split := ""
+			if anon := d.median(scaleBench, "MiB-leader-anon"); anon > 0 {
+				split = fmt.Sprintf(" (of the resident memory, %s MiB is anonymous, the Go heap and stacks, and %s MiB mapped files such as the Raft log's BoltDB)",
+					fmtNum(anon), fmtNum(d.median(scaleBench, "MiB-leader-file")))
+			}
+			return "The Go heap" + split + ". Heap profiles of the leader at 100,000 running tasks (first and second scale-up of a run, SHOAL_BENCH_PROFILE) show 289 and 361 MB in use: " +
+				"go-memdb's three radix-tree indexes of the task table (by ID, service and node: a node, a leaf, two watch channels and a key per entry) " +
+				"135 and 195 MB, the task objects (sharing their service's spec) about 65 MB, the orchestrator's working set of a pass over the service " +
+				"about 25 MB, gRPC's buffers 7 to 20 MB. " +
+				"Go's garbage collector lets the heap grow to twice its live data before it collects (GOGC=100), so the resident size is about twice that. " +
+				"Meeting the target needs a leaner task table than go-memdb's indexes, or a memory limit for the collector."
 		},
 		Observe: func(d *data) string {
 			return fmt.Sprintf("Peak resident memory of the leader (VmHWM) by then: %s MiB.", fmtNum(d.median(scaleBench, "MiB-leader-peak")))
@@ -112,13 +118,19 @@ func scaleLimit(bench string) func(d *data) string {
 	return func(d *data) string {
 		converge, workers := d.median(bench, "s/converge"), d.median(bench, "cpu-s-workers")
 		leader, followers := d.median(bench, "cpu-s-leader"), d.median(bench, "cpu-s-followers")
+		tasks := d.median(bench, "tasks/s") * converge
+		perTask := "?"
+		if tasks > 0 {
+			perTask = fmtNum((leader + followers) / tasks * 1000)
+		}
 		return fmt.Sprintf("The CPUs: during the scale-up the 3 managers and the benchmark process used %s of the %s CPU-seconds the 2 CPUs offered "+
 			"(leader %s, followers %s, simulated workers %s), so they were busy throughout. The workers' share is the executor's work for 1,000 hosts "+
-			"(a controller per task, and the task's record written at each of its steps); the last task started on a worker %s s into the %s s, "+
-			"so the workers held the tasks back, and on real hosts that work runs on the workers' own CPUs. On the leader, the orchestrator reconciles "+
-			"the whole service (100,000 tasks) on every pass while status reports stream in, at most half of the time, and every manager applies each task "+
-			"write (creation with its placement, then every status the agents report) to its store.",
+			"(a controller and a few record writes per task, the agents' gRPC sessions, and the Go garbage collector scanning 100,000 controllers' stacks), "+
+			"which on real hosts runs on the workers' own CPUs. The managers spent %s ms of CPU per task, together: every manager applies each task write "+
+			"(its creation with its placement, then the status changes the agents report) to its store, and the leader also runs the orchestrator "+
+			"(which skips the reports that cannot change the plan, but makes a full pass every 10 s) and the dispatcher. Alone on these 2 CPUs, "+
+			"the managers' work would take at least %s s; the target needs it, and the workers' share, to shrink further.",
 			fmtNum(workers+leader+followers), fmtNum(2*converge), fmtNum(leader), fmtNum(followers), fmtNum(workers),
-			fmtNum(d.median(bench, "s-last-start")), fmtNum(converge))
+			perTask, fmtNum((leader+followers)/2))
 	}
 }
