@@ -37,7 +37,8 @@ export SHOAL_TEST_BINARY=$bindir/shoal
 mkdir -p bench/results
 : >"$raw"
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain 2>/dev/null)" ]; then
+# The run's own outputs (this raw file, the report) do not count as changes.
+if [ -n "$(git status --porcelain -- . ':!bench/results' ':!docs/benchmarks.md' 2>/dev/null)" ]; then
   commit="$commit plus uncommitted changes in the work tree"
 fi
 {
