@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -14,21 +12,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"shoal/internal/testutil"
 	"shoal/manager/state"
+	"shoal/manager/state/statetest"
 	shoalpb "shoal/proto"
 )
-
-// tcpLayer is a plain TCP raft.StreamLayer (as in manager/state's tests).
-type tcpLayer struct{ net.Listener }
-
-func (l tcpLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(addr), timeout)
-}
 
 // logWriter sends log lines to t.Log until the test ends.
 type logWriter struct {
@@ -54,36 +45,6 @@ func testLogger(t *testing.T, level slog.Level) *slog.Logger {
 		w.done = true
 	})
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
-
-// openStore opens a single-manager store on a real socket and waits until
-// it leads.
-func openStore(t *testing.T) *state.Store {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := state.Open(state.Config{
-		NodeID:      "m1",
-		Dir:         t.TempDir(),
-		Addr:        ln.Addr().String(),
-		StreamLayer: tcpLayer{ln},
-		Bootstrap:   true,
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		_ = ln.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	testutil.Eventually(t, 10*time.Second, func() error {
-		if !s.IsLeader() {
-			return errors.New("store is not leader yet")
-		}
-		return nil
-	})
-	return s
 }
 
 // conflictingStore fails the first orchestrator write with a version
@@ -147,7 +108,7 @@ func describe(tasks []*shoalpb.Task) string {
 // TestLoop drives the orchestrator with a real store: create, assign, scale
 // down, restart after a failure, and lose the node.
 func TestLoop(t *testing.T) {
-	s := openStore(t)
+	s := statetest.Cluster(t, 1)[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	o := New(Config{Store: &conflictingStore{Store: s}, Logger: testLogger(t, slog.LevelInfo)})
 	done := make(chan error, 1)
