@@ -20,13 +20,7 @@ func (b *builder) global(tasks []*shoalpb.Task) {
 	var live []unitState
 	for _, u := range unitsByNode(tasks, b.nodes) {
 		b.evacuate(u, nil)
-		node := b.nodes[u.nodeID]
-		cond := b.condition(node)
-		if cond == nodeHolds {
-			continue
-		}
-		if cond != nodeUsable || !scheduler.Eligible(node, spec) {
-			b.retire(u)
+		if !b.nodeRuns(u, spec) {
 			continue
 		}
 		st, ok := b.classify(u, false)
@@ -40,4 +34,20 @@ func (b *builder) global(tasks []*shoalpb.Task) {
 		}
 	}
 	b.rollingUpdate(live)
+}
+
+// nodeRuns reports whether the node of u, a unit of a global service or
+// job, may run the service's task. A node that may not has its unit retired,
+// except a paused node or one whose state is not known yet, which keeps what
+// it runs.
+func (b *builder) nodeRuns(u *unit, spec *shoalpb.TaskSpec) bool {
+	node := b.nodes[u.nodeID]
+	switch cond := b.condition(node); {
+	case cond == nodeHolds:
+		return false
+	case cond != nodeUsable || !scheduler.Eligible(node, spec):
+		b.retire(u)
+		return false
+	}
+	return true
 }

@@ -1,9 +1,6 @@
 package orchestrator
 
-import (
-	shoalpb "shoal/proto"
-	"shoal/scheduler"
-)
+import shoalpb "shoal/proto"
 
 // A job runs to completion. Its run is identified by the service's
 // job_iteration (an update of a job starts a new iteration); only tasks of the
@@ -70,13 +67,7 @@ func (b *builder) globalJob(tasks []*shoalpb.Task) {
 	for _, u := range unitsByNode(tasks, b.nodes) {
 		b.evacuate(u, b.currentIteration)
 		b.retireOlderIterations(u)
-		node := b.nodes[u.nodeID]
-		cond := b.condition(node)
-		if cond == nodeHolds {
-			continue
-		}
-		if cond != nodeUsable || !scheduler.Eligible(node, spec) {
-			b.retire(u)
+		if !b.nodeRuns(u, spec) {
 			continue
 		}
 		st, ok := b.classifyJobUnit(u)
@@ -106,14 +97,7 @@ func (b *builder) classifyJobUnit(u *unit) (st unitState, ok bool) {
 	if dead == nil {
 		return unitState{}, false
 	}
-	kind := unitRetired
-	switch b.judgeRestart(u, dead) {
-	case restartNow:
-		kind = unitRestart
-	case restartLater:
-		kind = unitWaiting
-	}
-	return unitState{u: u, kind: kind, task: dead}, true
+	return b.deadUnit(u, dead), true
 }
 
 // currentIteration reports whether t belongs to the job's current run.

@@ -44,14 +44,7 @@ func (b *builder) classify(u *unit, freed bool) (st unitState, ok bool) {
 		return unitState{u: u, kind: unitLive, task: b.keepOne(u, live)}, true
 	}
 	if dead := b.undecided(u, nil); dead != nil {
-		kind := unitRetired
-		switch b.judgeRestart(u, dead) {
-		case restartNow:
-			kind = unitRestart
-		case restartLater:
-			kind = unitWaiting
-		}
-		return unitState{u: u, kind: kind, task: dead}, true
+		return b.deadUnit(u, dead), true
 	}
 	if freed {
 		return unitState{u: u, kind: unitRefill}, true

@@ -100,6 +100,19 @@ func failuresInWindow(p *shoalpb.RestartPolicy, dead *shoalpb.Task, history []*s
 	return n
 }
 
+// deadUnit is the state of unit u, whose newest undecided task dead is
+// dead, as judgeRestart decides it.
+func (b *builder) deadUnit(u *unit, dead *shoalpb.Task) unitState {
+	kind := unitRetired
+	switch b.judgeRestart(u, dead) {
+	case restartNow:
+		kind = unitRestart
+	case restartLater:
+		kind = unitWaiting
+	}
+	return unitState{u: u, kind: kind, task: dead}
+}
+
 // judgeRestart decides the unit u whose newest undecided task is dead: an
 // outdated one (not for jobs) is replaced at once, as part of the update;
 // otherwise the restart policy decides, and a delayed restart sets the plan's
