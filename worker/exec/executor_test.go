@@ -14,24 +14,15 @@ import (
 	shoalpb "shoal/proto"
 )
 
-const (
-	stateRunning  = shoalpb.TaskState_TASK_STATE_RUNNING
-	stateComplete = shoalpb.TaskState_TASK_STATE_COMPLETE
-	stateFailed   = shoalpb.TaskState_TASK_STATE_FAILED
-	stateShutdown = shoalpb.TaskState_TASK_STATE_SHUTDOWN
-	stateRejected = shoalpb.TaskState_TASK_STATE_REJECTED
-	stateRemove   = shoalpb.TaskState_TASK_STATE_REMOVE
-)
-
 func TestTasksRunToTheirExitCode(t *testing.T) {
 	n := startNode(t, "")
 	n.e.Assign(fullSet(newTask("ok", "true"), newTask("bad", "sh", "-c", "exit 3")))
 
-	ok := n.awaitState("ok", stateComplete)
+	ok := n.awaitState("ok", complete)
 	if ok.ExitCode != 0 || ok.Err != "" || ok.Message != "exited" || ok.Pid <= 0 {
 		t.Fatalf("ok: status %v", ok)
 	}
-	bad := n.awaitState("bad", stateFailed)
+	bad := n.awaitState("bad", failed)
 	if bad.ExitCode != 3 || bad.Err != "task: non-zero exit (3)" || bad.Message != "exited" {
 		t.Fatalf("bad: status %v", bad)
 	}
@@ -48,7 +39,7 @@ func TestRunningTaskReportsItsPID(t *testing.T) {
 	n := startNode(t, "")
 	task := newTask("a", "sleep", "100")
 	n.e.Assign(fullSet(task))
-	st := n.awaitState("a", stateRunning)
+	st := n.awaitState("a", running)
 	if st.Pid <= 0 || st.Message != "started" {
 		t.Fatalf("status %v, want a pid and message started", st)
 	}
@@ -56,7 +47,7 @@ func TestRunningTaskReportsItsPID(t *testing.T) {
 		t.Fatalf("pid %d is not running", st.Pid)
 	}
 	n.e.Assign(incrementOf(withDesired(task, shoalpb.TaskState_TASK_STATE_SHUTDOWN)))
-	down := n.awaitState("a", stateShutdown)
+	down := n.awaitState("a", shutdown)
 	if down.ExitCode != 128+15 || down.Err != "" {
 		t.Fatalf("status %v, want exit code 143 (SIGTERM) and no error", down)
 	}
@@ -77,14 +68,14 @@ func TestStopHonoursSignalAndGrace(t *testing.T) {
 	stubborn.Spec.Container.StopGracePeriodMs = 200
 	n.e.Assign(fullSet(trapper, stubborn))
 	for _, id := range []string{"trapper", "stubborn"} {
-		n.awaitState(id, stateRunning)
+		n.awaitState(id, running)
 		awaitLog(t, n, id, "ready")
 	}
 	n.e.Assign(incrementOf(withDesired(trapper, shoalpb.TaskState_TASK_STATE_SHUTDOWN), withDesired(stubborn, shoalpb.TaskState_TASK_STATE_SHUTDOWN)))
-	if st := n.awaitState("trapper", stateShutdown); st.ExitCode != 0 {
+	if st := n.awaitState("trapper", shutdown); st.ExitCode != 0 {
 		t.Fatalf("trapper: status %v, want exit 0 from its USR1 trap", st)
 	}
-	if st := n.awaitState("stubborn", stateShutdown); st.ExitCode != 128+9 {
+	if st := n.awaitState("stubborn", shutdown); st.ExitCode != 128+9 {
 		t.Fatalf("stubborn: status %v, want exit 137: SIGKILL after the grace period", st)
 	}
 }
@@ -92,7 +83,7 @@ func TestStopHonoursSignalAndGrace(t *testing.T) {
 func TestTaskWithoutCommandIsRejected(t *testing.T) {
 	n := startNode(t, "")
 	n.e.Assign(fullSet(newTask("empty")))
-	st := n.awaitState("empty", stateRejected)
+	st := n.awaitState("empty", rejected)
 	if !strings.Contains(st.Err, "container.command and container.args are both empty") {
 		t.Fatalf("status %v, want an error naming the empty command", st)
 	}
@@ -101,7 +92,7 @@ func TestTaskWithoutCommandIsRejected(t *testing.T) {
 func TestMissingExecutableFailsTheStart(t *testing.T) {
 	n := startNode(t, "")
 	n.e.Assign(fullSet(newTask("nope", "no-such-program-anywhere")))
-	st := n.awaitState("nope", stateFailed)
+	st := n.awaitState("nope", failed)
 	if !strings.Contains(st.Err, "not found") || st.Message != "starting failed" {
 		t.Fatalf("status %v, want a start failure naming the missing program", st)
 	}
@@ -114,7 +105,7 @@ func TestEnvAndWorkdirAreApplied(t *testing.T) {
 	task.Spec.Container.Env = []string{"COLOUR=teal"}
 	task.Spec.Container.Workdir = wd
 	n.e.Assign(fullSet(task))
-	n.awaitState("env", stateComplete)
+	n.awaitState("env", complete)
 	awaitLog(t, n, "env", "teal "+wd)
 }
 
@@ -126,9 +117,9 @@ func TestRestartAdoptsRunningAndFinishedTasks(t *testing.T) {
 		newTask("ends", "sh", "-c", fmt.Sprintf(`while [ ! -e %s ]; do sleep 0.05; done; exit 4`, trigger)),
 		newTask("done", "sh", "-c", "exit 0"),
 	))
-	long := first.awaitState("long", stateRunning)
-	ends := first.awaitState("ends", stateRunning)
-	first.awaitState("done", stateComplete)
+	long := first.awaitState("long", running)
+	ends := first.awaitState("ends", running)
+	first.awaitState("done", complete)
 	first.stop()
 
 	// While no agent runs, one task ends on its own.
@@ -143,22 +134,22 @@ func TestRestartAdoptsRunningAndFinishedTasks(t *testing.T) {
 	})
 
 	second := startNode(t, first.dataDir)
-	adopted := second.awaitState("long", stateRunning)
+	adopted := second.awaitState("long", running)
 	if adopted.Pid != long.Pid || processGone(long.Pid) {
 		t.Fatalf("after restart long has pid %d (running: %v), want the same pid %d", adopted.Pid, !processGone(long.Pid), long.Pid)
 	}
-	ended := second.awaitState("ends", stateFailed)
+	ended := second.awaitState("ends", failed)
 	if ended.ExitCode != 4 || ended.Err != "task: non-zero exit (4)" {
 		t.Fatalf("ends: status %v, want exit code 4", ended)
 	}
-	if st := second.awaitState("done", stateComplete); st.ExitCode != 0 {
+	if st := second.awaitState("done", complete); st.ExitCode != 0 {
 		t.Fatalf("done: status %v", st)
 	}
 	// The same complete set again changes nothing: no task starts twice.
 	second.e.Assign(fullSet(newTask("long", "sleep", "100"), newTask("ends", "true"), newTask("done", "true")))
 	second.e.Assign(incrementOf(withDesired(newTask("long", "sleep", "100"), shoalpb.TaskState_TASK_STATE_SHUTDOWN)))
-	second.awaitState("long", stateShutdown)
-	if st := second.awaitState("ends", stateFailed); st.ExitCode != 4 {
+	second.awaitState("long", shutdown)
+	if st := second.awaitState("ends", failed); st.ExitCode != 4 {
 		t.Fatalf("ends after the complete set: %v", st)
 	}
 }
@@ -168,7 +159,7 @@ func TestRestartWhileStoppingFinishesTheStop(t *testing.T) {
 	task := newTask("slow", "sh", "-c", `trap '' TERM; echo ready; sleep 100`)
 	task.Spec.Container.StopGracePeriodMs = time.Hour.Milliseconds()
 	first.e.Assign(fullSet(task))
-	st := first.awaitState("slow", stateRunning)
+	st := first.awaitState("slow", running)
 	awaitLog(t, first, "slow", "ready")
 	stopping := withDesired(task, shoalpb.TaskState_TASK_STATE_SHUTDOWN)
 	stopping.Spec.Container.StopGracePeriodMs = 100 // ignored: a task's spec never changes
@@ -187,17 +178,17 @@ func TestRestartWhileStoppingFinishesTheStop(t *testing.T) {
 	// The new agent resumes the stop; the hour of grace would stall it, so
 	// the task is killed from outside, as an operator would.
 	second := startNode(t, first.dataDir)
-	second.awaitState("slow", stateRunning)
+	second.awaitState("slow", running)
 	killTasks(filepath.Join(first.dataDir, TasksDir))
-	second.awaitState("slow", stateShutdown)
+	second.awaitState("slow", shutdown)
 }
 
 func TestCompleteSetForgetsOtherTasks(t *testing.T) {
 	n := startNode(t, "")
 	a, b := newTask("a", "sleep", "100"), newTask("b", "sleep", "100")
 	n.e.Assign(fullSet(a, b))
-	pa := n.awaitState("a", stateRunning).Pid
-	pb := n.awaitState("b", stateRunning).Pid
+	pa := n.awaitState("a", running).Pid
+	pb := n.awaitState("b", running).Pid
 	n.e.Assign(fullSet(b))
 	n.awaitForgotten("a")
 	if !processGone(pa) {
@@ -214,7 +205,7 @@ func TestCompleteSetForgetsOtherTasks(t *testing.T) {
 func TestRemoveListForgetsTasks(t *testing.T) {
 	n := startNode(t, "")
 	n.e.Assign(fullSet(newTask("a", "true")))
-	n.awaitState("a", stateComplete)
+	n.awaitState("a", complete)
 	n.e.Assign(&shoalpb.AssignmentsMessage{Remove: []string{"a"}})
 	n.awaitForgotten("a")
 }
@@ -223,9 +214,9 @@ func TestDesiredRemoveStopsReportsAndCleansUp(t *testing.T) {
 	n := startNode(t, "")
 	task := newTask("a", "sleep", "100")
 	n.e.Assign(fullSet(task))
-	pid := n.awaitState("a", stateRunning).Pid
-	n.e.Assign(incrementOf(withDesired(task, stateRemove)))
-	n.awaitState("a", stateShutdown)
+	pid := n.awaitState("a", running).Pid
+	n.e.Assign(incrementOf(withDesired(task, remove)))
+	n.awaitState("a", shutdown)
 	n.awaitForgotten("a")
 	if !processGone(pid) {
 		t.Fatalf("removed task still runs as pid %d", pid)
@@ -235,7 +226,7 @@ func TestDesiredRemoveStopsReportsAndCleansUp(t *testing.T) {
 func TestDesiredShutdownBeforeStart(t *testing.T) {
 	n := startNode(t, "")
 	n.e.Assign(fullSet(withDesired(newTask("never", "sleep", "100"), shoalpb.TaskState_TASK_STATE_SHUTDOWN)))
-	st := n.awaitState("never", stateShutdown)
+	st := n.awaitState("never", shutdown)
 	if st.Pid != 0 {
 		t.Fatalf("status %v: a task shut down before starting has no pid", st)
 	}
@@ -244,11 +235,11 @@ func TestDesiredShutdownBeforeStart(t *testing.T) {
 func TestUnknownTaskPastAssignedIsLost(t *testing.T) {
 	n := startNode(t, "")
 	task := newTask("ghost", "sleep", "100")
-	task.Status.State = stateRunning
+	task.Status.State = running
 	dead := newTask("history", "sleep", "100")
-	dead.Status.State = stateComplete
+	dead.Status.State = complete
 	n.e.Assign(fullSet(task, dead))
-	st := n.awaitState("ghost", stateFailed)
+	st := n.awaitState("ghost", failed)
 	if !strings.Contains(st.Err, "no record") {
 		t.Fatalf("status %v, want a lost task", st)
 	}
@@ -260,7 +251,7 @@ func TestUnknownTaskPastAssignedIsLost(t *testing.T) {
 func TestSecondRunIsRefused(t *testing.T) {
 	n := startNode(t, "")
 	n.e.Assign(fullSet(newTask("a", "true")))
-	n.awaitState("a", stateComplete) // Run is running
+	n.awaitState("a", complete) // Run is running
 	if err := n.e.Run(t.Context()); !errors.Is(err, ErrRunning) {
 		t.Fatalf("second Run: %v, want ErrRunning", err)
 	}
@@ -270,7 +261,7 @@ func TestStopAllStopsAndRemovesEveryTask(t *testing.T) {
 	n := startNode(t, "")
 	a, b := newTask("a", "sleep", "100"), newTask("b", "sleep", "100")
 	n.e.Assign(fullSet(a, b))
-	pids := []int64{n.awaitState("a", stateRunning).Pid, n.awaitState("b", stateRunning).Pid}
+	pids := []int64{n.awaitState("a", running).Pid, n.awaitState("b", running).Pid}
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	if err := n.e.StopAll(ctx); err != nil {

@@ -91,7 +91,7 @@ func awaitLog(t *testing.T, n *node, id, want string) {
 func TestLogsTailAndSince(t *testing.T) {
 	n := startNode(t, "")
 	n.e.Assign(fullSet(newTask("talk", "sh", "-c", `for i in 1 2 3 4 5; do echo line$i; done; echo oops >&2`)))
-	n.awaitState("talk", stateComplete)
+	n.awaitState("talk", complete)
 
 	all, err := readLogs(t, n, &shoalpb.TaskLogsRequest{TaskIds: []string{"talk"}, Tail: -1})
 	if err != nil {
@@ -154,7 +154,7 @@ func TestLogsFollow(t *testing.T) {
 	trigger := filepath.Join(t.TempDir(), "go")
 	n.e.Assign(fullSet(newTask("slow", "sh", "-c",
 		fmt.Sprintf(`echo first; while [ ! -e %s ]; do sleep 0.05; done; echo second; sleep 100`, trigger))))
-	n.awaitState("slow", stateRunning)
+	n.awaitState("slow", running)
 
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
