@@ -139,8 +139,9 @@ type readIndexer struct {
 }
 
 type readIndexCall struct {
-	done   chan struct{} // closed once result is set
-	result readIndexResult
+	done    chan struct{} // closed once result is set
+	result  readIndexResult
+	callers int // how many callers share it; under readIndexer.mu
 }
 
 // get returns the answer to a request sent after the call, made by fetch.
@@ -155,6 +156,7 @@ func (r *readIndexer) get(ctx context.Context, fetch func() readIndexResult) (re
 			go r.run(fetch)
 		}
 	}
+	call.callers++
 	r.mu.Unlock()
 	select {
 	case <-call.done:

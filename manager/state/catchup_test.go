@@ -118,7 +118,7 @@ func TestCatchUpSharesReadIndexRequests(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond) // let the callers queue behind the held request
+	waitFor(t, 10*time.Second, "every caller queued behind the held request", func() bool { return follower.s().reads.waiting() == callers })
 	close(release)
 	wg.Wait()
 	close(errs)
@@ -131,4 +131,14 @@ func TestCatchUpSharesReadIndexRequests(t *testing.T) {
 	if n := requests.Load(); n > callers/2 {
 		t.Fatalf("%d read-index requests for %d concurrent callers: they were not shared", n, callers+1)
 	}
+}
+
+// waiting returns how many callers wait for the request not sent yet.
+func (r *readIndexer) waiting() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.next == nil {
+		return 0
+	}
+	return r.next.callers
 }
