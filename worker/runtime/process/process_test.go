@@ -201,10 +201,11 @@ func homeOf(t *testing.T) string {
 
 func TestUser(t *testing.T) {
 	if os.Geteuid() != 0 {
+		// CI runs as root (ENVIRONMENT.md): there the test must run.
+		if os.Getenv("CI") == "true" {
+			t.Fatal("switching users needs root, and CI=true runs as root")
+		}
 		t.Skip("switching users needs root")
-	}
-	if _, err := user.Lookup("nobody"); err != nil {
-		t.Skip("no user nobody on this system")
 	}
 	r := newRuntime(t)
 	task := newTask("t", "sh", "-c", "echo $(id -u):$(id -g)")
