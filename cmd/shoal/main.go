@@ -35,5 +35,24 @@ func newRootCmd() *cobra.Command {
 		newInfoCmd(g), newLeaveCmd(g), newNodeCmd(g), newJoinTokenCmd(g), newCertCmd(g),
 		newServiceCmd(g), newEventsCmd(g), newClusterCmd(g), newTaskShimCmd(),
 	)
+	showUsageOnBadArgs(root)
 	return root
+}
+
+// showUsageOnBadArgs makes the argument checks of cmd and its subcommands
+// end their errors with the command's usage line: cobra's own say only how
+// many arguments were wanted ("requires at least 1 arg(s), only received
+// 0"), not which, and usage is silenced for every other error.
+func showUsageOnBadArgs(cmd *cobra.Command) {
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return fmt.Errorf("%w; usage: %s", err, cmd.UseLine())
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		showUsageOnBadArgs(sub)
+	}
 }
