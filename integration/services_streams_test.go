@@ -23,6 +23,7 @@ type collected[T any] struct {
 	err   error
 }
 
+// collect receives with recv on a goroutine of its own until it fails.
 func collect[T any](recv func() (T, error)) *collected[T] {
 	c := &collected[T]{}
 	go func() {
