@@ -178,6 +178,30 @@ func TestBadDaemonInput(t *testing.T) {
 	c.WaitHealthy(t)
 }
 
+// cliCase is a command that must be refused with an error holding want.
+type cliCase struct {
+	name string
+	args []string
+	want []string
+}
+
+// refused runs each case on m as a subtest: the command must fail with an
+// error holding every part of its want, and leave state (what a refused
+// command must not change) as it was.
+func refused(t *testing.T, m *testutil.Node, cases []cliCase, state func(t *testing.T) string) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := state(t)
+			_, err := m.Shoal(t, tc.args...)
+			wantError(t, tc.name, err, tc.want...)
+			if after := state(t); after != before {
+				t.Fatalf("a refused command changed what it must not:\n%s\nwas:\n%s", after, before)
+			}
+		})
+	}
+}
+
 // CLI commands given bad input print an error that says what is wrong and
 // change nothing.
 func TestBadCLIInput(t *testing.T) {
@@ -192,11 +216,6 @@ func TestBadCLIInput(t *testing.T) {
 	}
 	hostname := r.Hostname
 
-	type cliCase struct {
-		name string
-		args []string
-		want []string
-	}
 	cases := []cliCase{
 		{"unknown node", []string{"node", "inspect", "no-such-node"}, []string{"no-such-node", "not found"}},
 		{"update of an unknown node", []string{"node", "update", "--label-add", "a=b", "no-such-node"}, []string{"no-such-node", "not found"}},
@@ -222,16 +241,7 @@ func TestBadCLIInput(t *testing.T) {
 			break
 		}
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			before := clusterState(t, m)
-			_, err := m.Shoal(t, tc.args...)
-			wantError(t, tc.name, err, tc.want...)
-			if after := clusterState(t, m); after != before {
-				t.Fatalf("a refused command changed the cluster:\n%s\nwas:\n%s", after, before)
-			}
-		})
-	}
+	refused(t, m, cases, func(t *testing.T) string { return clusterState(t, m) })
 	if len(cases) > 0 && cases[len(cases)-1].name != "ambiguous ID prefix" {
 		t.Logf("no two of the node IDs %v share a first character; the ambiguous-prefix case ran only as a shared hostname", ids)
 	}

@@ -71,11 +71,7 @@ func TestBadServiceInput(t *testing.T) {
 	create := func(flags ...string) []string {
 		return append(append([]string{"service", "create", "--detach", "--name", "new"}, flags...), sleeper...)
 	}
-	cases := []struct {
-		name string
-		args []string
-		want []string
-	}{
+	cases := []cliCase{
 		{"unknown restart condition", create("--restart-condition", "sometimes"), []string{"--restart-condition", "sometimes", "none, on-failure or any"}},
 		{"unknown mode", create("--mode", "daemonset"), []string{"--mode", "daemonset"}},
 		{"negative replicas", create("--replicas", "-1"), []string{"--replicas", "-1"}},
@@ -99,20 +95,7 @@ func TestBadServiceInput(t *testing.T) {
 		{"rm of an unknown service", []string{"service", "rm", "nosuch"}, []string{"nosuch", "not found"}},
 	}
 	if prefix != "" {
-		cases = append(cases, struct {
-			name string
-			args []string
-			want []string
-		}{"ambiguous ID prefix", []string{"service", "rm", prefix}, []string{"ambiguous", prefix}})
+		cases = append(cases, cliCase{"ambiguous ID prefix", []string{"service", "rm", prefix}, []string{"ambiguous", prefix}})
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			before := servicesState(t, api)
-			_, err := m.Shoal(t, tc.args...)
-			wantError(t, tc.name, err, tc.want...)
-			if after := servicesState(t, api); after != before {
-				t.Fatalf("a refused command changed the services:\n%s\nwas:\n%s", after, before)
-			}
-		})
-	}
+	refused(t, m, cases, func(t *testing.T) string { return servicesState(t, api) })
 }
