@@ -487,7 +487,10 @@ type SessionMessage struct {
 	Managers          []*ManagerAddr `protobuf:"bytes,2,rep,name=managers,proto3" json:"managers,omitempty"`
 	HeartbeatPeriodMs int64          `protobuf:"varint,3,opt,name=heartbeat_period_ms,json=heartbeatPeriodMs,proto3" json:"heartbeat_period_ms,omitempty"`
 	// node is the stored node object, so the agent sees its desired role.
-	Node          *Node `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
+	Node *Node `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
+	// peers are the other nodes that have a task subnet, so the agent can
+	// route to their tasks. Sent whole; a change of any is pushed again.
+	Peers         []*NodeSubnet `protobuf:"bytes,5,rep,name=peers,proto3" json:"peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -546,6 +549,13 @@ func (x *SessionMessage) GetHeartbeatPeriodMs() int64 {
 func (x *SessionMessage) GetNode() *Node {
 	if x != nil {
 		return x.Node
+	}
+	return nil
+}
+
+func (x *SessionMessage) GetPeers() []*NodeSubnet {
+	if x != nil {
+		return x.Peers
 	}
 	return nil
 }
@@ -673,13 +683,14 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\x04line\x18\x06 \x01(\fR\x04line\"a\n" +
 	"\x0eSessionRequest\x12;\n" +
 	"\vdescription\x18\x01 \x01(\v2\x19.shoal.v1.NodeDescriptionR\vdescription\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xb6\x01\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xe2\x01\n" +
 	"\x0eSessionMessage\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x121\n" +
 	"\bmanagers\x18\x02 \x03(\v2\x15.shoal.v1.ManagerAddrR\bmanagers\x12.\n" +
 	"\x13heartbeat_period_ms\x18\x03 \x01(\x03R\x11heartbeatPeriodMs\x12\"\n" +
-	"\x04node\x18\x04 \x01(\v2\x0e.shoal.v1.NodeR\x04node\"1\n" +
+	"\x04node\x18\x04 \x01(\v2\x0e.shoal.v1.NodeR\x04node\x12*\n" +
+	"\x05peers\x18\x05 \x03(\v2\x14.shoal.v1.NodeSubnetR\x05peers\"1\n" +
 	"\x10HeartbeatRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"C\n" +
@@ -725,6 +736,7 @@ var file_dispatcher_proto_goTypes = []any{
 	(*NodeDescription)(nil),          // 14: shoal.v1.NodeDescription
 	(*ManagerAddr)(nil),              // 15: shoal.v1.ManagerAddr
 	(*Node)(nil),                     // 16: shoal.v1.Node
+	(*NodeSubnet)(nil),               // 17: shoal.v1.NodeSubnet
 }
 var file_dispatcher_proto_depIdxs = []int32{
 	11, // 0: shoal.v1.AssignmentsMessage.update:type_name -> shoal.v1.Task
@@ -735,21 +747,22 @@ var file_dispatcher_proto_depIdxs = []int32{
 	14, // 5: shoal.v1.SessionRequest.description:type_name -> shoal.v1.NodeDescription
 	15, // 6: shoal.v1.SessionMessage.managers:type_name -> shoal.v1.ManagerAddr
 	16, // 7: shoal.v1.SessionMessage.node:type_name -> shoal.v1.Node
-	7,  // 8: shoal.v1.Dispatcher.Session:input_type -> shoal.v1.SessionRequest
-	9,  // 9: shoal.v1.Dispatcher.Heartbeat:input_type -> shoal.v1.HeartbeatRequest
-	0,  // 10: shoal.v1.Dispatcher.Assignments:input_type -> shoal.v1.AssignmentsRequest
-	3,  // 11: shoal.v1.Dispatcher.UpdateTaskStatus:input_type -> shoal.v1.UpdateTaskStatusRequest
-	5,  // 12: shoal.v1.TaskLogs.Read:input_type -> shoal.v1.TaskLogsRequest
-	8,  // 13: shoal.v1.Dispatcher.Session:output_type -> shoal.v1.SessionMessage
-	10, // 14: shoal.v1.Dispatcher.Heartbeat:output_type -> shoal.v1.HeartbeatResponse
-	1,  // 15: shoal.v1.Dispatcher.Assignments:output_type -> shoal.v1.AssignmentsMessage
-	4,  // 16: shoal.v1.Dispatcher.UpdateTaskStatus:output_type -> shoal.v1.UpdateTaskStatusResponse
-	6,  // 17: shoal.v1.TaskLogs.Read:output_type -> shoal.v1.LogMessage
-	13, // [13:18] is the sub-list for method output_type
-	8,  // [8:13] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	17, // 8: shoal.v1.SessionMessage.peers:type_name -> shoal.v1.NodeSubnet
+	7,  // 9: shoal.v1.Dispatcher.Session:input_type -> shoal.v1.SessionRequest
+	9,  // 10: shoal.v1.Dispatcher.Heartbeat:input_type -> shoal.v1.HeartbeatRequest
+	0,  // 11: shoal.v1.Dispatcher.Assignments:input_type -> shoal.v1.AssignmentsRequest
+	3,  // 12: shoal.v1.Dispatcher.UpdateTaskStatus:input_type -> shoal.v1.UpdateTaskStatusRequest
+	5,  // 13: shoal.v1.TaskLogs.Read:input_type -> shoal.v1.TaskLogsRequest
+	8,  // 14: shoal.v1.Dispatcher.Session:output_type -> shoal.v1.SessionMessage
+	10, // 15: shoal.v1.Dispatcher.Heartbeat:output_type -> shoal.v1.HeartbeatResponse
+	1,  // 16: shoal.v1.Dispatcher.Assignments:output_type -> shoal.v1.AssignmentsMessage
+	4,  // 17: shoal.v1.Dispatcher.UpdateTaskStatus:output_type -> shoal.v1.UpdateTaskStatusResponse
+	6,  // 18: shoal.v1.TaskLogs.Read:output_type -> shoal.v1.LogMessage
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_dispatcher_proto_init() }

@@ -307,6 +307,59 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_service_proto_rawDescGZIP(), []int{4}
 }
 
+type HealthState int32
+
+const (
+	// HEALTH_NONE: the task has no health check.
+	HealthState_HEALTH_NONE      HealthState = 0
+	HealthState_HEALTH_STARTING  HealthState = 1
+	HealthState_HEALTH_HEALTHY   HealthState = 2
+	HealthState_HEALTH_UNHEALTHY HealthState = 3
+)
+
+// Enum value maps for HealthState.
+var (
+	HealthState_name = map[int32]string{
+		0: "HEALTH_NONE",
+		1: "HEALTH_STARTING",
+		2: "HEALTH_HEALTHY",
+		3: "HEALTH_UNHEALTHY",
+	}
+	HealthState_value = map[string]int32{
+		"HEALTH_NONE":      0,
+		"HEALTH_STARTING":  1,
+		"HEALTH_HEALTHY":   2,
+		"HEALTH_UNHEALTHY": 3,
+	}
+)
+
+func (x HealthState) Enum() *HealthState {
+	p := new(HealthState)
+	*p = x
+	return p
+}
+
+func (x HealthState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HealthState) Descriptor() protoreflect.EnumDescriptor {
+	return file_service_proto_enumTypes[5].Descriptor()
+}
+
+func (HealthState) Type() protoreflect.EnumType {
+	return &file_service_proto_enumTypes[5]
+}
+
+func (x HealthState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HealthState.Descriptor instead.
+func (HealthState) EnumDescriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{5}
+}
+
 type Service struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -641,8 +694,14 @@ type ContainerSpec struct {
 	StopSignal        string            `protobuf:"bytes,9,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
 	StopGracePeriodMs int64             `protobuf:"varint,10,opt,name=stop_grace_period_ms,json=stopGracePeriodMs,proto3" json:"stop_grace_period_ms,omitempty"`
 	Mounts            []*Mount          `protobuf:"bytes,11,rep,name=mounts,proto3" json:"mounts,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// healthcheck is the liveness check: a task that fails it is failed and
+	// replaced per its restart policy. Unset means the image's HEALTHCHECK.
+	Healthcheck *HealthCheck `protobuf:"bytes,12,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	// readiness decides when the task receives traffic and appears in DNS.
+	// Unset means: ready once healthy, or once running without a check.
+	Readiness     *HealthCheck `protobuf:"bytes,13,opt,name=readiness,proto3" json:"readiness,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerSpec) Reset() {
@@ -752,6 +811,128 @@ func (x *ContainerSpec) GetMounts() []*Mount {
 	return nil
 }
 
+func (x *ContainerSpec) GetHealthcheck() *HealthCheck {
+	if x != nil {
+		return x.Healthcheck
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetReadiness() *HealthCheck {
+	if x != nil {
+		return x.Readiness
+	}
+	return nil
+}
+
+// HealthCheck is one probe, run every interval: a command inside the task,
+// an HTTP GET or a TCP connect to the task's address. Exactly one kind is set.
+type HealthCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// test is Docker's form: ["CMD", argv...], ["CMD-SHELL", "command"], or
+	// ["NONE"] to disable the image's check.
+	Test []string `protobuf:"bytes,1,rep,name=test,proto3" json:"test,omitempty"`
+	// http_path and http_port: GET http://<task>:<port><path>, healthy on 2xx/3xx.
+	HttpPath string `protobuf:"bytes,2,opt,name=http_path,json=httpPath,proto3" json:"http_path,omitempty"`
+	HttpPort uint32 `protobuf:"varint,3,opt,name=http_port,json=httpPort,proto3" json:"http_port,omitempty"`
+	// tcp_port: healthy when a TCP connection to it opens.
+	TcpPort uint32 `protobuf:"varint,4,opt,name=tcp_port,json=tcpPort,proto3" json:"tcp_port,omitempty"`
+	// 0 means the default: interval 30s, timeout 30s, retries 3, start period 0.
+	IntervalMs int64  `protobuf:"varint,5,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
+	TimeoutMs  int64  `protobuf:"varint,6,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	Retries    uint32 `protobuf:"varint,7,opt,name=retries,proto3" json:"retries,omitempty"`
+	// start_period_ms: failures in this time after start do not count.
+	StartPeriodMs int64 `protobuf:"varint,8,opt,name=start_period_ms,json=startPeriodMs,proto3" json:"start_period_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthCheck) Reset() {
+	*x = HealthCheck{}
+	mi := &file_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCheck) ProtoMessage() {}
+
+func (x *HealthCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
+func (*HealthCheck) Descriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *HealthCheck) GetTest() []string {
+	if x != nil {
+		return x.Test
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetHttpPath() string {
+	if x != nil {
+		return x.HttpPath
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetHttpPort() uint32 {
+	if x != nil {
+		return x.HttpPort
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetTcpPort() uint32 {
+	if x != nil {
+		return x.TcpPort
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetIntervalMs() int64 {
+	if x != nil {
+		return x.IntervalMs
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetRetries() uint32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetStartPeriodMs() int64 {
+	if x != nil {
+		return x.StartPeriodMs
+	}
+	return 0
+}
+
 type Mount struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Type          MountType              `protobuf:"varint,1,opt,name=type,proto3,enum=shoal.v1.MountType" json:"type,omitempty"`
@@ -764,7 +945,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_service_proto_msgTypes[5]
+	mi := &file_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +957,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[5]
+	mi := &file_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +970,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{5}
+	return file_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Mount) GetType() MountType {
@@ -830,7 +1011,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_service_proto_msgTypes[6]
+	mi := &file_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +1023,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[6]
+	mi := &file_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +1036,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{6}
+	return file_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Resources) GetLimits() *ResourceSet {
@@ -883,7 +1064,7 @@ type ResourceSet struct {
 
 func (x *ResourceSet) Reset() {
 	*x = ResourceSet{}
-	mi := &file_service_proto_msgTypes[7]
+	mi := &file_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1076,7 @@ func (x *ResourceSet) String() string {
 func (*ResourceSet) ProtoMessage() {}
 
 func (x *ResourceSet) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[7]
+	mi := &file_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1089,7 @@ func (x *ResourceSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceSet.ProtoReflect.Descriptor instead.
 func (*ResourceSet) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{7}
+	return file_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ResourceSet) GetNanoCpus() int64 {
@@ -947,7 +1128,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_service_proto_msgTypes[8]
+	mi := &file_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +1140,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[8]
+	mi := &file_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,7 +1153,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{8}
+	return file_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RestartPolicy) GetCondition() RestartCondition {
@@ -1015,7 +1196,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_service_proto_msgTypes[9]
+	mi := &file_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1208,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[9]
+	mi := &file_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1221,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{9}
+	return file_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1074,7 +1255,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_service_proto_msgTypes[10]
+	mi := &file_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1267,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[10]
+	mi := &file_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1280,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{10}
+	return file_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PlacementPreference) GetSpread() string {
@@ -1123,7 +1304,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_service_proto_msgTypes[11]
+	mi := &file_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1316,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[11]
+	mi := &file_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1329,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{11}
+	return file_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PortConfig) GetName() string {
@@ -1194,20 +1375,23 @@ type Task struct {
 	ServiceName string                 `protobuf:"bytes,4,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
 	// slot is the replica number (1..N) of replicated services; 0 for global
 	// services, whose tasks are identified by node_id.
-	Slot          uint64      `protobuf:"varint,5,opt,name=slot,proto3" json:"slot,omitempty"`
-	NodeId        string      `protobuf:"bytes,6,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Spec          *TaskSpec   `protobuf:"bytes,7,opt,name=spec,proto3" json:"spec,omitempty"`
-	SpecVersion   uint64      `protobuf:"varint,8,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
-	DesiredState  TaskState   `protobuf:"varint,9,opt,name=desired_state,json=desiredState,proto3,enum=shoal.v1.TaskState" json:"desired_state,omitempty"`
-	Status        *TaskStatus `protobuf:"bytes,10,opt,name=status,proto3" json:"status,omitempty"`
-	JobIteration  uint64      `protobuf:"varint,11,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	Slot         uint64      `protobuf:"varint,5,opt,name=slot,proto3" json:"slot,omitempty"`
+	NodeId       string      `protobuf:"bytes,6,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Spec         *TaskSpec   `protobuf:"bytes,7,opt,name=spec,proto3" json:"spec,omitempty"`
+	SpecVersion  uint64      `protobuf:"varint,8,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
+	DesiredState TaskState   `protobuf:"varint,9,opt,name=desired_state,json=desiredState,proto3,enum=shoal.v1.TaskState" json:"desired_state,omitempty"`
+	Status       *TaskStatus `protobuf:"bytes,10,opt,name=status,proto3" json:"status,omitempty"`
+	JobIteration uint64      `protobuf:"varint,11,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	// address is the task's IP in its node's subnet with the prefix length
+	// ("10.200.3.5/24"), given by the allocator when the task is placed.
+	Address       string `protobuf:"bytes,12,opt,name=address,proto3" json:"address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_service_proto_msgTypes[12]
+	mi := &file_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1403,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[12]
+	mi := &file_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1416,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{12}
+	return file_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Task) GetId() string {
@@ -1312,6 +1496,13 @@ func (x *Task) GetJobIteration() uint64 {
 	return 0
 }
 
+func (x *Task) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 type TaskStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	State TaskState              `protobuf:"varint,1,opt,name=state,proto3,enum=shoal.v1.TaskState" json:"state,omitempty"`
@@ -1323,15 +1514,21 @@ type TaskStatus struct {
 	ExitCode  int32                  `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	Timestamp *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
 	// pid (process runtime) or container_id (containerd) of the running task.
-	Pid           int64  `protobuf:"varint,6,opt,name=pid,proto3" json:"pid,omitempty"`
-	ContainerId   string `protobuf:"bytes,7,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Pid         int64  `protobuf:"varint,6,opt,name=pid,proto3" json:"pid,omitempty"`
+	ContainerId string `protobuf:"bytes,7,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	// health is the liveness check's verdict while the task runs.
+	Health HealthState `protobuf:"varint,8,opt,name=health,proto3,enum=shoal.v1.HealthState" json:"health,omitempty"`
+	// ready: the task may receive traffic (readiness passed).
+	Ready bool `protobuf:"varint,9,opt,name=ready,proto3" json:"ready,omitempty"`
+	// oom_killed: the task was killed for exceeding its memory limit.
+	OomKilled     bool `protobuf:"varint,10,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_service_proto_msgTypes[13]
+	mi := &file_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1540,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[13]
+	mi := &file_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1553,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{13}
+	return file_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskStatus) GetState() TaskState {
@@ -1408,6 +1605,27 @@ func (x *TaskStatus) GetContainerId() string {
 	return ""
 }
 
+func (x *TaskStatus) GetHealth() HealthState {
+	if x != nil {
+		return x.Health
+	}
+	return HealthState_HEALTH_NONE
+}
+
+func (x *TaskStatus) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *TaskStatus) GetOomKilled() bool {
+	if x != nil {
+		return x.OomKilled
+	}
+	return false
+}
+
 var File_service_proto protoreflect.FileDescriptor
 
 const file_service_proto_rawDesc = "" +
@@ -1441,7 +1659,7 @@ const file_service_proto_rawDesc = "" +
 	"\arestart\x18\x03 \x01(\v2\x17.shoal.v1.RestartPolicyR\arestart\x121\n" +
 	"\tplacement\x18\x04 \x01(\v2\x13.shoal.v1.PlacementR\tplacement\x12*\n" +
 	"\x05ports\x18\x05 \x03(\v2\x14.shoal.v1.PortConfigR\x05ports\x12!\n" +
-	"\fforce_update\x18\x06 \x01(\x04R\vforceUpdate\"\xa2\x03\n" +
+	"\fforce_update\x18\x06 \x01(\x04R\vforceUpdate\"\x90\x04\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -1455,10 +1673,23 @@ const file_service_proto_rawDesc = "" +
 	"stopSignal\x12/\n" +
 	"\x14stop_grace_period_ms\x18\n" +
 	" \x01(\x03R\x11stopGracePeriodMs\x12'\n" +
-	"\x06mounts\x18\v \x03(\v2\x0f.shoal.v1.MountR\x06mounts\x1a9\n" +
+	"\x06mounts\x18\v \x03(\v2\x0f.shoal.v1.MountR\x06mounts\x127\n" +
+	"\vhealthcheck\x18\f \x01(\v2\x15.shoal.v1.HealthCheckR\vhealthcheck\x123\n" +
+	"\treadiness\x18\r \x01(\v2\x15.shoal.v1.HealthCheckR\treadiness\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"}\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf8\x01\n" +
+	"\vHealthCheck\x12\x12\n" +
+	"\x04test\x18\x01 \x03(\tR\x04test\x12\x1b\n" +
+	"\thttp_path\x18\x02 \x01(\tR\bhttpPath\x12\x1b\n" +
+	"\thttp_port\x18\x03 \x01(\rR\bhttpPort\x12\x19\n" +
+	"\btcp_port\x18\x04 \x01(\rR\atcpPort\x12\x1f\n" +
+	"\vinterval_ms\x18\x05 \x01(\x03R\n" +
+	"intervalMs\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x06 \x01(\x03R\ttimeoutMs\x12\x18\n" +
+	"\aretries\x18\a \x01(\rR\aretries\x12&\n" +
+	"\x0fstart_period_ms\x18\b \x01(\x03R\rstartPeriodMs\"}\n" +
 	"\x05Mount\x12'\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x13.shoal.v1.MountTypeR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
@@ -1489,7 +1720,7 @@ const file_service_proto_rawDesc = "" +
 	"\vtarget_port\x18\x03 \x01(\rR\n" +
 	"targetPort\x12%\n" +
 	"\x0epublished_port\x18\x04 \x01(\rR\rpublishedPort\x12)\n" +
-	"\x04mode\x18\x05 \x01(\x0e2\x15.shoal.v1.PublishModeR\x04mode\"\x81\x03\n" +
+	"\x04mode\x18\x05 \x01(\x0e2\x15.shoal.v1.PublishModeR\x04mode\"\x9b\x03\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.shoal.v1.MetaR\x04meta\x12\x1d\n" +
@@ -1503,7 +1734,8 @@ const file_service_proto_rawDesc = "" +
 	"\rdesired_state\x18\t \x01(\x0e2\x13.shoal.v1.TaskStateR\fdesiredState\x12,\n" +
 	"\x06status\x18\n" +
 	" \x01(\v2\x14.shoal.v1.TaskStatusR\x06status\x12#\n" +
-	"\rjob_iteration\x18\v \x01(\x04R\fjobIteration\"\xef\x01\n" +
+	"\rjob_iteration\x18\v \x01(\x04R\fjobIteration\x12\x18\n" +
+	"\aaddress\x18\f \x01(\tR\aaddress\"\xd3\x02\n" +
 	"\n" +
 	"TaskStatus\x12)\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x13.shoal.v1.TaskStateR\x05state\x12\x18\n" +
@@ -1512,7 +1744,12 @@ const file_service_proto_rawDesc = "" +
 	"\texit_code\x18\x04 \x01(\x05R\bexitCode\x128\n" +
 	"\ttimestamp\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x10\n" +
 	"\x03pid\x18\x06 \x01(\x03R\x03pid\x12!\n" +
-	"\fcontainer_id\x18\a \x01(\tR\vcontainerId*\x81\x01\n" +
+	"\fcontainer_id\x18\a \x01(\tR\vcontainerId\x12-\n" +
+	"\x06health\x18\b \x01(\x0e2\x15.shoal.v1.HealthStateR\x06health\x12\x14\n" +
+	"\x05ready\x18\t \x01(\bR\x05ready\x12\x1d\n" +
+	"\n" +
+	"oom_killed\x18\n" +
+	" \x01(\bR\toomKilled*\x81\x01\n" +
 	"\vServiceMode\x12\x1b\n" +
 	"\x17SERVICE_MODE_REPLICATED\x10\x00\x12\x17\n" +
 	"\x13SERVICE_MODE_GLOBAL\x10\x01\x12\x1f\n" +
@@ -1543,7 +1780,12 @@ const file_service_proto_rawDesc = "" +
 	"\x13TASK_STATE_REJECTED\x10\n" +
 	"\x12\x15\n" +
 	"\x11TASK_STATE_REMOVE\x10\v\x12\x17\n" +
-	"\x13TASK_STATE_ORPHANED\x10\fB\x15Z\x13shoal/proto;shoalpbb\x06proto3"
+	"\x13TASK_STATE_ORPHANED\x10\f*]\n" +
+	"\vHealthState\x12\x0f\n" +
+	"\vHEALTH_NONE\x10\x00\x12\x13\n" +
+	"\x0fHEALTH_STARTING\x10\x01\x12\x12\n" +
+	"\x0eHEALTH_HEALTHY\x10\x02\x12\x14\n" +
+	"\x10HEALTH_UNHEALTHY\x10\x03B\x15Z\x13shoal/proto;shoalpbb\x06proto3"
 
 var (
 	file_service_proto_rawDescOnce sync.Once
@@ -1557,66 +1799,71 @@ func file_service_proto_rawDescGZIP() []byte {
 	return file_service_proto_rawDescData
 }
 
-var file_service_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_service_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_service_proto_goTypes = []any{
 	(ServiceMode)(0),              // 0: shoal.v1.ServiceMode
 	(MountType)(0),                // 1: shoal.v1.MountType
 	(RestartCondition)(0),         // 2: shoal.v1.RestartCondition
 	(PublishMode)(0),              // 3: shoal.v1.PublishMode
 	(TaskState)(0),                // 4: shoal.v1.TaskState
-	(*Service)(nil),               // 5: shoal.v1.Service
-	(*VersionedSpec)(nil),         // 6: shoal.v1.VersionedSpec
-	(*ServiceSpec)(nil),           // 7: shoal.v1.ServiceSpec
-	(*TaskSpec)(nil),              // 8: shoal.v1.TaskSpec
-	(*ContainerSpec)(nil),         // 9: shoal.v1.ContainerSpec
-	(*Mount)(nil),                 // 10: shoal.v1.Mount
-	(*Resources)(nil),             // 11: shoal.v1.Resources
-	(*ResourceSet)(nil),           // 12: shoal.v1.ResourceSet
-	(*RestartPolicy)(nil),         // 13: shoal.v1.RestartPolicy
-	(*Placement)(nil),             // 14: shoal.v1.Placement
-	(*PlacementPreference)(nil),   // 15: shoal.v1.PlacementPreference
-	(*PortConfig)(nil),            // 16: shoal.v1.PortConfig
-	(*Task)(nil),                  // 17: shoal.v1.Task
-	(*TaskStatus)(nil),            // 18: shoal.v1.TaskStatus
-	nil,                           // 19: shoal.v1.ServiceSpec.LabelsEntry
-	nil,                           // 20: shoal.v1.ContainerSpec.LabelsEntry
-	(*Meta)(nil),                  // 21: shoal.v1.Meta
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(HealthState)(0),              // 5: shoal.v1.HealthState
+	(*Service)(nil),               // 6: shoal.v1.Service
+	(*VersionedSpec)(nil),         // 7: shoal.v1.VersionedSpec
+	(*ServiceSpec)(nil),           // 8: shoal.v1.ServiceSpec
+	(*TaskSpec)(nil),              // 9: shoal.v1.TaskSpec
+	(*ContainerSpec)(nil),         // 10: shoal.v1.ContainerSpec
+	(*HealthCheck)(nil),           // 11: shoal.v1.HealthCheck
+	(*Mount)(nil),                 // 12: shoal.v1.Mount
+	(*Resources)(nil),             // 13: shoal.v1.Resources
+	(*ResourceSet)(nil),           // 14: shoal.v1.ResourceSet
+	(*RestartPolicy)(nil),         // 15: shoal.v1.RestartPolicy
+	(*Placement)(nil),             // 16: shoal.v1.Placement
+	(*PlacementPreference)(nil),   // 17: shoal.v1.PlacementPreference
+	(*PortConfig)(nil),            // 18: shoal.v1.PortConfig
+	(*Task)(nil),                  // 19: shoal.v1.Task
+	(*TaskStatus)(nil),            // 20: shoal.v1.TaskStatus
+	nil,                           // 21: shoal.v1.ServiceSpec.LabelsEntry
+	nil,                           // 22: shoal.v1.ContainerSpec.LabelsEntry
+	(*Meta)(nil),                  // 23: shoal.v1.Meta
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_service_proto_depIdxs = []int32{
-	21, // 0: shoal.v1.Service.meta:type_name -> shoal.v1.Meta
-	7,  // 1: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
-	6,  // 2: shoal.v1.Service.previous_specs:type_name -> shoal.v1.VersionedSpec
-	7,  // 3: shoal.v1.VersionedSpec.spec:type_name -> shoal.v1.ServiceSpec
-	22, // 4: shoal.v1.VersionedSpec.replaced_at:type_name -> google.protobuf.Timestamp
-	19, // 5: shoal.v1.ServiceSpec.labels:type_name -> shoal.v1.ServiceSpec.LabelsEntry
+	23, // 0: shoal.v1.Service.meta:type_name -> shoal.v1.Meta
+	8,  // 1: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
+	7,  // 2: shoal.v1.Service.previous_specs:type_name -> shoal.v1.VersionedSpec
+	8,  // 3: shoal.v1.VersionedSpec.spec:type_name -> shoal.v1.ServiceSpec
+	24, // 4: shoal.v1.VersionedSpec.replaced_at:type_name -> google.protobuf.Timestamp
+	21, // 5: shoal.v1.ServiceSpec.labels:type_name -> shoal.v1.ServiceSpec.LabelsEntry
 	0,  // 6: shoal.v1.ServiceSpec.mode:type_name -> shoal.v1.ServiceMode
-	8,  // 7: shoal.v1.ServiceSpec.task:type_name -> shoal.v1.TaskSpec
-	9,  // 8: shoal.v1.TaskSpec.container:type_name -> shoal.v1.ContainerSpec
-	11, // 9: shoal.v1.TaskSpec.resources:type_name -> shoal.v1.Resources
-	13, // 10: shoal.v1.TaskSpec.restart:type_name -> shoal.v1.RestartPolicy
-	14, // 11: shoal.v1.TaskSpec.placement:type_name -> shoal.v1.Placement
-	16, // 12: shoal.v1.TaskSpec.ports:type_name -> shoal.v1.PortConfig
-	20, // 13: shoal.v1.ContainerSpec.labels:type_name -> shoal.v1.ContainerSpec.LabelsEntry
-	10, // 14: shoal.v1.ContainerSpec.mounts:type_name -> shoal.v1.Mount
-	1,  // 15: shoal.v1.Mount.type:type_name -> shoal.v1.MountType
-	12, // 16: shoal.v1.Resources.limits:type_name -> shoal.v1.ResourceSet
-	12, // 17: shoal.v1.Resources.reservations:type_name -> shoal.v1.ResourceSet
-	2,  // 18: shoal.v1.RestartPolicy.condition:type_name -> shoal.v1.RestartCondition
-	15, // 19: shoal.v1.Placement.preferences:type_name -> shoal.v1.PlacementPreference
-	3,  // 20: shoal.v1.PortConfig.mode:type_name -> shoal.v1.PublishMode
-	21, // 21: shoal.v1.Task.meta:type_name -> shoal.v1.Meta
-	8,  // 22: shoal.v1.Task.spec:type_name -> shoal.v1.TaskSpec
-	4,  // 23: shoal.v1.Task.desired_state:type_name -> shoal.v1.TaskState
-	18, // 24: shoal.v1.Task.status:type_name -> shoal.v1.TaskStatus
-	4,  // 25: shoal.v1.TaskStatus.state:type_name -> shoal.v1.TaskState
-	22, // 26: shoal.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	9,  // 7: shoal.v1.ServiceSpec.task:type_name -> shoal.v1.TaskSpec
+	10, // 8: shoal.v1.TaskSpec.container:type_name -> shoal.v1.ContainerSpec
+	13, // 9: shoal.v1.TaskSpec.resources:type_name -> shoal.v1.Resources
+	15, // 10: shoal.v1.TaskSpec.restart:type_name -> shoal.v1.RestartPolicy
+	16, // 11: shoal.v1.TaskSpec.placement:type_name -> shoal.v1.Placement
+	18, // 12: shoal.v1.TaskSpec.ports:type_name -> shoal.v1.PortConfig
+	22, // 13: shoal.v1.ContainerSpec.labels:type_name -> shoal.v1.ContainerSpec.LabelsEntry
+	12, // 14: shoal.v1.ContainerSpec.mounts:type_name -> shoal.v1.Mount
+	11, // 15: shoal.v1.ContainerSpec.healthcheck:type_name -> shoal.v1.HealthCheck
+	11, // 16: shoal.v1.ContainerSpec.readiness:type_name -> shoal.v1.HealthCheck
+	1,  // 17: shoal.v1.Mount.type:type_name -> shoal.v1.MountType
+	14, // 18: shoal.v1.Resources.limits:type_name -> shoal.v1.ResourceSet
+	14, // 19: shoal.v1.Resources.reservations:type_name -> shoal.v1.ResourceSet
+	2,  // 20: shoal.v1.RestartPolicy.condition:type_name -> shoal.v1.RestartCondition
+	17, // 21: shoal.v1.Placement.preferences:type_name -> shoal.v1.PlacementPreference
+	3,  // 22: shoal.v1.PortConfig.mode:type_name -> shoal.v1.PublishMode
+	23, // 23: shoal.v1.Task.meta:type_name -> shoal.v1.Meta
+	9,  // 24: shoal.v1.Task.spec:type_name -> shoal.v1.TaskSpec
+	4,  // 25: shoal.v1.Task.desired_state:type_name -> shoal.v1.TaskState
+	20, // 26: shoal.v1.Task.status:type_name -> shoal.v1.TaskStatus
+	4,  // 27: shoal.v1.TaskStatus.state:type_name -> shoal.v1.TaskState
+	24, // 28: shoal.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	5,  // 29: shoal.v1.TaskStatus.health:type_name -> shoal.v1.HealthState
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_service_proto_init() }
@@ -1630,8 +1877,8 @@ func file_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_service_proto_rawDesc), len(file_service_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   16,
+			NumEnums:      6,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -341,8 +341,13 @@ type ClusterSpec struct {
 	HeartbeatPeriodMs int64 `protobuf:"varint,3,opt,name=heartbeat_period_ms,json=heartbeatPeriodMs,proto3" json:"heartbeat_period_ms,omitempty"`
 	// task_history_limit is how many old tasks are kept per slot.
 	TaskHistoryLimit int64 `protobuf:"varint,4,opt,name=task_history_limit,json=taskHistoryLimit,proto3" json:"task_history_limit,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// task_pool is the CIDR that task addresses come from (default
+	// 10.200.0.0/16); each node gets a subnet of it (node_subnet_bits long,
+	// default 24) and its tasks get addresses in that subnet.
+	TaskPool       string `protobuf:"bytes,5,opt,name=task_pool,json=taskPool,proto3" json:"task_pool,omitempty"`
+	NodeSubnetBits uint32 `protobuf:"varint,6,opt,name=node_subnet_bits,json=nodeSubnetBits,proto3" json:"node_subnet_bits,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ClusterSpec) Reset() {
@@ -399,6 +404,20 @@ func (x *ClusterSpec) GetHeartbeatPeriodMs() int64 {
 func (x *ClusterSpec) GetTaskHistoryLimit() int64 {
 	if x != nil {
 		return x.TaskHistoryLimit
+	}
+	return 0
+}
+
+func (x *ClusterSpec) GetTaskPool() string {
+	if x != nil {
+		return x.TaskPool
+	}
+	return ""
+}
+
+func (x *ClusterSpec) GetNodeSubnetBits() uint32 {
+	if x != nil {
+		return x.NodeSubnetBits
 	}
 	return 0
 }
@@ -528,7 +547,10 @@ type Node struct {
 	// is what the user asked for (promote/demote move it first).
 	Role NodeRole `protobuf:"varint,6,opt,name=role,proto3,enum=shoal.v1.NodeRole" json:"role,omitempty"`
 	// manager is set while the node is a Raft member.
-	Manager       *ManagerInfo `protobuf:"bytes,7,opt,name=manager,proto3" json:"manager,omitempty"`
+	Manager *ManagerInfo `protobuf:"bytes,7,opt,name=manager,proto3" json:"manager,omitempty"`
+	// subnet is the part of the cluster's task pool whose addresses this
+	// node's tasks get (CIDR, "10.200.3.0/24"); the allocator sets it once.
+	Subnet        string `protobuf:"bytes,8,opt,name=subnet,proto3" json:"subnet,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -612,6 +634,77 @@ func (x *Node) GetManager() *ManagerInfo {
 	return nil
 }
 
+func (x *Node) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+// NodeSubnet tells an agent where the tasks of another node live: its
+// subnet is reached through its address.
+type NodeSubnet struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// subnet is the node's task subnet (CIDR).
+	Subnet string `protobuf:"bytes,2,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	// ip is the node's host address that routes to the subnet.
+	Ip            string `protobuf:"bytes,3,opt,name=ip,proto3" json:"ip,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeSubnet) Reset() {
+	*x = NodeSubnet{}
+	mi := &file_types_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeSubnet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeSubnet) ProtoMessage() {}
+
+func (x *NodeSubnet) ProtoReflect() protoreflect.Message {
+	mi := &file_types_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeSubnet.ProtoReflect.Descriptor instead.
+func (*NodeSubnet) Descriptor() ([]byte, []int) {
+	return file_types_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *NodeSubnet) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeSubnet) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *NodeSubnet) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
 type NodeSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	DesiredRole   NodeRole               `protobuf:"varint,1,opt,name=desired_role,json=desiredRole,proto3,enum=shoal.v1.NodeRole" json:"desired_role,omitempty"`
@@ -623,7 +716,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_types_proto_msgTypes[6]
+	mi := &file_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -635,7 +728,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[6]
+	mi := &file_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -648,7 +741,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{6}
+	return file_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NodeSpec) GetDesiredRole() NodeRole {
@@ -687,7 +780,7 @@ type NodeDescription struct {
 
 func (x *NodeDescription) Reset() {
 	*x = NodeDescription{}
-	mi := &file_types_proto_msgTypes[7]
+	mi := &file_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +792,7 @@ func (x *NodeDescription) String() string {
 func (*NodeDescription) ProtoMessage() {}
 
 func (x *NodeDescription) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[7]
+	mi := &file_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +805,7 @@ func (x *NodeDescription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDescription.ProtoReflect.Descriptor instead.
 func (*NodeDescription) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{7}
+	return file_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeDescription) GetHostname() string {
@@ -777,7 +870,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_types_proto_msgTypes[8]
+	mi := &file_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +882,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[8]
+	mi := &file_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +895,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{8}
+	return file_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NodeStatus) GetState() NodeState {
@@ -845,7 +938,7 @@ type ManagerInfo struct {
 
 func (x *ManagerInfo) Reset() {
 	*x = ManagerInfo{}
-	mi := &file_types_proto_msgTypes[9]
+	mi := &file_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +950,7 @@ func (x *ManagerInfo) String() string {
 func (*ManagerInfo) ProtoMessage() {}
 
 func (x *ManagerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[9]
+	mi := &file_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +963,7 @@ func (x *ManagerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerInfo.ProtoReflect.Descriptor instead.
 func (*ManagerInfo) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{9}
+	return file_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ManagerInfo) GetRaftAddr() string {
@@ -900,7 +993,7 @@ type ManagerAddr struct {
 
 func (x *ManagerAddr) Reset() {
 	*x = ManagerAddr{}
-	mi := &file_types_proto_msgTypes[10]
+	mi := &file_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1005,7 @@ func (x *ManagerAddr) String() string {
 func (*ManagerAddr) ProtoMessage() {}
 
 func (x *ManagerAddr) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[10]
+	mi := &file_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1018,7 @@ func (x *ManagerAddr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerAddr.ProtoReflect.Descriptor instead.
 func (*ManagerAddr) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{10}
+	return file_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ManagerAddr) GetNodeId() string {
@@ -976,12 +1069,14 @@ const file_types_proto_rawDesc = "" +
 	"joinTokens\x12\x1d\n" +
 	"\n" +
 	"gossip_key\x18\x06 \x01(\fR\tgossipKey\x12#\n" +
-	"\rremoved_nodes\x18\a \x03(\tR\fremovedNodes\"\xb8\x01\n" +
+	"\rremoved_nodes\x18\a \x03(\tR\fremovedNodes\"\xff\x01\n" +
 	"\vClusterSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\x18node_cert_expiry_seconds\x18\x02 \x01(\x03R\x15nodeCertExpirySeconds\x12.\n" +
 	"\x13heartbeat_period_ms\x18\x03 \x01(\x03R\x11heartbeatPeriodMs\x12,\n" +
-	"\x12task_history_limit\x18\x04 \x01(\x03R\x10taskHistoryLimit\"^\n" +
+	"\x12task_history_limit\x18\x04 \x01(\x03R\x10taskHistoryLimit\x12\x1b\n" +
+	"\ttask_pool\x18\x05 \x01(\tR\btaskPool\x12(\n" +
+	"\x10node_subnet_bits\x18\x06 \x01(\rR\x0enodeSubnetBits\"^\n" +
 	"\x06RootCA\x12\x19\n" +
 	"\bcert_pem\x18\x01 \x01(\fR\acertPem\x12\x17\n" +
 	"\akey_pem\x18\x02 \x01(\fR\x06keyPem\x12 \n" +
@@ -989,7 +1084,7 @@ const file_types_proto_rawDesc = "" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
-	"\amanager\x18\x02 \x01(\tR\amanager\"\xa6\x02\n" +
+	"\amanager\x18\x02 \x01(\tR\amanager\"\xbe\x02\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.shoal.v1.MetaR\x04meta\x12&\n" +
@@ -997,7 +1092,13 @@ const file_types_proto_rawDesc = "" +
 	"\vdescription\x18\x04 \x01(\v2\x19.shoal.v1.NodeDescriptionR\vdescription\x12,\n" +
 	"\x06status\x18\x05 \x01(\v2\x14.shoal.v1.NodeStatusR\x06status\x12&\n" +
 	"\x04role\x18\x06 \x01(\x0e2\x12.shoal.v1.NodeRoleR\x04role\x12/\n" +
-	"\amanager\x18\a \x01(\v2\x15.shoal.v1.ManagerInfoR\amanager\"\xf4\x01\n" +
+	"\amanager\x18\a \x01(\v2\x15.shoal.v1.ManagerInfoR\amanager\x12\x16\n" +
+	"\x06subnet\x18\b \x01(\tR\x06subnet\"M\n" +
+	"\n" +
+	"NodeSubnet\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06subnet\x18\x02 \x01(\tR\x06subnet\x12\x0e\n" +
+	"\x02ip\x18\x03 \x01(\tR\x02ip\"\xf4\x01\n" +
 	"\bNodeSpec\x125\n" +
 	"\fdesired_role\x18\x01 \x01(\x0e2\x12.shoal.v1.NodeRoleR\vdesiredRole\x12>\n" +
 	"\favailability\x18\x02 \x01(\x0e2\x1a.shoal.v1.NodeAvailabilityR\favailability\x126\n" +
@@ -1055,7 +1156,7 @@ func file_types_proto_rawDescGZIP() []byte {
 }
 
 var file_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_types_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_types_proto_goTypes = []any{
 	(NodeRole)(0),                 // 0: shoal.v1.NodeRole
 	(NodeAvailability)(0),         // 1: shoal.v1.NodeAvailability
@@ -1066,32 +1167,33 @@ var file_types_proto_goTypes = []any{
 	(*RootCA)(nil),                // 6: shoal.v1.RootCA
 	(*JoinTokens)(nil),            // 7: shoal.v1.JoinTokens
 	(*Node)(nil),                  // 8: shoal.v1.Node
-	(*NodeSpec)(nil),              // 9: shoal.v1.NodeSpec
-	(*NodeDescription)(nil),       // 10: shoal.v1.NodeDescription
-	(*NodeStatus)(nil),            // 11: shoal.v1.NodeStatus
-	(*ManagerInfo)(nil),           // 12: shoal.v1.ManagerInfo
-	(*ManagerAddr)(nil),           // 13: shoal.v1.ManagerAddr
-	nil,                           // 14: shoal.v1.NodeSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*NodeSubnet)(nil),            // 9: shoal.v1.NodeSubnet
+	(*NodeSpec)(nil),              // 10: shoal.v1.NodeSpec
+	(*NodeDescription)(nil),       // 11: shoal.v1.NodeDescription
+	(*NodeStatus)(nil),            // 12: shoal.v1.NodeStatus
+	(*ManagerInfo)(nil),           // 13: shoal.v1.ManagerInfo
+	(*ManagerAddr)(nil),           // 14: shoal.v1.ManagerAddr
+	nil,                           // 15: shoal.v1.NodeSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_types_proto_depIdxs = []int32{
-	15, // 0: shoal.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	15, // 1: shoal.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	16, // 0: shoal.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	16, // 1: shoal.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 2: shoal.v1.Cluster.meta:type_name -> shoal.v1.Meta
 	5,  // 3: shoal.v1.Cluster.spec:type_name -> shoal.v1.ClusterSpec
 	6,  // 4: shoal.v1.Cluster.root_ca:type_name -> shoal.v1.RootCA
 	7,  // 5: shoal.v1.Cluster.join_tokens:type_name -> shoal.v1.JoinTokens
 	3,  // 6: shoal.v1.Node.meta:type_name -> shoal.v1.Meta
-	9,  // 7: shoal.v1.Node.spec:type_name -> shoal.v1.NodeSpec
-	10, // 8: shoal.v1.Node.description:type_name -> shoal.v1.NodeDescription
-	11, // 9: shoal.v1.Node.status:type_name -> shoal.v1.NodeStatus
+	10, // 7: shoal.v1.Node.spec:type_name -> shoal.v1.NodeSpec
+	11, // 8: shoal.v1.Node.description:type_name -> shoal.v1.NodeDescription
+	12, // 9: shoal.v1.Node.status:type_name -> shoal.v1.NodeStatus
 	0,  // 10: shoal.v1.Node.role:type_name -> shoal.v1.NodeRole
-	12, // 11: shoal.v1.Node.manager:type_name -> shoal.v1.ManagerInfo
+	13, // 11: shoal.v1.Node.manager:type_name -> shoal.v1.ManagerInfo
 	0,  // 12: shoal.v1.NodeSpec.desired_role:type_name -> shoal.v1.NodeRole
 	1,  // 13: shoal.v1.NodeSpec.availability:type_name -> shoal.v1.NodeAvailability
-	14, // 14: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
+	15, // 14: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
 	2,  // 15: shoal.v1.NodeStatus.state:type_name -> shoal.v1.NodeState
-	15, // 16: shoal.v1.NodeStatus.updated_at:type_name -> google.protobuf.Timestamp
+	16, // 16: shoal.v1.NodeStatus.updated_at:type_name -> google.protobuf.Timestamp
 	17, // [17:17] is the sub-list for method output_type
 	17, // [17:17] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
@@ -1110,7 +1212,7 @@ func file_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_types_proto_rawDesc), len(file_types_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -34,6 +34,10 @@ var ErrGone = errors.New("task no longer exists in the runtime")
 // command for the process runtime); Prepare wraps it with what to fix.
 var ErrInvalidSpec = errors.New("invalid task spec")
 
+// ErrImageNotFound is wrapped by Prepare's error when the task's image is on
+// no registry and no node of the cluster; the task fails with it.
+var ErrImageNotFound = errors.New("image not found")
+
 // Runtime runs tasks on this node. Implementations must be safe for
 // concurrent use by many task controllers.
 type Runtime interface {
@@ -84,6 +88,12 @@ type Handle interface {
 type Info struct {
 	PID         int64
 	ContainerID string
+	// IP is the task's own address, for HTTP and TCP probes; empty when
+	// the task shares the host's network.
+	IP string
+	// Healthcheck is the image's HEALTHCHECK, used when the service sets
+	// none; nil when the image has none.
+	Healthcheck *shoalpb.HealthCheck
 }
 
 // ExitStatus is how a task ended.
