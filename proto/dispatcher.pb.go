@@ -490,7 +490,10 @@ type SessionMessage struct {
 	Node *Node `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
 	// peers are the other nodes that have a task subnet, so the agent can
 	// route to their tasks. Sent whole; a change of any is pushed again.
-	Peers         []*NodeSubnet `protobuf:"bytes,5,rep,name=peers,proto3" json:"peers,omitempty"`
+	Peers []*NodeSubnet `protobuf:"bytes,5,rep,name=peers,proto3" json:"peers,omitempty"`
+	// task_pool is the cluster's task address pool (ClusterSpec.task_pool), so
+	// the agent can route the whole pool through its own bridge or overlay.
+	TaskPool      string `protobuf:"bytes,6,opt,name=task_pool,json=taskPool,proto3" json:"task_pool,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -558,6 +561,13 @@ func (x *SessionMessage) GetPeers() []*NodeSubnet {
 		return x.Peers
 	}
 	return nil
+}
+
+func (x *SessionMessage) GetTaskPool() string {
+	if x != nil {
+		return x.TaskPool
+	}
+	return ""
 }
 
 type HeartbeatRequest struct {
@@ -683,14 +693,15 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\x04line\x18\x06 \x01(\fR\x04line\"a\n" +
 	"\x0eSessionRequest\x12;\n" +
 	"\vdescription\x18\x01 \x01(\v2\x19.shoal.v1.NodeDescriptionR\vdescription\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xe2\x01\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xff\x01\n" +
 	"\x0eSessionMessage\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x121\n" +
 	"\bmanagers\x18\x02 \x03(\v2\x15.shoal.v1.ManagerAddrR\bmanagers\x12.\n" +
 	"\x13heartbeat_period_ms\x18\x03 \x01(\x03R\x11heartbeatPeriodMs\x12\"\n" +
 	"\x04node\x18\x04 \x01(\v2\x0e.shoal.v1.NodeR\x04node\x12*\n" +
-	"\x05peers\x18\x05 \x03(\v2\x14.shoal.v1.NodeSubnetR\x05peers\"1\n" +
+	"\x05peers\x18\x05 \x03(\v2\x14.shoal.v1.NodeSubnetR\x05peers\x12\x1b\n" +
+	"\ttask_pool\x18\x06 \x01(\tR\btaskPool\"1\n" +
 	"\x10HeartbeatRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"C\n" +
