@@ -8,6 +8,14 @@ need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/timestamp.proto ] || need_apt+=(libprotobuf-dev)
 command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
+# The containerd runtime, and the network namespaces, bridges and NAT rules
+# of task networking (and of the tests' simulated hosts).
+command -v containerd >/dev/null || need_apt+=(containerd)
+command -v runc >/dev/null || need_apt+=(runc)
+command -v iptables >/dev/null || need_apt+=(iptables)
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v nsenter >/dev/null || need_apt+=(util-linux)
+command -v ping >/dev/null || need_apt+=(iputils-ping)
 command -v grpcurl >/dev/null 2>&1 || true  # optional, not in Debian 12
 
 if [ ${#need_apt[@]} -gt 0 ]; then

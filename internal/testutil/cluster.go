@@ -17,6 +17,7 @@ type Option func(*options)
 type options struct {
 	initArgs   []string
 	daemonArgs []string
+	hosts      bool
 }
 
 // WithInitArgs adds arguments to `shoal init` of the first manager, e.g.
@@ -41,6 +42,7 @@ type Cluster struct {
 	dir  string
 	bin  string
 	opts options
+	net  *hostNet // WithHosts
 
 	mu    sync.Mutex
 	nodes []*Node        // every node created, for cleanup
@@ -105,6 +107,9 @@ func newCluster(tb testing.TB, opts []Option) *Cluster {
 		o(&c.opts)
 	}
 	tb.Cleanup(func() { c.cleanup(tb) })
+	if c.opts.hosts {
+		c.net = newHostNet(tb)
+	}
 	return c
 }
 
@@ -118,11 +123,17 @@ func (c *Cluster) Dir() string { return c.dir }
 // Workers.
 func (c *Cluster) NewNode(tb testing.TB, prefix string) *Node {
 	tb.Helper()
-	ip := FreeIP(tb)
+	var netns, ip string
+	if c.net != nil {
+		netns, ip = c.net.newHost(tb)
+	} else {
+		ip = FreeIP(tb)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.names[prefix]++
 	n := newNode(c.bin, c.dir, prefix+strconv.Itoa(c.names[prefix]), ip)
+	n.netns = netns
 	n.extraArgs = c.opts.daemonArgs
 	c.nodes = append(c.nodes, n)
 	return n
@@ -319,6 +330,14 @@ func (c *Cluster) cleanup(tb testing.TB) {
 	for _, n := range nodes {
 		if err := n.stopTasks(); err != nil {
 			tb.Errorf("%v", err)
+		}
+		if err := n.purge(); err != nil {
+			tb.Errorf("%v", err)
+		}
+	}
+	if c.net != nil {
+		if err := c.net.cleanup(); err != nil {
+			tb.Errorf("WithHosts cleanup: %v", err)
 		}
 	}
 	for _, n := range nodes {

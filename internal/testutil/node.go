@@ -34,6 +34,7 @@ type Node struct {
 	DataDir string
 
 	bin       string
+	netns     string // WithHosts: the node's network namespace
 	logPath   string
 	extraArgs []string // the cluster's daemon arguments, for Restart
 
@@ -94,8 +95,7 @@ func (n *Node) Start(tb testing.TB, args ...string) {
 	}
 	defer logFile.Close() // the child holds its own descriptor
 	fmt.Fprintf(logFile, "==== %s: shoal %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
-	cmd := exec.Command(n.bin, args...)
-	cmd.Env = childEnv()
+	cmd := n.HostCommand(n.bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
@@ -294,6 +294,33 @@ func (n *Node) NodeLs(tb testing.TB) ([]NodeRow, error) {
 		rows = append(rows, r)
 	}
 	return rows, nil
+}
+
+// HostCommand is a command that runs on the node's host: in its network
+// namespace for a cluster made WithHosts, in the test's otherwise.
+func (n *Node) HostCommand(name string, args ...string) *exec.Cmd {
+	var cmd *exec.Cmd
+	if n.netns == "" {
+		cmd = exec.Command(name, args...)
+	} else {
+		cmd = exec.Command("nsenter", append([]string{"--net=/var/run/netns/" + n.netns, "--", name}, args...)...)
+	}
+	cmd.Env = childEnv()
+	return cmd
+}
+
+// purge removes what the containerd runtime left of the node (containers,
+// snapshots, mounts, network namespaces, rules): tasks outlive their daemon,
+// and nothing else would ever end them. The daemon must be gone.
+func (n *Node) purge() error {
+	if _, err := os.Stat(filepath.Join(n.DataDir, "containerd")); err != nil {
+		return nil
+	}
+	out, err := n.HostCommand(n.bin, "cleanup", "--data-dir", n.DataDir).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: shoal cleanup: %v: %s", n.Name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // tail returns the last n lines of s.
