@@ -1,0 +1,80 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"shoal/worker/runtime"
+)
+
+// Exec runs a command with the task's env and working dir, reports its exit
+// code and returns its combined output truncated to MaxExecOutput.
+func TestExecRunsInTheTasksEnvironment(t *testing.T) {
+	r := newRuntime(t)
+	wd := t.TempDir()
+	task := newTask("t", "sleep", "60")
+	task.Spec.Container.Env = []string{"GREETING=hello"}
+	task.Spec.Container.Workdir = wd
+	h := start(t, r, task)
+	t.Cleanup(func() { _ = h.Stop(context.Background(), "SIGKILL", 0) })
+	ex, ok := h.(runtime.Execer)
+	if !ok {
+		t.Fatal("the process runtime's Handle does not implement runtime.Execer")
+	}
+	cases := []struct {
+		argv     []string
+		code     int
+		output   string
+		truncate bool
+	}{
+		{[]string{"sh", "-c", `echo "$GREETING in $(pwd)"; echo err >&2`}, 0, "hello in " + wd + "\nerr\n", false},
+		{[]string{"sh", "-c", "echo failing; exit 3"}, 3, "failing\n", false},
+		{[]string{"sh", "-c", "kill -TERM $$"}, 128 + 15, "", false},
+		{[]string{"sh", "-c", "head -c 10000 /dev/zero"}, 0, "", true},
+	}
+	for _, c := range cases {
+		code, out, err := ex.Exec(ctxT(t), c.argv)
+		if err != nil {
+			t.Fatalf("Exec %q: %v", c.argv, err)
+		}
+		if code != c.code {
+			t.Fatalf("Exec %q: code %d, want %d (output %q)", c.argv, code, c.code, out)
+		}
+		if c.truncate {
+			if len(out) != MaxExecOutput {
+				t.Fatalf("Exec %q: %d bytes of output, want it truncated to %d", c.argv, len(out), MaxExecOutput)
+			}
+		} else if string(out) != c.output {
+			t.Fatalf("Exec %q: output %q, want %q", c.argv, out, c.output)
+		}
+	}
+	if _, _, err := ex.Exec(ctxT(t), []string{"no-such-program-shoal"}); err == nil || !strings.Contains(err.Error(), "no-such-program-shoal") {
+		t.Fatalf("Exec of a missing program: err %v, want one naming it", err)
+	}
+}
+
+// A command still running when ctx ends is killed with its children, and
+// Exec returns ctx's error.
+func TestExecStopsWithItsContext(t *testing.T) {
+	r := newRuntime(t)
+	h := start(t, r, newTask("t", "sleep", "60"))
+	t.Cleanup(func() { _ = h.Stop(context.Background(), "SIGKILL", 0) })
+	ctx, cancel := context.WithCancel(ctxT(t))
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := h.(runtime.Execer).Exec(ctx, []string{"sh", "-c", "sleep 60 & wait"})
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Exec after cancel: %v, want context.Canceled", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("Exec did not return after its context ended")
+	}
+}
