@@ -60,6 +60,12 @@ type Config struct {
 	Managers func() []string
 	// OnManagers is told the manager list each time a session message carries it.
 	OnManagers func([]*shoalpb.ManagerAddr)
+	// OnNetwork is told, on every session message, the node's own task
+	// subnet ("" while it has none), the cluster's task pool ("" from a
+	// leader that does not send it) and the other nodes' subnets, so the
+	// node's network can route to their tasks. It must not block; nil
+	// ignores them.
+	OnNetwork func(subnet, pool string, peers []*shoalpb.NodeSubnet)
 	// SaveCreds persists the credentials after a renewal.
 	SaveCreds func() error
 	// Executor runs the node's tasks; nil for a node that runs none.
@@ -239,6 +245,9 @@ func (a *Agent) session(ctx context.Context, addr string, renew *time.Timer) err
 				a.cfg.OnManagers(msg.Managers)
 			}
 			node = msg.Node
+			if a.cfg.OnNetwork != nil {
+				a.cfg.OnNetwork(node.GetSubnet(), msg.GetTaskPool(), msg.GetPeers())
+			}
 			if want := node.GetSpec().GetDesiredRole(); want != shoalpb.NodeRole_NODE_ROLE_UNSPECIFIED && want != a.role() {
 				if err := a.renew(ctx, conn, node); err != nil {
 					return err

@@ -1,0 +1,126 @@
+package allocator
+
+import (
+	"fmt"
+	"math/bits"
+	"net/netip"
+
+	shoalpb "shoal/proto"
+)
+
+// HoldsAddress reports whether t keeps its address from other tasks: every
+// task with an address that is not known to have ended. ORPHANED keeps it:
+// the task may still run on a node cut off from the managers.
+func HoldsAddress(t *shoalpb.Task) bool {
+	if t.GetAddress() == "" {
+		return false
+	}
+	switch t.GetStatus().GetState() {
+	case shoalpb.TaskState_TASK_STATE_COMPLETE, shoalpb.TaskState_TASK_STATE_SHUTDOWN,
+		shoalpb.TaskState_TASK_STATE_FAILED, shoalpb.TaskState_TASK_STATE_REJECTED:
+		return false
+	}
+	return true
+}
+
+// Addresses is the free-list of one node's subnet. The network address, the
+// gateway (the first host address, the node's bridge) and the broadcast
+// address are never free.
+type Addresses struct {
+	subnet netip.Prefix
+	base   uint32   // the network address
+	size   uint32   // addresses in the subnet
+	used   []uint64 // bit i: base+i is taken
+	cursor uint32   // where the search for a free address starts
+	free   uint32
+}
+
+// NewAddresses returns the free-list of subnet (a node's Node.subnet) given
+// the node's tasks: those that hold an address in the subnet (HoldsAddress)
+// take it. The search for a free address starts after the highest address
+// taken, so an address just released is not handed out again at once (a
+// stopped task's network may still be being torn down on its node).
+func NewAddresses(subnet string, tasks []*shoalpb.Task) (*Addresses, error) {
+	p, err := netip.ParsePrefix(subnet)
+	if err != nil || !p.Addr().Is4() || p.Bits() > MaxNodeSubnetBits {
+		return nil, fmt.Errorf("%w: node subnet %q is not an IPv4 CIDR of at most /%d", ErrInvalidPool, subnet, MaxNodeSubnetBits)
+	}
+	p = p.Masked()
+	size := uint32(1) << (32 - p.Bits())
+	a := &Addresses{subnet: p, base: addrToUint(p.Addr()), size: size, used: make([]uint64, (size+63)/64)}
+	a.mark(0)
+	a.mark(1)
+	a.mark(size - 1)
+	a.free = size - 3
+	a.cursor = 2
+	for _, t := range tasks {
+		if !HoldsAddress(t) {
+			continue
+		}
+		ap, err := netip.ParsePrefix(t.GetAddress())
+		if err != nil || !p.Contains(ap.Addr()) {
+			continue // from another subnet: not this node's to give
+		}
+		i := addrToUint(ap.Addr()) - a.base
+		if a.taken(i) {
+			continue
+		}
+		a.mark(i)
+		a.free--
+		if i+1 > a.cursor {
+			a.cursor = i + 1
+		}
+	}
+	return a, nil
+}
+
+func (a *Addresses) taken(i uint32) bool { return a.used[i/64]&(1<<(i%64)) != 0 }
+func (a *Addresses) mark(i uint32)       { a.used[i/64] |= 1 << (i % 64) }
+
+// Subnet is the node's subnet.
+func (a *Addresses) Subnet() string { return a.subnet.String() }
+
+// Free is how many addresses are left.
+func (a *Addresses) Free() int { return int(a.free) }
+
+// Take returns a free address with the subnet's prefix length
+// ("10.200.3.5/24") and marks it taken; false when none is left.
+func (a *Addresses) Take() (string, bool) {
+	if a.free == 0 {
+		return "", false
+	}
+	i, ok := a.firstFree(a.cursor, a.size)
+	if !ok {
+		i, ok = a.firstFree(0, a.cursor)
+	}
+	if !ok {
+		return "", false
+	}
+	a.mark(i)
+	a.free--
+	a.cursor = i + 1
+	return netip.PrefixFrom(uintToAddr(a.base+i), a.subnet.Bits()).String(), true
+}
+
+// firstFree finds the lowest free index in [from, to), a word at a time.
+func (a *Addresses) firstFree(from, to uint32) (uint32, bool) {
+	for i := from; i < to; {
+		w := ^a.used[i/64] >> (i % 64)
+		if w == 0 {
+			i = (i/64 + 1) * 64
+			continue
+		}
+		j := i + uint32(bits.TrailingZeros64(w))
+		if j >= to {
+			return 0, false
+		}
+		return j, true
+	}
+	return 0, false
+}
+
+// ExhaustedMessage is the status message of a task that found no address
+// on node.
+func (a *Addresses) ExhaustedMessage(node string) string {
+	return fmt.Sprintf("node %s has no free task address in %s", node, a.subnet)
+}
