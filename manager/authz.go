@@ -30,6 +30,11 @@ var accessRules = []accessRule{
 	{"/shoal.v1.Dispatcher/", []ca.Role{ca.RoleManager, ca.RoleWorker}},
 	{"/shoal.v1.RaftMembership/", []ca.Role{ca.RoleManager}},
 	{"/shoal.v1.TaskLogs/", []ca.Role{ca.RoleManager}},
+	// Nodes fetch images from each other: a worker asks a manager to
+	// Export with search_cluster, the manager asks the nodes' List and
+	// Export. Images.Load is only served on the local socket.
+	{"/shoal.v1.Images/List", []ca.Role{ca.RoleManager, ca.RoleWorker, ca.RoleClient}},
+	{"/shoal.v1.Images/Export", []ca.Role{ca.RoleManager, ca.RoleWorker}},
 	{"/shoal.v1.ControlService/", []ca.Role{ca.RoleManager, ca.RoleClient}},
 	{"/grpc.reflection.", []ca.Role{ca.RoleManager, ca.RoleClient}},
 }
