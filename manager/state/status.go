@@ -65,6 +65,7 @@ func withStatus(stored *shoalpb.Task, status *shoalpb.TaskStatus, version uint64
 		DesiredState: stored.DesiredState,
 		Status:       status,
 		JobIteration: stored.JobIteration,
+		Address:      stored.Address,
 	}
 	if unknown := stored.ProtoReflect().GetUnknown(); len(unknown) > 0 {
 		t.ProtoReflect().SetUnknown(unknown)
