@@ -34,6 +34,7 @@ func newRootCmd() *cobra.Command {
 		newInitCmd(), newJoinCmd(), newDaemonCmd(),
 		newInfoCmd(g), newLeaveCmd(g), newNodeCmd(g), newJoinTokenCmd(g), newCertCmd(g),
 		newServiceCmd(g), newEventsCmd(g), newClusterCmd(g), newTaskShimCmd(),
+		newImageCmd(g), newVolumeCmd(g),
 	)
 	showUsageOnBadArgs(root)
 	return root
