@@ -430,7 +430,9 @@ func (l *loop) read(all bool, dirty map[string]struct{}, now time.Time) (ids []s
 // over created, the tasks this pass is about to create. A created task that
 // gets a node is changed in place, so that it is written once, created
 // ASSIGNED, instead of created PENDING and placed by another write; one that
-// fits nowhere keeps PENDING with the explanation. place returns the
+// fits nowhere keeps PENDING with the explanation. A task placed on a node
+// with a subnet gets its address in the same write (placeWithAddresses).
+// place returns the
 // placements of stored tasks, to write as updates.
 func (l *loop) place(created []*shoalpb.Task, now time.Time) []*shoalpb.Task {
 	var nodes []*shoalpb.Node
@@ -443,10 +445,14 @@ func (l *loop) place(created []*shoalpb.Task, now time.Time) []*shoalpb.Task {
 	for _, t := range created {
 		isNew[t.GetId()] = t
 	}
+	tasksOn := func(nodeID string) (out []*shoalpb.Task) {
+		l.cfg.Store.View(func(tx state.ReadTx) { out = tx.TasksByNode(nodeID) })
+		return out
+	}
 	var stored []*shoalpb.Task
-	for _, u := range Schedule(nodes, append(tasks, created...), now) {
+	for _, u := range placeWithAddresses(nodes, append(tasks, created...), now, tasksOn) {
 		if t := isNew[u.GetId()]; t != nil {
-			t.NodeId, t.Status = u.NodeId, u.Status
+			t.NodeId, t.Status, t.Address = u.NodeId, u.Status, u.Address
 			continue
 		}
 		stored = append(stored, u)

@@ -1,0 +1,274 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"shoal/internal/testutil"
+	"shoal/manager/allocator"
+	"shoal/manager/state"
+	"shoal/manager/state/statetest"
+	shoalpb "shoal/proto"
+)
+
+// subnet gives a node the containerd runtime and a task subnet.
+func subnet(s string) func(*shoalpb.Node) {
+	return func(n *shoalpb.Node) {
+		n.Description.Runtime = allocator.ContainerdRuntime
+		n.Subnet = s
+	}
+}
+
+func addr(a string) func(*shoalpb.Task) { return func(t *shoalpb.Task) { t.Address = a } }
+
+func TestPlaceWithAddresses(t *testing.T) {
+	svc := service("a", replMode, 2)
+	only1 := service("o", replMode, 2, constraint("node.id==n1"))
+	glob := service("g", globMode, 0)
+	type placed struct{ task, node, address, message string }
+	for _, c := range []struct {
+		name  string
+		nodes []*shoalpb.Node
+		tasks []*shoalpb.Task
+		want  []placed
+	}{
+		{
+			name:  "tasks on a subnet node get addresses, on a process node none",
+			nodes: []*shoalpb.Node{node("n1", subnet("10.200.0.0/29")), node("n2")},
+			tasks: []*shoalpb.Task{task("a1", svc, 1, "", pending), task("a2", svc, 2, "", pending)},
+			want: []placed{
+				{"a1", "n1", "10.200.0.2/29", "assigned to host-n1"},
+				{"a2", "n2", "", "assigned to host-n2"},
+			},
+		},
+		{
+			name:  "held addresses are skipped, ended tasks' are free, orphaned tasks' are not",
+			nodes: []*shoalpb.Node{node("n1", subnet("10.200.0.0/29")), node("n2")},
+			tasks: []*shoalpb.Task{
+				task("h2", svc, 3, "n1", running, addr("10.200.0.2/29")),
+				task("h3", svc, 4, "n1", orphaned, addr("10.200.0.3/29")),
+				task("h4", svc, 5, "n1", complete, addr("10.200.0.4/29")),
+				task("h5", svc, 6, "n1", assigned, addr("10.200.0.5/29")),
+				task("h6", svc, 7, "n1", failed, addr("10.200.0.6/29")),
+				task("o1", only1, 1, "", pending), task("o2", only1, 2, "", pending),
+			},
+			want: []placed{
+				{"o1", "n1", "10.200.0.6/29", "assigned to host-n1"},
+				{"o2", "n1", "10.200.0.4/29", "assigned to host-n1"},
+			},
+		},
+		{
+			name:  "a full node leaves a task that fits nowhere else pending",
+			nodes: []*shoalpb.Node{node("n1", subnet("10.200.0.0/29")), node("n2")},
+			tasks: []*shoalpb.Task{
+				task("h2", svc, 3, "n1", running, addr("10.200.0.2/29")),
+				task("h3", svc, 4, "n1", orphaned, addr("10.200.0.3/29")),
+				task("h4", svc, 5, "n1", running, addr("10.200.0.4/29")),
+				task("h5", svc, 6, "n1", running, addr("10.200.0.5/29")),
+				task("o1", only1, 1, "", pending),
+				task("o2", only1, 2, "", pending),
+			},
+			want: []placed{
+				{"o1", "n1", "10.200.0.6/29", "assigned to host-n1"},
+				{"o2", "", "", "node host-n1 has no free task address in 10.200.0.0/29; other nodes: no suitable node (constraint node.id==n1 not met on 1 node)"},
+			},
+		},
+		{
+			name:  "a pending task's unchanged message is not written again",
+			nodes: []*shoalpb.Node{node("n1", subnet("10.200.0.0/29"))},
+			tasks: []*shoalpb.Task{
+				task("h2", svc, 3, "n1", running, addr("10.200.0.2/29")),
+				task("h3", svc, 4, "n1", running, addr("10.200.0.3/29")),
+				task("h4", svc, 5, "n1", running, addr("10.200.0.4/29")),
+				task("h5", svc, 6, "n1", running, addr("10.200.0.5/29")),
+				task("h6", svc, 7, "n1", running, addr("10.200.0.6/29")),
+				task("a1", svc, 1, "", pending, msg("node host-n1 has no free task address in 10.200.0.0/29")),
+			},
+		},
+		{
+			name:  "a task placed on a full node moves to another with room",
+			nodes: []*shoalpb.Node{node("n1", subnet("10.200.0.0/29")), node("n2", subnet("10.200.1.0/29"))},
+			tasks: []*shoalpb.Task{
+				// Orphaned tasks hold no resources, so the scheduler sees n1 empty.
+				task("h2", svc, 3, "n1", orphaned, addr("10.200.0.2/29")),
+				task("h3", svc, 4, "n1", orphaned, addr("10.200.0.3/29")),
+				task("h4", svc, 5, "n1", orphaned, addr("10.200.0.4/29")),
+				task("h5", svc, 6, "n1", orphaned, addr("10.200.0.5/29")),
+				task("h6", svc, 7, "n1", orphaned, addr("10.200.0.6/29")),
+				task("x1", svc, 8, "n2", running, addr("10.200.1.2/29")),
+				task("a1", svc, 1, "", pending), task("a2", svc, 2, "", pending),
+			},
+			want: []placed{
+				{"a1", "n2", "10.200.1.3/29", "assigned to host-n2"},
+				{"a2", "n2", "10.200.1.4/29", "assigned to host-n2"},
+			},
+		},
+		{
+			name:  "a global task on a full node stays pending",
+			nodes: []*shoalpb.Node{node("n1", subnet("10.200.0.0/29")), node("n2")},
+			tasks: []*shoalpb.Task{
+				task("h2", svc, 3, "n1", running, addr("10.200.0.2/29")),
+				task("h3", svc, 4, "n1", running, addr("10.200.0.3/29")),
+				task("h4", svc, 5, "n1", running, addr("10.200.0.4/29")),
+				task("h5", svc, 6, "n1", running, addr("10.200.0.5/29")),
+				task("h6", svc, 7, "n1", running, addr("10.200.0.6/29")),
+				task("g1", glob, 0, "n1", pending), task("g2", glob, 0, "n2", pending),
+			},
+			want: []placed{
+				{"g1", "", "", "node host-n1 has no free task address in 10.200.0.0/29"},
+				{"g2", "n2", "", "assigned to host-n2"},
+			},
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			byNode := map[string][]*shoalpb.Task{}
+			for _, x := range c.tasks {
+				byNode[x.GetNodeId()] = append(byNode[x.GetNodeId()], x)
+			}
+			before := snapshot(c.tasks)
+			var got []placed
+			for _, u := range placeWithAddresses(c.nodes, c.tasks, t0, func(id string) []*shoalpb.Task { return byNode[id] }) {
+				node := u.NodeId
+				if u.Status.State == pending {
+					node = "" // a global task keeps its node while pending
+				}
+				got = append(got, placed{u.Id, node, u.Address, u.Status.Message})
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("got  %v\nwant %v", got, c.want)
+			}
+			for i, x := range c.tasks {
+				if !proto.Equal(x, before[i]) {
+					t.Fatalf("task %s was modified", x.Id)
+				}
+			}
+		})
+	}
+}
+
+// TestLoopAddresses runs the orchestrator over a real store with a
+// containerd node: every placed task gets its own address of the node's
+// subnet, and a second orchestrator (a new leader) reading the same store
+// hands out none that a live task holds.
+func TestLoopAddresses(t *testing.T) {
+	s := statetest.Cluster(t, 1)[0]
+	ctx := context.Background()
+	worker := node("n1", subnet("10.200.5.0/24"))
+	worker.Meta = nil
+	svc := service("web", replMode, 20, restart(condAny, -1, 0, 0))
+	svc.Meta = nil
+	if _, err := s.Propose(ctx,
+		&shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_CREATE, Target: &shoalpb.StoreAction_Node{Node: worker}},
+		&shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_CREATE, Target: &shoalpb.StoreAction_Service{Service: svc}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	run := func() (stop func()) {
+		ctx, cancel := context.WithCancel(ctx)
+		o := New(Config{Store: s, Logger: testLogger(t, slog.LevelInfo)})
+		done := make(chan error, 1)
+		go func() { done <- o.Run(ctx) }()
+		stopped := false
+		stop = func() {
+			if stopped {
+				return
+			}
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+		t.Cleanup(stop)
+		return stop
+	}
+	subnetPrefix := netip.MustParsePrefix("10.200.5.0/24")
+	// check waits for want runnable tasks, all assigned, and checks that
+	// the tasks holding an address hold distinct ones of the subnet.
+	check := func(what string, want int) []*shoalpb.Task {
+		t.Helper()
+		var tasks []*shoalpb.Task
+		testutil.Eventually(t, loopWait, func() error {
+			tasks = tasksOf(s, "web")
+			n := 0
+			for _, x := range tasks {
+				if !isRunnable(x) {
+					continue
+				}
+				if x.NodeId != "n1" || x.Address == "" {
+					return fmt.Errorf("%s: task %s not placed with an address: %s", what, x.Id, describe(tasks))
+				}
+				n++
+			}
+			if n != want {
+				return fmt.Errorf("%s: %d runnable tasks, want %d", what, n, want)
+			}
+			return nil
+		})
+		seen := map[string]string{}
+		for _, x := range tasks {
+			if !allocator.HoldsAddress(x) {
+				continue
+			}
+			p, err := netip.ParsePrefix(x.Address)
+			if err != nil || !subnetPrefix.Contains(p.Addr()) || p.Bits() != 24 ||
+				p.Addr() == subnetPrefix.Addr() || p.Addr().String() == "10.200.5.1" || p.Addr().String() == "10.200.5.255" {
+				t.Fatalf("%s: task %s has address %q, not a task address of %s", what, x.Id, x.Address, subnetPrefix)
+			}
+			if other, dup := seen[x.Address]; dup {
+				t.Fatalf("%s: tasks %s and %s both hold %s", what, other, x.Id, x.Address)
+			}
+			seen[x.Address] = x.Id
+		}
+		return tasks
+	}
+
+	stop := run()
+	tasks := check("first leader", 20)
+	// Half the tasks run, a quarter fail (their addresses are released),
+	// a quarter stay assigned; then the leader changes.
+	for i, x := range tasks {
+		switch {
+		case i < 10:
+			report(t, s, x.Id, running)
+		case i < 15:
+			report(t, s, x.Id, failed)
+		}
+	}
+	testutil.Eventually(t, loopWait, func() error {
+		n := 0
+		for _, x := range tasksOf(s, "web") {
+			if isRunnable(x) && x.Address != "" {
+				n++
+			}
+		}
+		if n < 20 {
+			return errors.New("the failed tasks are not replaced yet")
+		}
+		return nil
+	})
+	stop()
+
+	run()
+	write(t, s, func(tx state.ReadTx) *shoalpb.Service { return tx.Service("web") },
+		func(x *shoalpb.Service) { x.Spec.Replicas = 200 },
+		func(x *shoalpb.Service) *shoalpb.StoreAction {
+			return &shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_UPDATE, Target: &shoalpb.StoreAction_Service{Service: x}}
+		})
+	tasks = check("second leader", 200)
+	var addrs []string
+	for _, x := range tasks {
+		if allocator.HoldsAddress(x) {
+			addrs = append(addrs, x.Address)
+		}
+	}
+	t.Logf("%d addresses held: %s ...", len(addrs), strings.Join(addrs[:5], " "))
+}
