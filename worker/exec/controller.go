@@ -65,6 +65,12 @@ type controller struct {
 	// interrupt cancels the runtime call in progress that a stop must
 	// interrupt (see interruptible); nil when there is none.
 	interrupt context.CancelFunc
+	// unhealthy is set, with the failure, once the liveness check has
+	// failed for good: the next step stops the task and fails it.
+	unhealthy string
+	// stopProbes ends the prober of the running task; nil when none runs.
+	stopProbes context.CancelFunc
+	probes     sync.WaitGroup
 
 	saveMu   sync.Mutex // orders writes of the task's record
 	savedSeq uint64
@@ -126,6 +132,8 @@ func (c *controller) forgetTask() {
 // run steps the task until it is forgotten or ctx ends; the task itself is
 // left running when ctx ends.
 func (c *controller) run(ctx context.Context) {
+	defer c.probes.Wait()
+	defer c.endProbes()
 	for ctx.Err() == nil {
 		res, err := c.step(ctx)
 		if ctx.Err() != nil {
@@ -161,6 +169,7 @@ func (c *controller) step(ctx context.Context) (stepResult, error) {
 	removeWanted := c.forget || c.task.DesiredState == remove
 	adopt := c.adopt
 	h := c.handle
+	unhealthy := c.unhealthy
 	c.mu.Unlock()
 
 	switch {
@@ -207,15 +216,16 @@ func (c *controller) step(ctx context.Context) (stepResult, error) {
 			return stepNext, nil
 		}
 		c.setHandle(h)
-		st := newStatus(running, "started")
-		st.Pid, st.ContainerId = h.Info().PID, h.Info().ContainerID
-		c.setStatus(st)
+		c.setStatus(c.startedStatus(h))
 	case state == running && h == nil:
 		// Only a bug gets here; finding the process again is the way out.
 		c.mu.Lock()
 		c.adopt = true
 		c.mu.Unlock()
+	case state == running && unhealthy != "":
+		return stepNext, c.failUnhealthy(ctx, h, unhealthy)
 	case state == running:
+		c.startProbes(ctx, h)
 		var exit runtime.ExitStatus
 		err := c.interruptible(ctx, func(ctx context.Context) (err error) {
 			exit, err = h.Wait(ctx)
@@ -257,9 +267,7 @@ func (c *controller) adoptTask(ctx context.Context) error {
 	c.adopt = false
 	c.mu.Unlock()
 	if state == starting {
-		st := newStatus(running, "started")
-		st.Pid, st.ContainerId = h.Info().PID, h.Info().ContainerID
-		c.setStatus(st)
+		c.setStatus(c.startedStatus(h))
 	}
 	c.e.log.Info("task adopted", "task", c.id, "pid", h.Info().PID)
 	return nil
@@ -271,6 +279,7 @@ func (c *controller) stop(ctx context.Context, h runtime.Handle) error {
 		c.setStatus(newStatus(shutdown, "shutdown before it started"))
 		return nil
 	}
+	c.endProbes()
 	c.mu.Lock()
 	spec := c.task.GetSpec().GetContainer() // a task's spec never changes
 	c.mu.Unlock()
@@ -314,7 +323,7 @@ func (c *controller) interruptible(ctx context.Context, fn func(context.Context)
 // interruptLocked cancels the interruptible call in progress if the task
 // must stop. c.mu is held.
 func (c *controller) interruptLocked() {
-	if c.interrupt != nil && c.stopWantedLocked() {
+	if c.interrupt != nil && (c.stopWantedLocked() || c.unhealthy != "") {
 		c.interrupt()
 	}
 }
@@ -356,6 +365,9 @@ func (c *controller) setHandle(h runtime.Handle) {
 func (c *controller) setStatus(st *shoalpb.TaskStatus) {
 	c.mu.Lock()
 	c.task.Status = st
+	if st.State != running {
+		c.endProbesLocked()
+	}
 	var rec encodedRecord
 	if st.State != accepted && st.State != preparing {
 		rec = c.recordLocked()

@@ -54,6 +54,7 @@ type Executor struct {
 	log     *slog.Logger
 	dir     string
 	updates *batcher
+	clock   clock // of the health checks; tests set a fake one before Run
 
 	mu    sync.Mutex
 	tasks map[string]*controller
@@ -73,6 +74,7 @@ func New(cfg Config) *Executor {
 		log:     cfg.Logger.With("component", "executor"),
 		dir:     filepath.Join(cfg.DataDir, TasksDir),
 		updates: newBatcher(),
+		clock:   realClock{},
 		tasks:   map[string]*controller{},
 		wake:    make(chan struct{}, 1),
 	}

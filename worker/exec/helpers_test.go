@@ -39,6 +39,13 @@ type node struct {
 // new one) until the test ends or stop is called.
 func startNode(t *testing.T, dataDir string) *node {
 	t.Helper()
+	return startNodeWithClock(t, dataDir, nil)
+}
+
+// startNodeWithClock is startNode with the health checks on clk (nil: the
+// real clock).
+func startNodeWithClock(t *testing.T, dataDir string, clk clock) *node {
+	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
 		t.Cleanup(func() { killTasks(filepath.Join(dataDir, TasksDir)) })
@@ -49,6 +56,9 @@ func startNode(t *testing.T, dataDir string) *node {
 	}
 	n := &node{t: t, dataDir: dataDir, latest: map[string]*shoalpb.TaskStatus{}, states: map[string][]shoalpb.TaskState{}}
 	n.e = New(Config{DataDir: dataDir, NodeID: "node-1", Runtime: rt, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if clk != nil {
+		n.e.clock = clk
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- n.e.Run(ctx) }()
