@@ -148,7 +148,8 @@ func (d *Dispatcher) applyStatuses(ctx context.Context, batch []*statusReport) e
 
 // advances reports whether a reported status moves a task forward. Terminal
 // states are final, except that a node coming back may report what really
-// happened to a task the leader had marked orphaned.
+// happened to a task the leader had marked orphaned. A RUNNING task moves
+// forward when its health or readiness changes: those reports keep the state.
 func advances(cur, next *shoalpb.TaskStatus) bool {
 	if next == nil {
 		return false
@@ -159,6 +160,9 @@ func advances(cur, next *shoalpb.TaskStatus) bool {
 	}
 	if terminal(c) {
 		return false
+	}
+	if n == c && n == shoalpb.TaskState_TASK_STATE_RUNNING {
+		return next.GetHealth() != cur.GetHealth() || next.GetReady() != cur.GetReady()
 	}
 	return n > c
 }

@@ -37,6 +37,21 @@ func TestAdvances(t *testing.T) {
 			t.Fatalf("%v -> %v: got %v, want %v", c.cur, c.next, got, c.want)
 		}
 	}
+	// Health and readiness change while the task stays RUNNING.
+	healthy := &shoalpb.TaskStatus{State: running, Health: shoalpb.HealthState_HEALTH_HEALTHY, Ready: true}
+	for _, c := range []struct {
+		cur, next *shoalpb.TaskStatus
+		want      bool
+	}{
+		{&shoalpb.TaskStatus{State: running, Health: shoalpb.HealthState_HEALTH_STARTING}, healthy, true},
+		{healthy, &shoalpb.TaskStatus{State: running, Health: shoalpb.HealthState_HEALTH_HEALTHY}, true},
+		{healthy, healthy, false},
+		{&shoalpb.TaskStatus{State: starting}, &shoalpb.TaskStatus{State: starting, Ready: true}, false},
+	} {
+		if got := advances(c.cur, c.next); got != c.want {
+			t.Fatalf("%v -> %v: got %v, want %v", c.cur, c.next, got, c.want)
+		}
+	}
 	if advances(&shoalpb.TaskStatus{State: running}, nil) {
 		t.Fatal("a nil report must not advance a task")
 	}
