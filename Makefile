@@ -7,7 +7,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: all deps build test test-unit test-integration lint proto proto-tools proto-check demo demo-down bench bench-quick clean
+.PHONY: all deps build test test-unit test-integration lint proto proto-tools proto-check demo demo-down bench bench-quick clean images
 
 all: build
 
@@ -60,6 +60,11 @@ bench: build
 
 bench-quick: build
 	./bench/run.sh quick
+
+# The demo apps (testdata/apps) at v1 and v2 as image tars in bin/images, for
+# `shoal image load -i`. Nothing is rebuilt when no input changed.
+images:
+	$(GO) run ./scripts/mkimages -out bin/images
 
 clean: demo-down
 	rm -rf bin .tools
