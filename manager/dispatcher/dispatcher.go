@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"shoal/manager/allocator"
 	"shoal/manager/ca"
 	"shoal/manager/state"
 	shoalpb "shoal/proto"
@@ -83,6 +84,8 @@ type Dispatcher struct {
 	kick        chan struct{}
 	writing     chan struct{} // cap 1: holds a token while node states are written
 	reports     chan *statusReport
+
+	peers peerTable // the nodes with a task subnet, for session messages
 }
 
 type session struct {
@@ -236,9 +239,13 @@ func (d *Dispatcher) unregister(sess *session) {
 
 func (d *Dispatcher) sessionMessage(sess *session) (*shoalpb.SessionMessage, error) {
 	var node *shoalpb.Node
+	var pool string
 	d.cfg.Store.View(func(tx state.ReadTx) {
 		if n := tx.Node(sess.nodeID); n != nil {
 			node = proto.Clone(n).(*shoalpb.Node)
+		}
+		if p, err := allocator.PoolOf(tx.Cluster().GetSpec()); err == nil {
+			pool = p.String()
 		}
 	})
 	if node == nil {
@@ -249,6 +256,8 @@ func (d *Dispatcher) sessionMessage(sess *session) (*shoalpb.SessionMessage, err
 		Managers:          d.cfg.Cluster.Managers(),
 		HeartbeatPeriodMs: d.heartbeatPeriod().Milliseconds(),
 		Node:              node,
+		Peers:             d.peers.others(sess.nodeID),
+		TaskPool:          pool,
 	}, nil
 }
 
@@ -271,10 +280,13 @@ func (d *Dispatcher) kickLiveness() {
 }
 
 // Run serves sessions while ctx lives; call it only on the leader. It keeps
-// every node's ready/down state in the store and pushes node changes to their
-// sessions. When ctx ends every session is closed so agents move to the next
+// every node's ready/down state in the store, gives containerd nodes their
+// task subnets (evaluate), and pushes node changes to their sessions: a
+// node's own changes to its session, a change of any node's subnet or
+// address (the peers) to every session. When ctx ends every session is closed so agents move to the next
 // leader.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	d.resetPeers()
 	d.mu.Lock()
 	d.active = true
 	d.leaderSince = time.Now()
@@ -297,6 +309,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 					return nil
 				}
 				events = d.cfg.Store.Watch(ctx)
+				d.resetPeers()
 				d.requestComplete()
 				d.pokeAll()
 				continue
@@ -334,7 +347,8 @@ func (d *Dispatcher) onEvent(ev state.Event) {
 	case *shoalpb.Task:
 		d.routeTask(ev, obj)
 	case *shoalpb.Node:
-		if obj.GetRole() == shoalpb.NodeRole_NODE_ROLE_MANAGER || ev.Kind == state.EventDelete {
+		peersChanged := d.peers.update(obj, ev.Kind == state.EventDelete)
+		if peersChanged || obj.GetRole() == shoalpb.NodeRole_NODE_ROLE_MANAGER || ev.Kind == state.EventDelete {
 			d.pokeAll()
 			return
 		}
@@ -345,6 +359,7 @@ func (d *Dispatcher) onEvent(ev state.Event) {
 		d.mu.RUnlock()
 	default:
 		if ev.Kind == state.EventReset {
+			d.resetPeers()
 			d.requestComplete()
 			d.pokeAll()
 		}
@@ -395,7 +410,12 @@ func (d *Dispatcher) evaluate(ctx context.Context, writers *sync.WaitGroup) {
 	period := d.heartbeatPeriod()
 	now := time.Now()
 	var nodes []*shoalpb.Node
-	d.cfg.Store.View(func(tx state.ReadTx) { nodes = tx.Nodes() })
+	var spec *shoalpb.ClusterSpec
+	d.cfg.Store.View(func(tx state.ReadTx) {
+		nodes = tx.Nodes()
+		spec = tx.Cluster().GetSpec()
+	})
+	subnets := subnetAssigner{spec: spec, nodes: nodes}
 
 	var actions []*shoalpb.StoreAction
 	var stale []*session
@@ -408,7 +428,29 @@ func (d *Dispatcher) evaluate(ctx context.Context, writers *sync.WaitGroup) {
 		if v.state == shoalpb.NodeState_NODE_STATE_DOWN && v.sess != nil {
 			stale = append(stale, v.sess)
 		}
-		if upd := nodeUpdate(n, v, now); upd != nil {
+		// A containerd node gets its subnet with the description that
+		// says it runs containerd: the write that makes it ready.
+		var subnet string
+		if v.state == shoalpb.NodeState_NODE_STATE_READY {
+			desc := n.GetDescription()
+			if v.sess != nil && v.sess.description != nil {
+				desc = v.sess.description
+			}
+			if allocator.NeedsSubnet(desc, n.GetSubnet()) {
+				subnet, v.message = subnets.assign(n, desc)
+			}
+		}
+		upd := nodeUpdate(n, v, now)
+		if subnet != "" {
+			if upd == nil {
+				upd = proto.Clone(n).(*shoalpb.Node)
+			}
+			upd.Subnet = subnet
+			d.log.Info("assigning the node a task subnet", "node", n.Id, "subnet", subnet)
+		} else if v.message != "" && upd != nil && v.state == shoalpb.NodeState_NODE_STATE_READY {
+			d.log.Warn("node has no task subnet", "node", n.Id, "reason", v.message)
+		}
+		if upd != nil {
 			actions = append(actions, &shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_UPDATE, Target: &shoalpb.StoreAction_Node{Node: upd}})
 		}
 	}
@@ -436,6 +478,13 @@ func (d *Dispatcher) evaluate(ctx context.Context, writers *sync.WaitGroup) {
 		}
 		d.log.Warn("writing node states failed", "nodes", len(actions), "err", err)
 	})
+}
+
+// resetPeers rebuilds the peer table from the store.
+func (d *Dispatcher) resetPeers() {
+	var nodes []*shoalpb.Node
+	d.cfg.Store.View(func(tx state.ReadTx) { nodes = tx.Nodes() })
+	d.peers.reset(nodes)
 }
 
 // nodeUpdate returns the updated copy of n when v changes anything, else nil.
