@@ -82,6 +82,13 @@ func toEvent(ev state.Event, now time.Time) *shoalpb.Event {
 		if msg := o.GetStatus().GetErr(); msg != "" {
 			e.Attributes["error"] = msg
 		}
+		// A health or readiness change is an update whose state stays.
+		if h := o.GetStatus().GetHealth(); h != shoalpb.HealthState_HEALTH_NONE {
+			e.Attributes["health"] = HealthName(h)
+		}
+		if o.GetStatus().GetState() == shoalpb.TaskState_TASK_STATE_RUNNING {
+			e.Attributes["ready"] = fmt.Sprint(o.GetStatus().GetReady())
+		}
 	case *shoalpb.Cluster:
 		e.Type, e.Id, e.Name = "cluster", o.Id, o.GetSpec().GetName()
 	default:
@@ -110,6 +117,12 @@ func TaskName(t *shoalpb.Task) string {
 		return fmt.Sprintf("%s.%s.%s", t.ServiceName, t.NodeId, t.Id)
 	}
 	return fmt.Sprintf("%s.%d.%s", t.ServiceName, t.Slot, t.Id)
+}
+
+// HealthName is the user-facing name of a health state: "starting",
+// "healthy", "unhealthy", or "none" for a task without a check.
+func HealthName(h shoalpb.HealthState) string {
+	return strings.ToLower(strings.TrimPrefix(h.String(), "HEALTH_"))
 }
 
 // TaskStateName is the user-facing name of a task state.

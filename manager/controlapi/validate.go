@@ -76,6 +76,9 @@ func validateTask(t *shoalpb.TaskSpec) error {
 	if c.GetStopGracePeriodMs() < 0 {
 		return invalid("--stop-grace-period", "must not be negative")
 	}
+	if err := validateHealth(c); err != nil {
+		return err
+	}
 	for _, m := range c.GetMounts() {
 		if !path.IsAbs(m.GetTarget()) {
 			return invalid("--mount", "target %q must be an absolute path", m.GetTarget())
