@@ -47,13 +47,13 @@ type paths struct {
 	base string
 }
 
-func (p paths) config() string  { return filepath.Join(p.base, "config.toml") }
-func (p paths) root() string    { return filepath.Join(p.base, "root") }
-func (p paths) state() string   { return filepath.Join(p.base, "state") }
-func (p paths) socket() string  { return filepath.Join(p.base, "ctrd.sock") }
-func (p paths) runc() string    { return filepath.Join(p.base, "runc") }
-func (p paths) tasks() string   { return filepath.Join(p.base, "tasks") }
-func (p paths) fifos() string   { return filepath.Join(p.base, "fifo") }
+func (p paths) config() string    { return filepath.Join(p.base, "config.toml") }
+func (p paths) root() string      { return filepath.Join(p.base, "root") }
+func (p paths) state() string     { return filepath.Join(p.base, "state") }
+func (p paths) socket() string    { return filepath.Join(p.base, "ctrd.sock") }
+func (p paths) runc() string      { return filepath.Join(p.base, "runc") }
+func (p paths) tasks() string     { return filepath.Join(p.base, "tasks") }
+func (p paths) fifos() string     { return filepath.Join(p.base, "fifo") }
 func (p paths) daemonLog() string { return filepath.Join(p.base, "containerd.log") }
 
 // daemon supervises the containerd child: it starts it, restarts it when it

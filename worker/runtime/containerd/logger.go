@@ -24,12 +24,15 @@ import (
 // While it runs it holds an exclusive flock on logger.lock beside PATH, so
 // the runtime knows when the last line is written.
 func RunTaskLogger(path string) error {
+	for fd := 3; fd <= 5; fd++ {
+		var st syscall.Stat_t
+		if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFIFO {
+			return errors.New("task-logger: fds 3, 4 and 5 must be pipes; it is started by containerd's shim, not by hand")
+		}
+	}
 	stdout := os.NewFile(3, "stdout")
 	stderr := os.NewFile(4, "stderr")
 	ready := os.NewFile(5, "ready")
-	if stdout == nil || stderr == nil || ready == nil {
-		return errors.New("task-logger: fds 3, 4 and 5 must be open; it is started by containerd's shim, not by hand")
-	}
 	dir := filepath.Dir(path)
 	fail := func(err error) error {
 		// The shim discards this process's output; leave the reason beside
