@@ -1,0 +1,174 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// netnsDir is where netns.NewNamed (and ip netns) bind-mount named
+// namespaces.
+const netnsDir = "/run/netns"
+
+// makeNamespace creates r's named namespace and veth pair, and configures
+// the namespace: lo up, eth0 with addr, default route via gw.
+func (n *Network) makeNamespace(r *taskRecord, addr *net.IPNet, gw net.IP) error {
+	br, err := netlink.LinkByName(n.bridge)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", n.bridge, err)
+	}
+	// A leftover of a crash between creating the veth and recording it
+	// would make LinkAdd fail; its name is this node's and task's alone.
+	if err := deleteLink(r.Veth); err != nil {
+		return err
+	}
+	ns, err := newNamedNS(r.NetNS)
+	if err != nil {
+		return fmt.Errorf("create namespace %s: %w", r.NetNS, err)
+	}
+	defer ns.Close()
+
+	veth := &netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{
+			Name:        r.Veth,
+			MasterIndex: br.Attrs().Index,
+			MTU:         br.Attrs().MTU,
+		},
+		PeerName:      "eth0",
+		PeerNamespace: netlink.NsFd(int(ns)),
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("create veth %s: %w", r.Veth, err)
+	}
+	host, err := netlink.LinkByName(r.Veth)
+	if err != nil {
+		return fmt.Errorf("veth %s: %w", r.Veth, err)
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return fmt.Errorf("veth %s up: %w", r.Veth, err)
+	}
+
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", r.NetNS, err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("lo in %s: %w", r.NetNS, err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("lo up in %s: %w", r.NetNS, err)
+	}
+	eth, err := h.LinkByName("eth0")
+	if err != nil {
+		return fmt.Errorf("eth0 in %s: %w", r.NetNS, err)
+	}
+	if err := h.AddrAdd(eth, &netlink.Addr{IPNet: addr}); err != nil {
+		return fmt.Errorf("address %s on eth0: %w", addr, err)
+	}
+	if err := h.LinkSetUp(eth); err != nil {
+		return fmt.Errorf("eth0 up in %s: %w", r.NetNS, err)
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
+		return fmt.Errorf("default route via %s: %w", gw, err)
+	}
+	return nil
+}
+
+// newNamedNS creates a network namespace bind-mounted at netnsDir/name.
+// Creating one switches the calling thread into it, so this happens on a
+// locked thread of its own that switches back; if switching back fails
+// the thread stays locked and Go ends it with the goroutine instead of
+// running other code in the wrong namespace.
+func newNamedNS(name string) (netns.NsHandle, error) {
+	type result struct {
+		ns  netns.NsHandle
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		goruntime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			goruntime.UnlockOSThread()
+			ch <- result{netns.None(), err}
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.NewNamed(name)
+		if serr := netns.Set(orig); serr != nil {
+			if err == nil {
+				ns.Close()
+				_ = deleteNamespace(name)
+			}
+			ch <- result{netns.None(), fmt.Errorf("switch back to the host namespace: %w", serr)}
+			return
+		}
+		goruntime.UnlockOSThread()
+		ch <- result{ns, err}
+	}()
+	r := <-ch
+	return r.ns, r.err
+}
+
+// deleteNamespace unmounts and removes a named namespace; a namespace that
+// is not there is not an error. Processes still inside keep it alive until
+// they exit.
+func deleteNamespace(name string) error {
+	p := filepath.Join(netnsDir, name)
+	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount namespace %s: %w", p, err)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove namespace %s: %w", p, err)
+	}
+	return nil
+}
+
+// deleteLink deletes a link of the host's namespace if it exists; deleting
+// a veth's host side deletes its peer too.
+func deleteLink(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("link %s: %w", name, err)
+	}
+	if err := netlink.LinkDel(l); err != nil {
+		return fmt.Errorf("delete link %s: %w", name, err)
+	}
+	return nil
+}
+
+// pruneVeths deletes veths of this node on the bridge not named in keep.
+func (n *Network) pruneVeths(keep map[string]bool) error {
+	br, err := netlink.LinkByName(n.bridge)
+	if err != nil {
+		return nil // no bridge, no veths on it
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	var errs []error
+	for _, l := range links {
+		a := l.Attrs()
+		if a.MasterIndex != br.Attrs().Index || l.Type() != "veth" || keep[a.Name] {
+			continue
+		}
+		if err := netlink.LinkDel(l); err != nil {
+			errs = append(errs, fmt.Errorf("delete link %s: %w", a.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,450 @@
+package network
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/coreos/go-iptables/iptables"
+
+	"shoal/worker/runtime"
+	shoalpb "shoal/proto"
+)
+
+// DefaultBridge is the bridge a node's tasks are attached to unless
+// Config.Bridge says otherwise.
+const DefaultBridge = "shoal0"
+
+var (
+	// ErrNoSubnet: Attach or SetPeers was called before SetSubnet.
+	ErrNoSubnet = errors.New("network: the node has no task subnet yet")
+	// ErrBadAddress: a task's address is missing, malformed or outside the
+	// node's subnet.
+	ErrBadAddress = errors.New("network: bad task address")
+	// ErrPortInUse: another task on this node already publishes the port.
+	ErrPortInUse = errors.New("network: published port already in use on this node")
+)
+
+// Config configures a node's Network.
+type Config struct {
+	// DataDir is the node's data directory; records and per-task files
+	// live under DataDir/network.
+	DataDir string
+	// Bridge is the bridge's name (DefaultBridge when empty). It also names
+	// this node's iptables rules.
+	Bridge string
+	// DNS, when set, are the nameservers written to every task's
+	// resolv.conf instead of the host's.
+	DNS    []string
+	Logger *slog.Logger
+}
+
+// Network implements runtime.Network on one node. All methods are safe for
+// concurrent use; they are serialized, as each is a few milliseconds of
+// netlink and iptables work.
+type Network struct {
+	bridge  string
+	dir     string // DataDir/network
+	nodeTag string // 8 hex digits naming this node's namespaces and veths
+	dns     []string
+	log     *slog.Logger
+	ipt     *iptables.IPTables
+
+	mu    sync.Mutex
+	node  nodeRecord
+	tasks map[string]*taskRecord // by task ID, as recorded on disk
+}
+
+var _ runtime.Network = (*Network)(nil)
+
+// New loads what an earlier run of the node recorded under
+// DataDir/network; it changes nothing on the host until SetSubnet, Attach,
+// Detach or Prune is called.
+func New(cfg Config) (*Network, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("network: Config.DataDir is empty; give the node's data directory")
+	}
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("network: data directory %q: %w", cfg.DataDir, err)
+	}
+	if cfg.Bridge == "" {
+		cfg.Bridge = DefaultBridge
+	}
+	if len(cfg.Bridge) > 15 || strings.ContainsAny(cfg.Bridge, ": /") {
+		return nil, fmt.Errorf("network: bridge name %q: use at most 15 characters without ':', '/' or spaces", cfg.Bridge)
+	}
+	for _, s := range cfg.DNS {
+		if net.ParseIP(s) == nil {
+			return nil, fmt.Errorf("network: Config.DNS entry %q is not an IP address", s)
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ipt, err := iptables.NewWithProtocol(iptables.ProtocolIPv4)
+	if err != nil {
+		return nil, fmt.Errorf("network: iptables: %w", err)
+	}
+	sum := sha256.Sum256([]byte(abs))
+	n := &Network{
+		bridge:  cfg.Bridge,
+		dir:     filepath.Join(abs, "network"),
+		nodeTag: hex.EncodeToString(sum[:4]),
+		dns:     cfg.DNS,
+		log:     cfg.Logger.With("component", "network", "bridge", cfg.Bridge),
+		ipt:     ipt,
+		tasks:   map[string]*taskRecord{},
+	}
+	if err := os.MkdirAll(filepath.Join(n.dir, "tasks"), 0o755); err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	if err := n.load(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// taskRecord is what Attach made for a task, written to disk before it is
+// made so that a crash leaves Prune enough to undo it.
+type taskRecord struct {
+	TaskID  string     `json:"task_id"`
+	NetNS   string     `json:"netns"` // name under /run/netns
+	Veth    string     `json:"veth"`  // host side
+	Address string     `json:"address"`
+	Ports   []portRule `json:"ports,omitempty"`
+	// Complete is false while Attach is still making things.
+	Complete bool `json:"complete"`
+}
+
+type portRule struct {
+	Protocol  string `json:"protocol"`
+	Published uint32 `json:"published"`
+	Target    uint32 `json:"target"`
+}
+
+func (r *taskRecord) attachment(n *Network) runtime.Attachment {
+	ip, _, _ := net.ParseCIDR(r.Address)
+	return runtime.Attachment{
+		NetNSPath:      filepath.Join(netnsDir, r.NetNS),
+		IP:             ip.String(),
+		HostsPath:      filepath.Join(n.taskDir(r.TaskID), "hosts"),
+		ResolvConfPath: filepath.Join(n.taskDir(r.TaskID), "resolv.conf"),
+	}
+}
+
+func (n *Network) taskDir(id string) string { return filepath.Join(n.dir, "tasks", id) }
+
+func (n *Network) load() error {
+	if err := readJSON(filepath.Join(n.dir, "node.json"), &n.node); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("network: %w", err)
+	}
+	entries, err := os.ReadDir(filepath.Join(n.dir, "tasks"))
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	for _, e := range entries {
+		var r taskRecord
+		err := readJSON(filepath.Join(n.taskDir(e.Name()), "record.json"), &r)
+		if err != nil || r.TaskID != e.Name() {
+			// A directory without a readable record holds files only
+			// (the record is written first): Prune removes it.
+			n.tasks[e.Name()] = &taskRecord{TaskID: e.Name()}
+			continue
+		}
+		n.tasks[r.TaskID] = &r
+	}
+	return nil
+}
+
+func (n *Network) saveTask(r *taskRecord) error {
+	if err := os.MkdirAll(n.taskDir(r.TaskID), 0o755); err != nil {
+		return err
+	}
+	return writeJSON(filepath.Join(n.taskDir(r.TaskID), "record.json"), r)
+}
+
+// Attach implements runtime.Network.
+func (n *Network) Attach(ctx context.Context, t *shoalpb.Task) (runtime.Attachment, error) {
+	if err := ctx.Err(); err != nil {
+		return runtime.Attachment{}, err
+	}
+	id := t.GetId()
+	if err := checkTaskID(id); err != nil {
+		return runtime.Attachment{}, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	subnet, err := n.subnetLocked()
+	if err != nil {
+		return runtime.Attachment{}, err
+	}
+	addr, err := taskAddress(t, subnet)
+	if err != nil {
+		return runtime.Attachment{}, err
+	}
+	ports, err := n.portRules(t)
+	if err != nil {
+		return runtime.Attachment{}, err
+	}
+	if old := n.tasks[id]; old != nil {
+		if old.Complete && old.Address == addr.String() && samePorts(old.Ports, ports) {
+			return old.attachment(n), nil
+		}
+		// Half made by a crashed Attach, or the task changed: start over.
+		if err := n.teardownLocked(old); err != nil {
+			return runtime.Attachment{}, err
+		}
+	}
+	r := &taskRecord{
+		TaskID:  id,
+		NetNS:   "shoal-" + n.nodeTag + "-" + id,
+		Veth:    n.vethName(id),
+		Address: addr.String(),
+		Ports:   ports,
+	}
+	if err := n.saveTask(r); err != nil {
+		return runtime.Attachment{}, fmt.Errorf("network: attach task %s: %w", id, err)
+	}
+	n.tasks[id] = r
+	if err := n.buildLocked(t, r, addr, subnet); err != nil {
+		if terr := n.teardownLocked(r); terr != nil {
+			n.log.Warn("undo failed attach", "task", id, "err", terr)
+		}
+		return runtime.Attachment{}, fmt.Errorf("network: attach task %s: %w", id, err)
+	}
+	r.Complete = true
+	if err := n.saveTask(r); err != nil {
+		return runtime.Attachment{}, fmt.Errorf("network: attach task %s: %w", id, err)
+	}
+	return r.attachment(n), nil
+}
+
+func (n *Network) buildLocked(t *shoalpb.Task, r *taskRecord, addr *net.IPNet, subnet *net.IPNet) error {
+	if err := n.makeNamespace(r, addr, gatewayOf(subnet)); err != nil {
+		return err
+	}
+	for _, p := range r.Ports {
+		if err := n.ipt.AppendUnique("nat", chainPorts, n.portSpec(r, p)...); err != nil {
+			return fmt.Errorf("publish port %d/%s: %w", p.Published, p.Protocol, err)
+		}
+	}
+	return n.writeFiles(t, r, addr.IP)
+}
+
+// Detach implements runtime.Network.
+func (n *Network) Detach(ctx context.Context, taskID string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r := n.tasks[taskID]
+	if r == nil {
+		return nil
+	}
+	if err := n.teardownLocked(r); err != nil {
+		return fmt.Errorf("network: detach task %s: %w", taskID, err)
+	}
+	return nil
+}
+
+// teardownLocked removes whatever of r exists, then its record. Every step
+// tolerates the thing being gone already; the record is kept if a step
+// fails so that a later Detach or Prune tries again.
+func (n *Network) teardownLocked(r *taskRecord) error {
+	var errs []error
+	for _, p := range r.Ports {
+		if err := n.ipt.DeleteIfExists("nat", chainPorts, n.portSpec(r, p)...); err != nil {
+			errs = append(errs, fmt.Errorf("unpublish port %d/%s: %w", p.Published, p.Protocol, err))
+		}
+	}
+	if r.Veth != "" {
+		if err := deleteLink(r.Veth); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.NetNS != "" {
+		if err := deleteNamespace(r.NetNS); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(n.taskDir(r.TaskID)); err != nil {
+		return err
+	}
+	delete(n.tasks, r.TaskID)
+	return nil
+}
+
+// Prune removes what this node made for every task not in keep: recorded
+// namespaces, veths and files, veths on the bridge that belong to no kept
+// task, and port rules of this bridge naming a task not kept. The agent
+// calls it at start with the tasks it still runs, to clean up after a crash.
+func (n *Network) Prune(ctx context.Context, keep map[string]bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var errs []error
+	for id, r := range n.tasks {
+		if keep[id] {
+			continue
+		}
+		if err := n.teardownLocked(r); err != nil {
+			errs = append(errs, fmt.Errorf("task %s: %w", id, err))
+		}
+	}
+	keepVeth := map[string]bool{}
+	for id := range keep {
+		keepVeth[n.vethName(id)] = true
+	}
+	if err := n.pruneVeths(keepVeth); err != nil {
+		errs = append(errs, err)
+	}
+	if err := n.prunePortRules(keep); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("network: prune: %w", err)
+	}
+	return nil
+}
+
+// Destroy removes everything this node made: every task's namespace,
+// veth, rules and files, the peer routes, this bridge's rules and the
+// bridge. The shared chains and their jumps stay, as another node on the
+// same host may use them.
+func (n *Network) Destroy(ctx context.Context) error {
+	if err := n.Prune(ctx, nil); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.destroyNodeLocked()
+}
+
+// checkTaskID refuses IDs that could escape a file name or a comment.
+func checkTaskID(id string) error {
+	if id == "" {
+		return errors.New("network: task has no ID")
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') || len(id) > 64 {
+			return fmt.Errorf("network: task ID %q: only letters, digits, '-', '_' and '.' (at most 64) are allowed", id)
+		}
+	}
+	if id == "." || id == ".." {
+		return fmt.Errorf("network: task ID %q is not allowed", id)
+	}
+	return nil
+}
+
+// taskAddress parses t.Address and checks it lies inside subnet and is
+// neither the network, the gateway nor the broadcast address.
+func taskAddress(t *shoalpb.Task, subnet *net.IPNet) (*net.IPNet, error) {
+	a := t.GetAddress()
+	if a == "" {
+		return nil, fmt.Errorf("%w: task %s has no address (Task.address); the allocator must give it one in %s", ErrBadAddress, t.GetId(), subnet)
+	}
+	ip, ipn, err := net.ParseCIDR(a)
+	if err != nil || ip.To4() == nil {
+		return nil, fmt.Errorf("%w: task %s address %q is not an IPv4 CIDR address like 10.200.3.5/24", ErrBadAddress, t.GetId(), a)
+	}
+	ip = ip.To4()
+	ones, _ := ipn.Mask.Size()
+	sones, _ := subnet.Mask.Size()
+	if !subnet.Contains(ip) || ones != sones {
+		return nil, fmt.Errorf("%w: task %s address %s is outside this node's subnet %s", ErrBadAddress, t.GetId(), a, subnet)
+	}
+	if ip.Equal(subnet.IP) || ip.Equal(gatewayOf(subnet)) || ip.Equal(broadcastOf(subnet)) {
+		return nil, fmt.Errorf("%w: task %s address %s is the network, gateway or broadcast address of %s", ErrBadAddress, t.GetId(), a, subnet)
+	}
+	return &net.IPNet{IP: ip, Mask: subnet.Mask}, nil
+}
+
+// portRules lists t's host-mode published ports, refusing one another task
+// of this node already publishes.
+func (n *Network) portRules(t *shoalpb.Task) ([]portRule, error) {
+	var out []portRule
+	for _, p := range t.GetSpec().GetPorts() {
+		if p.GetMode() != shoalpb.PublishMode_PUBLISH_MODE_HOST || p.GetPublishedPort() == 0 {
+			continue
+		}
+		proto := strings.ToLower(p.GetProtocol())
+		if proto == "" {
+			proto = "tcp"
+		}
+		if proto != "tcp" && proto != "udp" {
+			return nil, fmt.Errorf("network: task %s port %d: protocol %q is neither tcp nor udp", t.GetId(), p.GetPublishedPort(), p.GetProtocol())
+		}
+		if p.GetPublishedPort() > 65535 || p.GetTargetPort() == 0 || p.GetTargetPort() > 65535 {
+			return nil, fmt.Errorf("network: task %s port %d:%d: ports must be 1-65535", t.GetId(), p.GetPublishedPort(), p.GetTargetPort())
+		}
+		pr := portRule{Protocol: proto, Published: p.GetPublishedPort(), Target: p.GetTargetPort()}
+		for id, r := range n.tasks {
+			if id == t.GetId() {
+				continue
+			}
+			for _, q := range r.Ports {
+				if q.Protocol == pr.Protocol && q.Published == pr.Published {
+					return nil, fmt.Errorf("%w: %d/%s is published by task %s", ErrPortInUse, pr.Published, pr.Protocol, id)
+				}
+			}
+		}
+		out = append(out, pr)
+	}
+	return out, nil
+}
+
+func samePorts(a, b []portRule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// vethName is the host side's name: 15 characters at most, unique per node
+// and task.
+func (n *Network) vethName(taskID string) string {
+	sum := sha256.Sum256([]byte(n.nodeTag + "/" + taskID))
+	return vethPrefix + hex.EncodeToString(sum[:6])
+}
+
+const vethPrefix = "shv"
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// writeJSON replaces path atomically, so a crash leaves the old or the new
+// record, never half of one.
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
