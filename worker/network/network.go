@@ -16,8 +16,8 @@ import (
 
 	"github.com/coreos/go-iptables/iptables"
 
-	"shoal/worker/runtime"
 	shoalpb "shoal/proto"
+	"shoal/worker/runtime"
 )
 
 // DefaultBridge is the bridge a node's tasks are attached to unless
