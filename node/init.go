@@ -12,6 +12,7 @@ import (
 
 	"shoal/internal/ids"
 	"shoal/manager"
+	"shoal/manager/allocator"
 	"shoal/manager/ca"
 	"shoal/manager/controlapi"
 	"shoal/manager/dispatcher"
@@ -49,6 +50,17 @@ func (n *Node) prepareInit() error {
 	}
 	if heartbeat < 100*time.Millisecond {
 		return fmt.Errorf("--heartbeat-period: %s is too short; use at least 100ms", heartbeat)
+	}
+	taskPool, subnetBits := n.cfg.TaskPool, n.cfg.NodeSubnetBits
+	if taskPool == "" {
+		taskPool = allocator.DefaultTaskPool
+	}
+	if subnetBits == 0 {
+		subnetBits = allocator.DefaultNodeSubnetBits
+	}
+	pool, err := allocator.ParsePool(taskPool, subnetBits, allocator.FlagNames)
+	if err != nil {
+		return err
 	}
 
 	clusterID, nodeID := ids.New(), ids.New()
@@ -97,6 +109,8 @@ func (n *Node) prepareInit() error {
 				NodeCertExpirySeconds: int64(expiry / time.Second),
 				HeartbeatPeriodMs:     heartbeat.Milliseconds(),
 				TaskHistoryLimit:      5,
+				TaskPool:              pool.String(),
+				NodeSubnetBits:        uint32(pool.SubnetBits),
 			},
 			RootCa:     &shoalpb.RootCA{CertPem: root.CertPEM, KeyPem: root.KeyPEM, Fingerprint: root.Fingerprint()},
 			JoinTokens: &shoalpb.JoinTokens{Worker: workerToken, Manager: managerToken},

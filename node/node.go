@@ -50,6 +50,11 @@ type Config struct {
 	// Init only.
 	CertExpiry      time.Duration
 	HeartbeatPeriod time.Duration
+	// TaskPool and NodeSubnetBits are where task addresses come from
+	// (ClusterSpec.task_pool, node_subnet_bits); empty and 0 mean the
+	// defaults of manager/allocator. They cannot change after init.
+	TaskPool       string
+	NodeSubnetBits uint32
 
 	// Join only.
 	JoinToken string

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"shoal/manager/allocator"
 	"shoal/node"
 )
 
@@ -92,6 +93,10 @@ func newInitCmd() *cobra.Command {
 	f.register(cmd, true)
 	cmd.Flags().DurationVar(&f.cfg.CertExpiry, "cert-expiry", 0, "lifetime of node certificates (default 2160h0m0s)")
 	cmd.Flags().DurationVar(&f.cfg.HeartbeatPeriod, "heartbeat-period", 0, "how often nodes heartbeat to the leader (default 1s)")
+	cmd.Flags().StringVar(&f.cfg.TaskPool, "task-pool", allocator.DefaultTaskPool,
+		"IPv4 CIDR that container tasks' addresses come from; each containerd node gets a subnet of it (cannot be changed later)")
+	cmd.Flags().Uint32Var(&f.cfg.NodeSubnetBits, "node-subnet-size", allocator.DefaultNodeSubnetBits,
+		fmt.Sprintf("prefix length of each node's subnet of --task-pool, %d to %d (cannot be changed later)", allocator.MinNodeSubnetBits, allocator.MaxNodeSubnetBits))
 	return cmd
 }
 

@@ -196,3 +196,27 @@ func TestAddresses(t *testing.T) {
 		t.Error("a /30 node subnet was accepted")
 	}
 }
+
+func TestCheckPoolKept(t *testing.T) {
+	stored := &shoalpb.ClusterSpec{TaskPool: "10.200.0.0/16", NodeSubnetBits: 24}
+	for _, c := range []struct {
+		updated *shoalpb.ClusterSpec
+		errHave string
+	}{
+		{updated: &shoalpb.ClusterSpec{}},
+		{updated: &shoalpb.ClusterSpec{TaskPool: "10.200.0.0/16", NodeSubnetBits: 24, TaskHistoryLimit: 9}},
+		{updated: &shoalpb.ClusterSpec{TaskPool: "10.9.0.0/16"}, errHave: "task_pool is 10.200.0.0/16"},
+		{updated: &shoalpb.ClusterSpec{NodeSubnetBits: 26}, errHave: "--node-subnet-size 26"},
+	} {
+		err := CheckPoolKept(stored, c.updated)
+		if c.errHave == "" {
+			if err != nil {
+				t.Errorf("%v: %v", c.updated, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrPoolFixed) || !strings.Contains(err.Error(), c.errHave) {
+			t.Errorf("%v: err %v, want ErrPoolFixed saying %q", c.updated, err, c.errHave)
+		}
+	}
+}

@@ -124,3 +124,22 @@ func addrToUint(a netip.Addr) uint32 {
 func uintToAddr(u uint32) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)})
 }
+
+// ErrPoolFixed is wrapped by CheckPoolKept's refusal.
+var ErrPoolFixed = errors.New("the task pool cannot be changed after init")
+
+// CheckPoolKept refuses an update of the cluster spec from stored to updated
+// that changes task_pool or node_subnet_bits: nodes' subnets and tasks'
+// addresses were carved from them. Unset fields in updated keep the stored
+// values.
+func CheckPoolKept(stored, updated *shoalpb.ClusterSpec) error {
+	if p := updated.GetTaskPool(); p != "" && p != stored.GetTaskPool() {
+		return fmt.Errorf("%w: task_pool is %s and nodes and tasks hold addresses of it; leave it unset, or init a new cluster with --task-pool %s",
+			ErrPoolFixed, stored.GetTaskPool(), p)
+	}
+	if b := updated.GetNodeSubnetBits(); b != 0 && b != stored.GetNodeSubnetBits() {
+		return fmt.Errorf("%w: node_subnet_bits is %d and nodes hold subnets of that size; leave it unset, or init a new cluster with --node-subnet-size %d",
+			ErrPoolFixed, stored.GetNodeSubnetBits(), b)
+	}
+	return nil
+}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"shoal/internal/ids"
+	"shoal/manager/allocator"
 	"shoal/manager/state"
 	shoalpb "shoal/proto"
 	"shoal/scheduler"
@@ -297,6 +298,11 @@ func (s *Server) UpdateClusterSpec(ctx context.Context, req *shoalpb.UpdateClust
 		c := proto.Clone(cluster).(*shoalpb.Cluster)
 		if req.GetTaskHistoryLimit() > 0 {
 			c.Spec.TaskHistoryLimit = req.GetTaskHistoryLimit()
+		}
+		// The request has no pool fields today; this keeps a future one
+		// from changing what nodes' subnets and tasks' addresses came from.
+		if err := allocator.CheckPoolKept(cluster.GetSpec(), c.GetSpec()); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
 		spec = c.Spec
 		if proto.Equal(c, cluster) {
