@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+
+	"github.com/coreos/go-iptables/iptables"
 )
 
 // The shared chains. Several nodes on one host (tests) share them; each
@@ -153,6 +155,17 @@ func (n *Network) deleteTagged(table, chain string, match func(tag string) bool)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// deleteRule deletes a rule if it exists, in one iptables run where
+// DeleteIfExists takes two.
+func deleteRule(ipt *iptables.IPTables, table, chain string, spec []string) error {
+	err := ipt.Delete(table, chain, spec...)
+	var e *iptables.Error
+	if errors.As(err, &e) && e.IsNotExist() {
+		return nil
+	}
+	return err
 }
 
 func commentOf(args []string) string {
