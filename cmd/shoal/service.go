@@ -323,6 +323,7 @@ func taskRows(tasks []*shoalpb.Task, nodes map[string]string, now time.Time) []t
 		if ts := st.GetTimestamp(); ts != nil {
 			current += " " + ago(now.Sub(ts.AsTime()))
 		}
+		current += healthText(t)
 		errText := st.GetErr()
 		if errText == "" && st.GetState() == shoalpb.TaskState_TASK_STATE_PENDING {
 			errText = st.GetMessage()
@@ -338,6 +339,32 @@ func taskRows(tasks []*shoalpb.Task, nodes map[string]string, now time.Time) []t
 		})
 	}
 	return rows
+}
+
+// healthText is what a running task's checks say, as Docker shows it after
+// the state: " (healthy, ready)", " (starting)", " (not ready)"; empty for a
+// task without checks.
+func healthText(t *shoalpb.Task) string {
+	st := t.GetStatus()
+	if st.GetState() != shoalpb.TaskState_TASK_STATE_RUNNING {
+		return ""
+	}
+	var parts []string
+	h := st.GetHealth()
+	if h != shoalpb.HealthState_HEALTH_NONE {
+		parts = append(parts, controlapi.HealthName(h))
+	}
+	switch {
+	case st.GetReady() && (h != shoalpb.HealthState_HEALTH_NONE || t.GetSpec().GetContainer().GetReadiness() != nil):
+		parts = append(parts, "ready")
+	case !st.GetReady() && (h == shoalpb.HealthState_HEALTH_HEALTHY || h == shoalpb.HealthState_HEALTH_NONE):
+		// Starting or unhealthy says it already.
+		parts = append(parts, "not ready")
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 func ago(d time.Duration) string {

@@ -35,6 +35,7 @@ type specFlags struct {
 	workdir, user, hostname     string
 	publish, mounts             []string
 	entrypoint                  string
+	health, readiness           checkFlags
 }
 
 // registerScalars registers the flags that set one value; create and update share them.
@@ -57,6 +58,8 @@ func (f *specFlags) registerScalars(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.user, "user", "u", "", "user the task runs as: name or UID[:GID]")
 	fs.StringVar(&f.hostname, "hostname", "", "task hostname (containers)")
 	fs.StringVar(&f.entrypoint, "entrypoint", "", "replace the image's entrypoint")
+	f.health.register(fs, "health", "liveness check")
+	f.readiness.register(fs, "readiness", "readiness check")
 }
 
 // registerLists registers the create-only list flags (update has -add/-rm forms).
@@ -139,6 +142,12 @@ func (f *specFlags) applyScalars(spec *shoalpb.ServiceSpec, fs *pflag.FlagSet, c
 	}
 	if set("entrypoint") {
 		c.Command = strings.Fields(f.entrypoint)
+	}
+	if c.Healthcheck, err = f.health.apply(fs, c.Healthcheck); err != nil {
+		return err
+	}
+	if c.Readiness, err = f.readiness.apply(fs, c.Readiness); err != nil {
+		return err
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -111,4 +113,118 @@ func TestServiceUpdateFlagsChangeOnlyWhatIsGiven(t *testing.T) {
 	want.Task.Restart.WindowMs = 90_000
 	want.Task.Resources.Limits.MemoryBytes = 512 << 20
 	sameSpec(t, spec, want)
+}
+
+// Every health and readiness flag lands in its field of the spec.
+func TestHealthFlagsFillTheSpec(t *testing.T) {
+	cases := []struct {
+		args              []string
+		health, readiness *shoalpb.HealthCheck
+	}{
+		{nil, nil, nil},
+		{[]string{"--health-cmd", "curl -f http://localhost/ || exit 1", "--health-interval", "5s", "--health-timeout", "2s",
+			"--health-retries", "4", "--health-start-period", "1m"},
+			&shoalpb.HealthCheck{Test: []string{"CMD-SHELL", "curl -f http://localhost/ || exit 1"}, IntervalMs: 5000, TimeoutMs: 2000, Retries: 4, StartPeriodMs: 60_000}, nil},
+		{[]string{"--health-http", "/healthz:8080"}, &shoalpb.HealthCheck{HttpPath: "/healthz", HttpPort: 8080}, nil},
+		{[]string{"--health-tcp", "5432"}, &shoalpb.HealthCheck{TcpPort: 5432}, nil},
+		{[]string{"--no-healthcheck"}, &shoalpb.HealthCheck{Test: []string{"NONE"}}, nil},
+		{[]string{"--health-interval", "10s"}, &shoalpb.HealthCheck{IntervalMs: 10_000}, nil},
+		{[]string{"--readiness-cmd", "test -f /tmp/ready", "--readiness-interval", "1s", "--readiness-timeout", "500ms",
+			"--readiness-retries", "1", "--readiness-start-period", "3s"},
+			nil, &shoalpb.HealthCheck{Test: []string{"CMD-SHELL", "test -f /tmp/ready"}, IntervalMs: 1000, TimeoutMs: 500, Retries: 1, StartPeriodMs: 3000}},
+		{[]string{"--readiness-http", "/ready:80", "--health-tcp", "80"},
+			&shoalpb.HealthCheck{TcpPort: 80}, &shoalpb.HealthCheck{HttpPath: "/ready", HttpPort: 80}},
+		{[]string{"--readiness-tcp", "6379"}, nil, &shoalpb.HealthCheck{TcpPort: 6379}},
+	}
+	for _, c := range cases {
+		spec, err := parseSpec(t, c.args...)
+		if err != nil {
+			t.Fatalf("%q: %v", c.args, err)
+		}
+		got := spec.Task.Container
+		if !proto.Equal(got.Healthcheck, c.health) || !proto.Equal(got.Readiness, c.readiness) {
+			t.Fatalf("%q: healthcheck %v readiness %v, want %v and %v", c.args, got.Healthcheck, got.Readiness, c.health, c.readiness)
+		}
+	}
+}
+
+// Bad health flags are refused naming the flag.
+func TestHealthFlagsRefuseBadInput(t *testing.T) {
+	cases := []struct {
+		args    []string
+		errPart string
+	}{
+		{[]string{"--no-healthcheck", "--health-cmd", "true"}, "--no-healthcheck cannot be combined with --health-cmd"},
+		{[]string{"--no-healthcheck", "--health-retries", "2"}, "--no-healthcheck cannot be combined with --health-retries"},
+		{[]string{"--health-cmd", "true", "--health-tcp", "80"}, "--health-cmd, --health-tcp: give only one kind of probe"},
+		{[]string{"--health-http", "healthz:80"}, `--health-http "healthz:80": the path must start with "/"`},
+		{[]string{"--health-http", "/healthz"}, `--health-http "/healthz": give PATH:PORT`},
+		{[]string{"--readiness-http", "/:99999"}, `"99999" is not a port number from 1 to 65535`},
+		{[]string{"--health-tcp", "0"}, `--health-tcp "0": "0" is not a port number`},
+		{[]string{"--readiness-tcp", "http"}, `--readiness-tcp "http"`},
+		{[]string{"--health-cmd", ""}, "--health-cmd: give a command"},
+	}
+	for _, c := range cases {
+		_, err := parseSpec(t, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.errPart) {
+			t.Fatalf("%q: got %v, want an error containing %q", c.args, err, c.errPart)
+		}
+	}
+}
+
+// An update changes only the health and readiness flags given.
+func TestHealthUpdateChangesOnlyWhatIsGiven(t *testing.T) {
+	stored, err := parseSpec(t, "--health-cmd", "check", "--health-interval", "5s", "--health-retries", "2",
+		"--readiness-http", "/ready:8080", "--readiness-interval", "1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args []string
+		edit func(c *shoalpb.ContainerSpec)
+	}{
+		{[]string{"--replicas", "2"}, func(*shoalpb.ContainerSpec) {}},
+		{[]string{"--health-timeout", "3s"}, func(c *shoalpb.ContainerSpec) { c.Healthcheck.TimeoutMs = 3000 }},
+		{[]string{"--health-tcp", "80"}, func(c *shoalpb.ContainerSpec) { c.Healthcheck.Test, c.Healthcheck.TcpPort = nil, 80 }},
+		{[]string{"--health-http", "/live:9000", "--health-start-period", "10s"}, func(c *shoalpb.ContainerSpec) {
+			c.Healthcheck.Test, c.Healthcheck.HttpPath, c.Healthcheck.HttpPort, c.Healthcheck.StartPeriodMs = nil, "/live", 9000, 10_000
+		}},
+		{[]string{"--no-healthcheck"}, func(c *shoalpb.ContainerSpec) { c.Healthcheck = &shoalpb.HealthCheck{Test: []string{"NONE"}} }},
+		{[]string{"--readiness-cmd", "ready", "--readiness-retries", "5"}, func(c *shoalpb.ContainerSpec) {
+			c.Readiness.Test, c.Readiness.HttpPath, c.Readiness.HttpPort, c.Readiness.Retries = []string{"CMD-SHELL", "ready"}, "", 0, 5
+		}},
+		{[]string{"--no-readiness"}, func(c *shoalpb.ContainerSpec) { c.Readiness = nil }},
+	}
+	for _, c := range cases {
+		var f specFlags
+		fs := pflag.NewFlagSet("update", pflag.ContinueOnError)
+		f.registerScalars(fs)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		spec := proto.Clone(stored).(*shoalpb.ServiceSpec)
+		if err := f.applyScalars(spec, fs, false); err != nil {
+			t.Fatalf("%q: %v", c.args, err)
+		}
+		want := proto.Clone(stored).(*shoalpb.ServiceSpec)
+		if slices.Contains(c.args, "--replicas") {
+			want.Replicas = 2
+		}
+		c.edit(want.Task.Container)
+		sameSpec(t, spec, want)
+	}
+	// Timings alone cannot revive a disabled check.
+	disabled, err := parseSpec(t, "--no-healthcheck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f specFlags
+	fs := pflag.NewFlagSet("update", pflag.ContinueOnError)
+	f.registerScalars(fs)
+	if err := fs.Parse([]string{"--health-interval", "1s"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.applyScalars(disabled, fs, false); err == nil || !strings.Contains(err.Error(), "the service's check is disabled") {
+		t.Fatalf("--health-interval on a disabled check: %v", err)
+	}
 }
