@@ -381,22 +381,32 @@ func (h *handle) Stop(ctx context.Context, signal string, grace time.Duration) e
 }
 
 func (h *handle) kill(ctx context.Context, sig syscall.Signal, all bool) error {
-	task, err := h.task(ctx)
-	if errdefs.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
 	var opts []client.KillOpts
 	if all {
 		opts = append(opts, client.WithKillAll)
 	}
-	err = task.Kill(ctx, sig, opts...)
-	if err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
-		return fmt.Errorf("signal task %s: %w", h.id, err)
+	// containerd may be restarting: retry what is not a definite answer.
+	ctx2, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	for {
+		task, err := h.task(ctx2)
+		if err == nil {
+			err = task.Kill(ctx2, sig, opts...)
+		}
+		switch {
+		case err == nil, errdefs.IsNotFound(err), errdefs.IsFailedPrecondition(err):
+			return nil
+		case errdefs.IsInvalidArgument(err):
+			return fmt.Errorf("signal task %s: %w", h.id, err)
+		}
+		select {
+		case <-h.done:
+			return nil
+		case <-ctx2.Done():
+			return fmt.Errorf("signal task %s: %w", h.id, err)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return nil
 }
 
 func (h *handle) task(ctx context.Context) (client.Task, error) {

@@ -43,6 +43,15 @@ func main() {
 		// busybox PID 1.
 		if len(args) > 0 && args[0] == "ignore" {
 			signal.Ignore(syscall.SIGTERM)
+		} else {
+			// A PID 1 dies of no signal it does not handle but SIGKILL.
+			term := make(chan os.Signal, 1)
+			signal.Notify(term, syscall.SIGTERM)
+			go func() {
+				<-term
+				fmt.Println("got SIGTERM")
+				os.Exit(0)
+			}()
 		}
 		fmt.Println("sleeping")
 		for {
