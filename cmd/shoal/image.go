@@ -136,8 +136,13 @@ func loadImage(ctx context.Context, c *client, r io.Reader, what string) ([]*sho
 
 // explainImages adds what only image commands can say to client.explain.
 func explainImages(c *client, err error) error {
-	if status.Code(err) == codes.Unimplemented {
+	switch status.Code(err) {
+	case codes.Unimplemented:
 		return fmt.Errorf("the daemon at %s does not serve images; upgrade it to this shoal version", c.host)
+	case codes.PermissionDenied:
+		if !strings.HasPrefix(c.host, "unix://") {
+			return fmt.Errorf("images are loaded into one node: run the command on that node (its local socket), not through %s", c.host)
+		}
 	}
 	return c.explain(err)
 }
