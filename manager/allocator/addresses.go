@@ -53,25 +53,59 @@ func NewAddresses(subnet string, tasks []*shoalpb.Task) (*Addresses, error) {
 	a.mark(size - 1)
 	a.free = size - 3
 	a.cursor = 2
+	highest := uint32(0)
 	for _, t := range tasks {
 		if !HoldsAddress(t) {
 			continue
 		}
-		ap, err := netip.ParsePrefix(t.GetAddress())
-		if err != nil || !p.Contains(ap.Addr()) {
-			continue // from another subnet: not this node's to give
-		}
-		i := addrToUint(ap.Addr()) - a.base
-		if a.taken(i) {
-			continue
-		}
-		a.mark(i)
-		a.free--
-		if i+1 > a.cursor {
-			a.cursor = i + 1
+		if i, ok := a.index(t.GetAddress()); ok && a.hold(i) && i > highest {
+			highest = i
 		}
 	}
+	if highest > 0 {
+		a.cursor = highest + 1
+	}
 	return a, nil
+}
+
+// index is the position of addr ("10.200.3.5/24") in the subnet; false for
+// an address of another subnet, a malformed one, or a reserved one.
+func (a *Addresses) index(addr string) (uint32, bool) {
+	ap, err := netip.ParsePrefix(addr)
+	if err != nil || !a.subnet.Contains(ap.Addr()) {
+		return 0, false // not this node's to give
+	}
+	i := addrToUint(ap.Addr()) - a.base
+	if i < 2 || i == a.size-1 {
+		return 0, false
+	}
+	return i, true
+}
+
+// hold marks i taken; false when it already was.
+func (a *Addresses) hold(i uint32) bool {
+	if a.taken(i) {
+		return false
+	}
+	a.mark(i)
+	a.free--
+	return true
+}
+
+// Hold marks addr taken, for a task seen holding it after the free-list was
+// built; false when it already was taken or is not an address of the subnet.
+func (a *Addresses) Hold(addr string) bool {
+	i, ok := a.index(addr)
+	return ok && a.hold(i)
+}
+
+// Release makes addr free again, for a task that ended or was deleted. It
+// ignores addresses of other subnets, reserved ones and free ones.
+func (a *Addresses) Release(addr string) {
+	if i, ok := a.index(addr); ok && a.taken(i) {
+		a.used[i/64] &^= 1 << (i % 64)
+		a.free++
+	}
 }
 
 func (a *Addresses) taken(i uint32) bool { return a.used[i/64]&(1<<(i%64)) != 0 }

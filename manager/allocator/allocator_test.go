@@ -220,3 +220,27 @@ func TestCheckPoolKept(t *testing.T) {
 		}
 	}
 }
+
+// Hold and Release keep a free-list current as tasks come and go.
+func TestAddressesHoldRelease(t *testing.T) {
+	a, err := NewAddresses("10.200.3.0/29", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Hold("10.200.3.4/29") || a.Hold("10.200.3.4/29") || a.Hold("10.200.3.1/29") || a.Hold("10.9.0.2/29") || a.Free() != 4 {
+		t.Fatalf("Hold: a free address once, never a reserved or foreign one; %d free", a.Free())
+	}
+	a.Release("10.200.3.7/29") // broadcast: ignored
+	a.Release("10.200.3.5/29") // free: ignored
+	if a.Free() != 4 {
+		t.Fatalf("releasing reserved or free addresses changed the count: %d", a.Free())
+	}
+	got := takeAll(t, a)
+	if want := "10.200.3.2/29 10.200.3.3/29 10.200.3.5/29 10.200.3.6/29"; strings.Join(got, " ") != want {
+		t.Fatalf("took %v, want %s", got, want)
+	}
+	a.Release("10.200.3.3/29")
+	if addr, ok := a.Take(); !ok || addr != "10.200.3.3/29" {
+		t.Fatalf("after a release Take = %q %v, want the released address", addr, ok)
+	}
+}

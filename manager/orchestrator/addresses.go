@@ -3,20 +3,21 @@ package orchestrator
 import (
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"shoal/manager/allocator"
+	"shoal/manager/state"
 	shoalpb "shoal/proto"
 )
 
 // placeWithAddresses is Schedule plus task addresses: every task placed on
 // a node that has a subnet (Node.subnet, containerd nodes) gets a free
-// address of it (allocator.Addresses) in the same update, so the address is
-// written with the placement. tasksOn returns the stored tasks of a node; it
-// is called once per node that receives a task, and only when some node has
-// a subnet, so a cluster of process-runtime nodes pays nothing.
+// address of it from book in the same update, so the address is written
+// with the placement. A cluster of process-runtime nodes pays nothing but a
+// look at each node.
 //
 // A task placed on a node with no free address is scheduled once more among
 // the other nodes; when it fits nowhere else it stays PENDING with
@@ -26,8 +27,8 @@ import (
 // about addresses: it stays pure and address-blind, and the retry costs
 // something only when a node is full.
 //
-// placeWithAddresses is pure but for tasksOn.
-func placeWithAddresses(nodes []*shoalpb.Node, tasks []*shoalpb.Task, now time.Time, tasksOn func(nodeID string) []*shoalpb.Task) []*shoalpb.Task {
+// placeWithAddresses is pure but for book.
+func placeWithAddresses(nodes []*shoalpb.Node, tasks []*shoalpb.Task, now time.Time, book *addressBook) []*shoalpb.Task {
 	updates := Schedule(nodes, tasks, now)
 	var subnets map[string]string
 	for _, n := range nodes {
@@ -41,7 +42,7 @@ func placeWithAddresses(nodes []*shoalpb.Node, tasks []*shoalpb.Task, now time.T
 	if subnets == nil || len(updates) == 0 {
 		return updates
 	}
-	a := addressing{subnets: subnets, tasksOn: tasksOn, free: map[string]*allocator.Addresses{}, full: map[string]string{}}
+	a := addressing{subnets: subnets, book: book, full: map[string]string{}}
 	var retry []int // indexes in updates
 	for i, u := range updates {
 		if u.GetNodeId() != "" && u.GetStatus().GetState() == shoalpb.TaskState_TASK_STATE_ASSIGNED && !a.take(u, nodes) {
@@ -54,11 +55,10 @@ func placeWithAddresses(nodes []*shoalpb.Node, tasks []*shoalpb.Task, now time.T
 	return a.reschedule(nodes, tasks, updates, retry, now)
 }
 
-// addressing holds the free-lists of one placement pass.
+// addressing is one placement pass's use of the address book.
 type addressing struct {
 	subnets map[string]string // node ID -> subnet
-	tasksOn func(nodeID string) []*shoalpb.Task
-	free    map[string]*allocator.Addresses
+	book    *addressBook
 	full    map[string]string // node ID -> why it has no address left
 }
 
@@ -73,19 +73,9 @@ func (a *addressing) take(u *shoalpb.Task, nodes []*shoalpb.Node) bool {
 	if _, ok := a.full[id]; ok {
 		return false
 	}
-	free := a.free[id]
-	if free == nil {
-		var err error
-		if free, err = allocator.NewAddresses(subnet, a.tasksOn(id)); err != nil {
-			// Only the allocator writes subnets, and always valid ones.
-			a.full[id] = "node " + id + ": " + err.Error()
-			return false
-		}
-		a.free[id] = free
-	}
-	addr, ok := free.Take()
-	if !ok {
-		a.full[id] = free.ExhaustedMessage(nodeName(nodes, id))
+	addr, why := a.book.take(id, subnet, u.GetId(), func() string { return nodeName(nodes, id) })
+	if addr == "" {
+		a.full[id] = why
 		return false
 	}
 	u.Address = addr
@@ -186,4 +176,103 @@ func nodeName(nodes []*shoalpb.Node, id string) string {
 		}
 	}
 	return id
+}
+
+// addressBook keeps the free-list of each node's subnet across the passes of
+// one leader loop, so placing a task costs O(1) instead of a read of the
+// node's tasks. A node's list is built from the store (tasksOn) the first
+// time a task is placed there, then kept current by the store events
+// (observe): a task that ends or is deleted releases its address. Events
+// older than the read a list was built from can only hold an address the
+// read saw released (task states only move forward), never free one that is
+// held, so a stale event wastes an address until the next rebuild but never
+// gives one out twice. The lists are dropped (rebuilt on demand) when the
+// watch restarts, when a write of the loop fails (the addresses it took were
+// not written), and on every full pass, and a new leader starts with none:
+// the store is the only record.
+type addressBook struct {
+	tasksOn func(nodeID string) []*shoalpb.Task
+
+	mu    sync.Mutex
+	nodes map[string]*nodeAddresses // by node ID
+}
+
+type nodeAddresses struct {
+	subnet  string
+	free    *allocator.Addresses
+	holders map[string]string // task ID -> address, of the tasks holding one
+}
+
+func newAddressBook(tasksOn func(nodeID string) []*shoalpb.Task) *addressBook {
+	return &addressBook{tasksOn: tasksOn, nodes: map[string]*nodeAddresses{}}
+}
+
+// take gives task taskID a free address of nodeID's subnet, or returns ""
+// and why there is none (name names the node).
+func (b *addressBook) take(nodeID, subnet, taskID string, name func() string) (addr, why string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.nodes[nodeID]
+	if n == nil || n.subnet != subnet {
+		tasks := b.tasksOn(nodeID)
+		free, err := allocator.NewAddresses(subnet, tasks)
+		if err != nil {
+			// Only the dispatcher writes subnets, always valid ones.
+			return "", "node " + name() + ": " + err.Error()
+		}
+		n = &nodeAddresses{subnet: subnet, free: free, holders: map[string]string{}}
+		for _, t := range tasks {
+			if allocator.HoldsAddress(t) {
+				n.holders[t.GetId()] = t.GetAddress()
+			}
+		}
+		b.nodes[nodeID] = n
+	}
+	addr, ok := n.free.Take()
+	if !ok {
+		return "", n.free.ExhaustedMessage(name())
+	}
+	n.holders[taskID] = addr
+	return addr, ""
+}
+
+// observe applies a store event to the lists it concerns.
+func (b *addressBook) observe(ev state.Event) {
+	switch o := ev.Object.(type) {
+	case *shoalpb.Task:
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		n := b.nodes[o.GetNodeId()]
+		if n == nil {
+			return
+		}
+		held, had := n.holders[o.GetId()]
+		switch {
+		case ev.Kind == state.EventDelete || !allocator.HoldsAddress(o):
+			if had {
+				delete(n.holders, o.GetId())
+				n.free.Release(held)
+			}
+		case !had:
+			if n.free.Hold(o.GetAddress()) {
+				n.holders[o.GetId()] = o.GetAddress()
+			}
+		}
+	case *shoalpb.Node:
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if n := b.nodes[o.GetId()]; n != nil && (ev.Kind == state.EventDelete || n.subnet != o.GetSubnet()) {
+			delete(b.nodes, o.GetId())
+		}
+	case *shoalpb.Service:
+	default: // a reset: the store was replaced
+		b.reset()
+	}
+}
+
+// reset drops every list; each is rebuilt from the store when next needed.
+func (b *addressBook) reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	clear(b.nodes)
 }

@@ -135,7 +135,8 @@ func TestPlaceWithAddresses(t *testing.T) {
 			}
 			before := snapshot(c.tasks)
 			var got []placed
-			for _, u := range placeWithAddresses(c.nodes, c.tasks, t0, func(id string) []*shoalpb.Task { return byNode[id] }) {
+			book := newAddressBook(func(id string) []*shoalpb.Task { return byNode[id] })
+			for _, u := range placeWithAddresses(c.nodes, c.tasks, t0, book) {
 				node := u.NodeId
 				if u.Status.State == pending {
 					node = "" // a global task keeps its node while pending
@@ -271,4 +272,119 @@ func TestLoopAddresses(t *testing.T) {
 		}
 	}
 	t.Logf("%d addresses held: %s ...", len(addrs), strings.Join(addrs[:5], " "))
+}
+
+// BenchmarkPlace measures one placement pass over 1,000 nodes holding
+// 99,000 running tasks, placing 1,000 new ones: Schedule alone, then with
+// addresses over process-runtime nodes (no subnet: must cost the same) and
+// over containerd nodes with a /24 each.
+func BenchmarkPlace(b *testing.B) {
+	const running, placing, nodeCount = 99_000, 1_000, 1_000
+	svc := service("big", replMode, running+placing)
+	build := func(withSubnets bool) ([]*shoalpb.Node, []*shoalpb.Task, map[string][]*shoalpb.Task) {
+		nodes := make([]*shoalpb.Node, nodeCount)
+		for i := range nodes {
+			nodes[i] = node(fmt.Sprintf("n%04d", i))
+			if withSubnets {
+				subnet(fmt.Sprintf("10.%d.%d.0/24", 100+i/256, i%256))(nodes[i])
+			}
+		}
+		byNode := map[string][]*shoalpb.Task{}
+		tasks := make([]*shoalpb.Task, 0, running+placing)
+		for i := range running {
+			n := nodes[i%nodeCount]
+			x := task(fmt.Sprintf("t%06d", i), svc, uint64(i+1), n.Id, running)
+			if withSubnets {
+				x.Address = fmt.Sprintf("%s.%d/24", strings.TrimSuffix(n.Subnet, ".0/24"), 2+i/nodeCount)
+			}
+			tasks = append(tasks, x)
+			byNode[n.Id] = append(byNode[n.Id], x)
+		}
+		for i := range placing {
+			tasks = append(tasks, task(fmt.Sprintf("p%06d", i), svc, uint64(running+i+1), "", pending))
+		}
+		return nodes, tasks, byNode
+	}
+	b.Run("schedule", func(b *testing.B) {
+		nodes, tasks, _ := build(false)
+		b.ReportAllocs()
+		for b.Loop() {
+			Schedule(nodes, tasks, t0)
+		}
+	})
+	for _, withSubnets := range []bool{false, true} {
+		name := "addresses-process-nodes"
+		if withSubnets {
+			name = "addresses-containerd-nodes"
+		}
+		b.Run(name, func(b *testing.B) {
+			nodes, tasks, byNode := build(withSubnets)
+			// The loop keeps its book from pass to pass; the placements are
+			// not written here, so each pass starts from the same book.
+			book := newAddressBook(func(id string) []*shoalpb.Task { return byNode[id] })
+			if withSubnets {
+				for _, u := range placeWithAddresses(nodes, tasks, t0, book) {
+					if u.Address == "" {
+						b.Fatalf("task %s placed without an address: %v", u.Id, u)
+					}
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, u := range placeWithAddresses(nodes, tasks, t0, book) {
+					if u.Address != "" { // as the store's event would
+						book.observe(state.Event{Kind: state.EventDelete, Object: u})
+					}
+				}
+			}
+		})
+	}
+}
+
+// The address book follows the store's events between rebuilds.
+func TestAddressBookObserves(t *testing.T) {
+	svc := service("a", replMode, 1)
+	stored := []*shoalpb.Task{task("h1", svc, 1, "n1", running, addr("10.200.0.2/29"))}
+	reads := 0
+	book := newAddressBook(func(string) []*shoalpb.Task { reads++; return stored })
+	name := func() string { return "host-n1" }
+	take := func(id string) string {
+		t.Helper()
+		a, why := book.take("n1", "10.200.0.0/29", id, name)
+		if a == "" {
+			return why
+		}
+		return a
+	}
+	ev := func(kind state.EventKind, x *shoalpb.Task) { book.observe(state.Event{Kind: kind, Object: x}) }
+	if got := take("t1"); got != "10.200.0.3/29" {
+		t.Fatalf("first take %s", got)
+	}
+	// A task another leader placed, seen by its event: its address is held.
+	ev(state.EventCreate, task("x1", svc, 2, "n1", assigned, addr("10.200.0.5/29")))
+	// h1 ends (released), t1 is orphaned (kept).
+	ev(state.EventUpdate, task("h1", svc, 1, "n1", failed, addr("10.200.0.2/29")))
+	ev(state.EventUpdate, task("t1", svc, 3, "n1", orphaned, addr("10.200.0.3/29")))
+	var got []string
+	for _, id := range []string{"t2", "t3", "t4", "t5"} {
+		got = append(got, take(id))
+	}
+	want := []string{"10.200.0.4/29", "10.200.0.6/29", "10.200.0.2/29", "node host-n1 has no free task address in 10.200.0.0/29"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("took %v, want %v", got, want)
+	}
+	// Deleting t2 frees its address.
+	ev(state.EventDelete, &shoalpb.Task{Id: "t2", NodeId: "n1", Address: "10.200.0.4/29"})
+	if got := take("t6"); got != "10.200.0.4/29" {
+		t.Fatalf("after a delete: %s", got)
+	}
+	if reads != 1 {
+		t.Fatalf("the node's tasks were read %d times, want once", reads)
+	}
+	// The node's subnet changes: the list is read again.
+	book.observe(state.Event{Kind: state.EventUpdate, Object: node("n1", subnet("10.200.1.0/29"))})
+	stored = nil
+	if got, _ := book.take("n1", "10.200.1.0/29", "t7", name); got != "10.200.1.2/29" || reads != 2 {
+		t.Fatalf("after a subnet change: %s, %d reads", got, reads)
+	}
 }

@@ -101,6 +101,10 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		passAt:       time.Now(),
 		wake:         time.NewTimer(time.Hour),
 	}
+	l.addresses = newAddressBook(func(nodeID string) (out []*shoalpb.Task) {
+		o.cfg.Store.View(func(tx state.ReadTx) { out = tx.TasksByNode(nodeID) })
+		return out
+	})
 	l.wake.Stop()
 	defer l.pass.Stop()
 	defer l.wake.Stop()
@@ -182,6 +186,10 @@ type loop struct {
 	passArmed bool
 	passAt    time.Time
 	wake      *time.Timer
+
+	// addresses are the free-lists of the nodes' task subnets, kept
+	// current by the watch goroutine.
+	addresses *addressBook
 }
 
 // mark changes the marks under the lock.
@@ -230,12 +238,14 @@ func (l *loop) noteQuiet(ids []string) {
 func (l *loop) watch(ctx context.Context, marked chan<- struct{}) {
 	for {
 		for ev := range l.cfg.Store.Watch(ctx) {
+			l.addresses.observe(ev)
 			l.mark(func(m *marks) { onEvent(m, l.quiet, ev) })
 			poke(marked)
 		}
 		if ctx.Err() != nil {
 			return
 		}
+		l.addresses.reset() // events were missed
 		l.mark(func(m *marks) { m.all, m.place = true, true })
 		poke(marked)
 		select { // a closed store closes every new watch at once
@@ -343,6 +353,9 @@ func (l *loop) armWake() {
 func (l *loop) runPass(ctx context.Context) {
 	now := l.cfg.Now()
 	m := l.takeMarks()
+	if m.all {
+		l.addresses.reset() // rebuilt from the store, should one have drifted
+	}
 
 	ids, inputs := l.read(m.all, m.dirty, now)
 	var bt batcher
@@ -383,6 +396,7 @@ func (l *loop) runPass(ctx context.Context) {
 	if ok {
 		l.failures = 0
 	} else {
+		l.addresses.reset() // it holds addresses that were not written
 		l.failures++
 		l.schedulePass(l.retryDelay())
 	}
@@ -445,12 +459,8 @@ func (l *loop) place(created []*shoalpb.Task, now time.Time) []*shoalpb.Task {
 	for _, t := range created {
 		isNew[t.GetId()] = t
 	}
-	tasksOn := func(nodeID string) (out []*shoalpb.Task) {
-		l.cfg.Store.View(func(tx state.ReadTx) { out = tx.TasksByNode(nodeID) })
-		return out
-	}
 	var stored []*shoalpb.Task
-	for _, u := range placeWithAddresses(nodes, append(tasks, created...), now, tasksOn) {
+	for _, u := range placeWithAddresses(nodes, append(tasks, created...), now, l.addresses) {
 		if t := isNew[u.GetId()]; t != nil {
 			t.NodeId, t.Status, t.Address = u.NodeId, u.Status, u.Address
 			continue
