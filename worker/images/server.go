@@ -139,11 +139,13 @@ func (s *Server) Load(stream grpc.ClientStreamingServer[shoalpb.ImageChunk, shoa
 	switch {
 	case recvErr != nil:
 		return recvErr // the client went away; nobody reads the answer
+	// The Store's errors say what went wrong with the image; they are
+	// passed on as they are.
 	case errors.Is(r.err, ErrInvalidArchive):
-		return status.Errorf(codes.InvalidArgument, "load image: %v; give an image tar made by 'docker save' or an OCI layout tar", r.err)
+		return status.Errorf(codes.InvalidArgument, "%v; give an image tar made by 'docker save' or an OCI layout tar", r.err)
 	case r.err != nil:
 		s.log.Warn("image load failed", "err", r.err)
-		return status.Errorf(codes.Internal, "load image: %v", r.err)
+		return status.Error(codes.Internal, r.err.Error())
 	}
 	for _, img := range r.images {
 		img.NodeId = s.cfg.NodeID
