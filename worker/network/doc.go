@@ -9,7 +9,8 @@
 //     SHOAL-FORWARD (filter, jumped to first from FORWARD: accept traffic in
 //     and out of the bridge even under a FORWARD policy of DROP),
 //     SHOAL-POSTROUTING (nat: masquerade traffic from the subnet to anywhere
-//     outside the cluster pool, and loopback traffic DNATed onto the bridge)
+//     outside the cluster pool, loopback traffic DNATed onto the bridge, and
+//     a task's traffic DNATed back onto the bridge by a published port)
 //     and SHOAL-PORTS (nat, jumped to from PREROUTING and OUTPUT for local
 //     destinations: host-mode published ports). SetPeers adds one route per
 //     other node, "subnet via node address", with route protocol
@@ -17,9 +18,9 @@
 //   - Task level (Attach): a named namespace /run/netns/shoal-<node>-<task>
 //     (<node> is a hash of the data directory, because /run/netns is shared
 //     by every shoal node on a machine), a veth pair whose host side
-//     (shv + 12 hex digits) is on the bridge and whose other side is eth0 in
-//     the namespace, with the task's address and a default route via the
-//     gateway; DNAT rules in SHOAL-PORTS for the task's host-mode published
+//     (shv + 12 hex digits, in hairpin mode) is on the bridge and whose
+//     other side is eth0 in the namespace, with the task's address and a
+//     default route via the gateway; DNAT rules in SHOAL-PORTS for the task's host-mode published
 //     ports; and DataDir/network/tasks/<task>/{record.json,hosts,resolv.conf}.
 //
 // Every iptables rule shoal adds carries a comment "shoal:<bridge>:node" or
@@ -32,8 +33,9 @@
 // veths on the bridge and port rules of this bridge that belong to no kept
 // task, and never touches a namespace it has no record of. A record is
 // written before anything is made, so a crash in the middle of Attach
-// leaves something Prune finds. Changing the subnet removes the old
-// masquerade rule and bridge address; Destroy removes everything this node
+// leaves something Prune finds; a recorded task whose namespace or veth is
+// gone (a reboot empties /run/netns) is remade by the next Attach. Changing
+// the subnet removes the old subnet's rules and bridge address; Destroy removes everything this node
 // made (tasks, routes, its rules, the bridge) but leaves the shared chains
 // and their jumps, which may serve another node.
 package network

@@ -51,6 +51,11 @@ func (n *Network) makeNamespace(r *taskRecord, addr *net.IPNet, gw net.IP) error
 	if err != nil {
 		return fmt.Errorf("veth %s: %w", r.Veth, err)
 	}
+	// With br_netfilter, a task's connection to a port it publishes
+	// itself is DNATed while bridged and must leave by the port it came in.
+	if err := netlink.LinkSetHairpin(host, true); err != nil {
+		return fmt.Errorf("veth %s hairpin: %w", r.Veth, err)
+	}
 	if err := netlink.LinkSetUp(host); err != nil {
 		return fmt.Errorf("veth %s up: %w", r.Veth, err)
 	}
@@ -117,6 +122,16 @@ func newNamedNS(name string) (netns.NsHandle, error) {
 	}()
 	r := <-ch
 	return r.ns, r.err
+}
+
+// alive reports whether r's namespace is mounted and its veth exists.
+func alive(r *taskRecord) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Join(netnsDir, r.NetNS), &st); err != nil || st.Type != unix.NSFS_MAGIC {
+		return false
+	}
+	_, err := netlink.LinkByName(r.Veth)
+	return err == nil
 }
 
 // deleteNamespace unmounts and removes a named namespace; a namespace that

@@ -197,7 +197,9 @@ func (n *Network) Attach(ctx context.Context, t *shoalpb.Task) (runtime.Attachme
 		return runtime.Attachment{}, err
 	}
 	if old := n.tasks[id]; old != nil {
-		if old.Complete && old.Address == addr.String() && samePorts(old.Ports, ports) {
+		// A record outlives a reboot, which empties /run/netns: check
+		// the namespace and veth are still there.
+		if old.Complete && old.Address == addr.String() && samePorts(old.Ports, ports) && alive(old) {
 			return old.attachment(n), nil
 		}
 		// Half made by a crashed Attach, or the task changed: start over.

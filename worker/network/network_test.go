@@ -100,6 +100,20 @@ func TestAttachConnectsTasksAndGateway(t *testing.T) {
 	if again != a {
 		t.Errorf("second Attach = %+v, want the first's %+v", again, a)
 	}
+
+	// A reboot empties /run/netns but keeps the records: Attach remakes.
+	if err := deleteLink(n.vethName("taska")); err != nil {
+		t.Fatal(err)
+	}
+	if err := deleteNamespace(filepath.Base(a.NetNSPath)); err != nil {
+		t.Fatal(err)
+	}
+	if again := attach(t, n, task("taska", "10.231.3.5/24")); again != a {
+		t.Errorf("Attach after a reboot = %+v, want %+v", again, a)
+	}
+	if seen, err := dialFrom(t, a.NetNSPath, "10.231.3.6:7000"); err != nil || seen != a.IP {
+		t.Errorf("task a remade → task b: seen from %q, %v", seen, err)
+	}
 }
 
 func TestAttachRefusesBadAddresses(t *testing.T) {
@@ -143,11 +157,19 @@ func TestPublishedHostPort(t *testing.T) {
 			t.Errorf("host → %s (published to the task's port 80): %v", addr, err)
 		}
 	}
+	// Tasks of the node reach the published port through the host's
+	// address too, the publishing task included.
+	client := attach(t, n, task("client", "10.231.6.8/24"))
+	for _, from := range []string{client.NetNSPath, a.NetNSPath} {
+		if seen, err := dialFrom(t, from, hostIP+":18080"); err != nil || seen != "10.231.6.1" {
+			t.Errorf("%s → %s:18080: seen from %q, %v; want the gateway 10.231.6.1", from, hostIP, seen, err)
+		}
+	}
 	if got := countRules(t, n, "nat", chainPorts); got != 1 {
 		t.Errorf("%d port rules, want 1 (only the host-mode port with a published port)", got)
 	}
 
-	if _, err := n.Attach(t.Context(), task("other", "10.231.6.8/24", ports[0])); !errors.Is(err, ErrPortInUse) {
+	if _, err := n.Attach(t.Context(), task("other", "10.231.6.9/24", ports[0])); !errors.Is(err, ErrPortInUse) {
 		t.Errorf("second task publishing 18080: %v, want ErrPortInUse", err)
 	}
 
@@ -245,8 +267,8 @@ func TestSetSubnetIsIdempotentAndReplacesTheOld(t *testing.T) {
 		return [4]int{countRules(t, n, "filter", chainForward), countRules(t, n, "nat", chainPostrouting), countRules(t, n, "nat", chainPorts), njumps}
 	}
 	first := count()
-	if first != [4]int{2, 2, 0, 4} {
-		t.Fatalf("rules (forward, postrouting, ports, jumps) = %v, want [2 2 0 4]", first)
+	if first != [4]int{2, 3, 0, 4} {
+		t.Fatalf("rules (forward, postrouting, ports, jumps) = %v, want [2 3 0 4]", first)
 	}
 	if err := n.SetSubnet(testPool, "10.231.7.0/24"); err != nil {
 		t.Fatal(err)

@@ -71,7 +71,7 @@ func (n *Network) SetSubnet(pool, subnet string) error {
 	defer n.mu.Unlock()
 
 	if n.node.Subnet != "" && (n.node.Subnet != sub.String() || n.node.Pool != poolNet.String()) {
-		if err := n.removeMasquerade(n.node.Pool, n.node.Subnet); err != nil {
+		if err := n.removeSubnetRules(n.node.Pool, n.node.Subnet); err != nil {
 			return fmt.Errorf("network: remove the old subnet %s: %w", n.node.Subnet, err)
 		}
 		n.log.Info("task subnet changed", "old", n.node.Subnet, "new", sub.String())
@@ -145,8 +145,9 @@ func (n *Network) ensureBridge(sub *net.IPNet) error {
 
 // SetPeers routes every other node's task subnet via that node's address,
 // replacing the routes an earlier call made: routes to nodes no longer
-// listed are removed. Peers with this node's subnet, or outside the pool,
-// are skipped.
+// listed are removed. A peer with this node's subnet is skipped; peers
+// that cannot be routed (bad subnet or address, subnet outside the pool)
+// are skipped too and named in the returned error, the others applied.
 func (n *Network) SetPeers(peers []*shoalpb.NodeSubnet) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -257,7 +258,7 @@ func (n *Network) destroyNodeLocked() error {
 		}
 	}
 	if n.node.Subnet != "" {
-		if err := n.removeMasquerade(n.node.Pool, n.node.Subnet); err != nil {
+		if err := n.removeSubnetRules(n.node.Pool, n.node.Subnet); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -81,6 +81,14 @@ func (n *Network) localnetSpec() []string {
 	return []string{"-s", "127.0.0.0/8", "-o", n.bridge, "-m", "comment", "--comment", n.nodeComment(), "-j", "MASQUERADE"}
 }
 
+// hairpinSpec masquerades connections a task makes to a port published on
+// this node that land on a task of the same bridge: without it the answer
+// would go straight from task to task, from an address the caller never
+// connected to.
+func (n *Network) hairpinSpec(subnet string) []string {
+	return []string{"-s", subnet, "-o", n.bridge, "-m", "conntrack", "--ctstate", "DNAT", "-m", "comment", "--comment", n.nodeComment(), "-j", "MASQUERADE"}
+}
+
 func (n *Network) ensureNodeRules(pool, sub *net.IPNet) error {
 	for _, s := range n.forwardSpecs() {
 		if err := n.ipt.AppendUnique("filter", chainForward, s...); err != nil {
@@ -90,14 +98,21 @@ func (n *Network) ensureNodeRules(pool, sub *net.IPNet) error {
 	if err := n.ipt.AppendUnique("nat", chainPostrouting, n.masqueradeSpec(pool.String(), sub.String())...); err != nil {
 		return err
 	}
+	if err := n.ipt.AppendUnique("nat", chainPostrouting, n.hairpinSpec(sub.String())...); err != nil {
+		return err
+	}
 	return n.ipt.AppendUnique("nat", chainPostrouting, n.localnetSpec()...)
 }
 
-func (n *Network) removeMasquerade(pool, subnet string) error {
+// removeSubnetRules deletes the rules made for one subnet of the pool.
+func (n *Network) removeSubnetRules(pool, subnet string) error {
 	if ok, err := n.ipt.ChainExists("nat", chainPostrouting); err != nil || !ok {
 		return err
 	}
-	return n.ipt.DeleteIfExists("nat", chainPostrouting, n.masqueradeSpec(pool, subnet)...)
+	if err := n.ipt.DeleteIfExists("nat", chainPostrouting, n.masqueradeSpec(pool, subnet)...); err != nil {
+		return err
+	}
+	return n.ipt.DeleteIfExists("nat", chainPostrouting, n.hairpinSpec(subnet)...)
 }
 
 // removeNodeRules deletes every rule tagged with this bridge's node tag,
