@@ -42,7 +42,7 @@ func placeWithAddresses(nodes []*shoalpb.Node, tasks []*shoalpb.Task, now time.T
 	if subnets == nil || len(updates) == 0 {
 		return updates
 	}
-	a := addressing{subnets: subnets, book: book, full: map[string]string{}}
+	a := addressing{subnets: subnets, book: book, lists: map[string]*nodeAddresses{}, full: map[string]string{}}
 	var retry []int // indexes in updates
 	for i, u := range updates {
 		if u.GetNodeId() != "" && u.GetStatus().GetState() == shoalpb.TaskState_TASK_STATE_ASSIGNED && !a.take(u, nodes) {
@@ -59,7 +59,11 @@ func placeWithAddresses(nodes []*shoalpb.Node, tasks []*shoalpb.Task, now time.T
 type addressing struct {
 	subnets map[string]string // node ID -> subnet
 	book    *addressBook
-	full    map[string]string // node ID -> why it has no address left
+	// lists are the book's lists this pass took from: the pass keeps
+	// using one even if the book drops it meanwhile, as a list rebuilt from
+	// the store would not know the addresses this pass took.
+	lists map[string]*nodeAddresses
+	full  map[string]string // node ID -> why it has no address left
 }
 
 // take sets u.Address when u's node has a subnet; false when the node has
@@ -73,9 +77,19 @@ func (a *addressing) take(u *shoalpb.Task, nodes []*shoalpb.Node) bool {
 	if _, ok := a.full[id]; ok {
 		return false
 	}
-	addr, why := a.book.take(id, subnet, u.GetId(), func() string { return nodeName(nodes, id) })
-	if addr == "" {
-		a.full[id] = why
+	list := a.lists[id]
+	if list == nil {
+		var err error
+		if list, err = a.book.list(id, subnet); err != nil {
+			// Only the dispatcher writes subnets, always valid ones.
+			a.full[id] = "node " + nodeName(nodes, id) + ": " + err.Error()
+			return false
+		}
+		a.lists[id] = list
+	}
+	addr, ok := a.book.take(list, u.GetId())
+	if !ok {
+		a.full[id] = list.free.ExhaustedMessage(nodeName(nodes, id))
 		return false
 	}
 	u.Address = addr
@@ -187,9 +201,10 @@ func nodeName(nodes []*shoalpb.Node, id string) string {
 // read saw released (task states only move forward), never free one that is
 // held, so a stale event wastes an address until the next rebuild but never
 // gives one out twice. The lists are dropped (rebuilt on demand) when the
-// watch restarts, when a write of the loop fails (the addresses it took were
-// not written), and on every full pass, and a new leader starts with none:
-// the store is the only record.
+// watch restarts or the store is replaced (both mark a full pass), when a
+// write of the loop fails (the addresses it took were not written), and on
+// every full pass; a new leader starts with none: the store is the only
+// record.
 type addressBook struct {
 	tasksOn func(nodeID string) []*shoalpb.Task
 
@@ -207,33 +222,38 @@ func newAddressBook(tasksOn func(nodeID string) []*shoalpb.Task) *addressBook {
 	return &addressBook{tasksOn: tasksOn, nodes: map[string]*nodeAddresses{}}
 }
 
-// take gives task taskID a free address of nodeID's subnet, or returns ""
-// and why there is none (name names the node).
-func (b *addressBook) take(nodeID, subnet, taskID string, name func() string) (addr, why string) {
+// list returns the free-list of nodeID's subnet, built from the store if
+// the book has none.
+func (b *addressBook) list(nodeID, subnet string) (*nodeAddresses, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	n := b.nodes[nodeID]
-	if n == nil || n.subnet != subnet {
-		tasks := b.tasksOn(nodeID)
-		free, err := allocator.NewAddresses(subnet, tasks)
-		if err != nil {
-			// Only the dispatcher writes subnets, always valid ones.
-			return "", "node " + name() + ": " + err.Error()
-		}
-		n = &nodeAddresses{subnet: subnet, free: free, holders: map[string]string{}}
-		for _, t := range tasks {
-			if allocator.HoldsAddress(t) {
-				n.holders[t.GetId()] = t.GetAddress()
-			}
-		}
-		b.nodes[nodeID] = n
+	if n := b.nodes[nodeID]; n != nil && n.subnet == subnet {
+		return n, nil
 	}
+	tasks := b.tasksOn(nodeID)
+	free, err := allocator.NewAddresses(subnet, tasks)
+	if err != nil {
+		return nil, err
+	}
+	n := &nodeAddresses{subnet: subnet, free: free, holders: map[string]string{}}
+	for _, t := range tasks {
+		if allocator.HoldsAddress(t) {
+			n.holders[t.GetId()] = t.GetAddress()
+		}
+	}
+	b.nodes[nodeID] = n
+	return n, nil
+}
+
+// take gives task taskID a free address of n; false when none is left.
+func (b *addressBook) take(n *nodeAddresses, taskID string) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	addr, ok := n.free.Take()
-	if !ok {
-		return "", n.free.ExhaustedMessage(name())
+	if ok {
+		n.holders[taskID] = addr
 	}
-	n.holders[taskID] = addr
-	return addr, ""
+	return addr, ok
 }
 
 // observe applies a store event to the lists it concerns.
@@ -264,13 +284,14 @@ func (b *addressBook) observe(ev state.Event) {
 		if n := b.nodes[o.GetId()]; n != nil && (ev.Kind == state.EventDelete || n.subnet != o.GetSubnet()) {
 			delete(b.nodes, o.GetId())
 		}
-	case *shoalpb.Service:
-	default: // a reset: the store was replaced
-		b.reset()
 	}
+	// A reset (the store was replaced) marks a full pass, which resets the
+	// book before it places anything; dropping lists here, during a pass,
+	// is what addressing.lists guards against.
 }
 
 // reset drops every list; each is rebuilt from the store when next needed.
+// Call it between passes only.
 func (b *addressBook) reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -347,12 +347,15 @@ func TestAddressBookObserves(t *testing.T) {
 	stored := []*shoalpb.Task{task("h1", svc, 1, "n1", running, addr("10.200.0.2/29"))}
 	reads := 0
 	book := newAddressBook(func(string) []*shoalpb.Task { reads++; return stored })
-	name := func() string { return "host-n1" }
 	take := func(id string) string {
 		t.Helper()
-		a, why := book.take("n1", "10.200.0.0/29", id, name)
-		if a == "" {
-			return why
+		list, err := book.list("n1", "10.200.0.0/29")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, ok := book.take(list, id)
+		if !ok {
+			return list.free.ExhaustedMessage("host-n1")
 		}
 		return a
 	}
@@ -384,7 +387,11 @@ func TestAddressBookObserves(t *testing.T) {
 	// The node's subnet changes: the list is read again.
 	book.observe(state.Event{Kind: state.EventUpdate, Object: node("n1", subnet("10.200.1.0/29"))})
 	stored = nil
-	if got, _ := book.take("n1", "10.200.1.0/29", "t7", name); got != "10.200.1.2/29" || reads != 2 {
+	list, err := book.list("n1", "10.200.1.0/29")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := book.take(list, "t7"); got != "10.200.1.2/29" || reads != 2 {
 		t.Fatalf("after a subnet change: %s, %d reads", got, reads)
 	}
 }

@@ -245,7 +245,6 @@ func (l *loop) watch(ctx context.Context, marked chan<- struct{}) {
 		if ctx.Err() != nil {
 			return
 		}
-		l.addresses.reset() // events were missed
 		l.mark(func(m *marks) { m.all, m.place = true, true })
 		poke(marked)
 		select { // a closed store closes every new watch at once
