@@ -45,6 +45,9 @@ type Config struct {
 	// Runtime is "process" (the default) or "containerd"; on a restart,
 	// empty keeps the runtime the node was started with.
 	Runtime string
+	// ContainerdAddress is the socket of a containerd to use instead of the
+	// one the containerd runtime starts itself.
+	ContainerdAddress string
 	Version string
 
 	// Init only.
@@ -96,6 +99,7 @@ type Node struct {
 	gossip    *membership.Gossip
 	bootstrap *bootstrap // set by init until the cluster objects are written
 	leave     chan struct{}
+	tasks     *taskRuntime
 }
 
 // Run starts the node and serves until ctx ends or the node leaves.
@@ -110,11 +114,9 @@ func Run(ctx context.Context, cfg Config, mode Mode) error {
 		cfg.Runtime = "process"
 	}
 	switch cfg.Runtime {
-	case "process", "":
-	case "containerd":
-		return errors.New("--runtime containerd: the containerd runtime is not part of this build yet; use --runtime process")
+	case "process", "containerd", "":
 	default:
-		return fmt.Errorf("--runtime: %q is not a runtime; use process", cfg.Runtime)
+		return fmt.Errorf("--runtime: %q is not a runtime; use containerd or process", cfg.Runtime)
 	}
 	abs, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
@@ -133,6 +135,10 @@ func Run(ctx context.Context, cfg Config, mode Mode) error {
 	if err != nil {
 		return err
 	}
+	if n.tasks, err = n.openRuntime(ctx); err != nil {
+		return err
+	}
+	defer func() { n.tasks.close() }()
 	for {
 		err := n.runRole(ctx)
 		var rc *worker.RoleChange
@@ -144,6 +150,11 @@ func Run(ctx context.Context, cfg Config, mode Mode) error {
 			continue
 		case errors.Is(err, errLeft):
 			n.log.Info("node left the cluster; clearing its data dir")
+			n.tasks.close()
+			n.tasks.close = func() {}
+			if err := purge(context.WithoutCancel(ctx), n.cfg.DataDir); err != nil {
+				n.log.Warn("removing the node's containers and task networks", "err", err)
+			}
 			return clearState(n.cfg.DataDir)
 		}
 		return err

@@ -24,7 +24,8 @@ import (
 	shoalpb "shoal/proto"
 	"shoal/worker"
 	"shoal/worker/exec"
-	"shoal/worker/runtime/process"
+	"shoal/worker/images"
+	"shoal/worker/volumes"
 )
 
 // leaveStopTimeout bounds how long a node that leaves waits for its tasks to
@@ -121,11 +122,17 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(clusterSrv, healthSrv)
 	shoalpb.RegisterNodeServiceServer(localSrv, &nodeService{n: n})
-	executor, err := n.newExecutor(id)
-	if err != nil {
-		return err
-	}
+	executor := exec.New(exec.Config{DataDir: n.cfg.DataDir, NodeID: id.NodeID, Runtime: n.tasks.rt, Logger: n.log})
 	shoalpb.RegisterTaskLogsServer(clusterSrv, exec.NewLogServer(executor))
+	imagesCfg := images.Config{NodeID: id.NodeID, Store: n.tasks.images, Logger: n.log,
+		Dial: func(ctx context.Context, addr string) (*grpc.ClientConn, error) { return n.dialNode(ctx, addr) }}
+	if store != nil {
+		imagesCfg.Peers = imagePeers(store)
+	}
+	imagesSrv := images.NewServer(imagesCfg)
+	shoalpb.RegisterImagesServer(clusterSrv, imagesSrv)
+	shoalpb.RegisterImagesServer(localSrv, imagesSrv)
+	shoalpb.RegisterVolumesServer(localSrv, volumes.NewServer(n.tasks.volumes, executor.VolumesInUse))
 	if mgr != nil {
 		mgr.RegisterCluster(clusterSrv)
 		mgr.RegisterLocal(localSrv)
@@ -170,6 +177,7 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 		Managers:    n.managerAddrs,
 		OnManagers:  n.rememberManagers,
 		SaveCreds:   n.saveCreds,
+		OnNetwork:   n.onNetwork(n.tasks),
 		Executor:    executor,
 		Logger:      n.log,
 	})
@@ -204,15 +212,6 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 		}
 		return err
 	}
-}
-
-// newExecutor builds the task executor with the node's runtime.
-func (n *Node) newExecutor(id Identity) (*exec.Executor, error) {
-	rt, err := process.New(process.Config{Dir: filepath.Join(n.cfg.DataDir, exec.TasksDir), Logger: n.log})
-	if err != nil {
-		return nil, err
-	}
-	return exec.New(exec.Config{DataDir: n.cfg.DataDir, NodeID: id.NodeID, Runtime: rt, Logger: n.log}), nil
 }
 
 // openStore opens this manager's Raft store; closeStore closes it and the

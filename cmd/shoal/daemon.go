@@ -34,10 +34,11 @@ func (f *daemonFlags) register(cmd *cobra.Command, addrs bool) {
 		fl.StringVar(&f.cfg.AdvertiseAddr, "advertise-addr", "", "address other nodes use to reach this one: IP[:PORT] (default: first non-loopback IPv4, port 2377)")
 		fl.StringVar(&f.cfg.ListenAddr, "listen-addr", "", "address to listen on: IP[:PORT] (default: the advertise address)")
 		fl.IntVar(&f.cfg.GossipPort, "gossip-port", node.DefaultGossipPort, "gossip (memberlist) port")
-		fl.StringVar(&f.cfg.Runtime, "runtime", "process", "task runtime (process; containerd comes later)")
+		fl.StringVar(&f.cfg.Runtime, "runtime", "process", "task runtime: containerd (real containers) or process (host processes, for development)")
 	} else {
-		fl.StringVar(&f.cfg.Runtime, "runtime", "", "task runtime: process (default: the one the node was started with)")
+		fl.StringVar(&f.cfg.Runtime, "runtime", "", "task runtime: containerd or process (default: the one the node was started with)")
 	}
+	fl.StringVar(&f.cfg.ContainerdAddress, "containerd-address", "", "socket of a running containerd to use (default: the containerd runtime starts its own under the data dir)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.Uint64Var(&f.cfg.SnapshotThreshold, "raft-snapshot-threshold", 0, "Raft log entries between snapshots (0: default 8192)")
 	fl.Uint64Var(&f.cfg.TrailingLogs, "raft-trailing-logs", 0, "Raft log entries kept after a snapshot (0: default 10240)")

@@ -1,0 +1,196 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
+
+	"shoal/manager/ca"
+	"shoal/manager/state"
+	shoalpb "shoal/proto"
+	"shoal/worker/exec"
+	"shoal/worker/images"
+	"shoal/worker/network"
+	"shoal/worker/runtime"
+	"shoal/worker/runtime/containerd"
+	"shoal/worker/runtime/process"
+	"shoal/worker/volumes"
+)
+
+// taskRuntime is what runs the node's tasks: the runtime and, for
+// containerd, the image store, the task network and the named volumes. It
+// lives as long as the daemon, across role changes, so that a promotion does
+// not restart containerd.
+type taskRuntime struct {
+	rt      runtime.Runtime
+	images  images.Store     // nil for the process runtime
+	network *network.Network // nil for the process runtime
+	volumes *volumes.Store
+	close   func()
+}
+
+// openRuntime starts the runtime the node's identity names.
+func (n *Node) openRuntime(ctx context.Context) (*taskRuntime, error) {
+	id := n.identity()
+	vols, err := volumes.NewStore(n.cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if id.Runtime != "containerd" {
+		rt, err := process.New(process.Config{Dir: filepath.Join(n.cfg.DataDir, exec.TasksDir), Logger: n.log})
+		if err != nil {
+			return nil, err
+		}
+		return &taskRuntime{rt: rt, volumes: vols, close: func() {}}, nil
+	}
+	netw, err := network.New(network.Config{DataDir: n.cfg.DataDir, Logger: n.log})
+	if err != nil {
+		return nil, fmt.Errorf("task network: %w", err)
+	}
+	// Leftovers of a crash: namespaces and rules of tasks the executor
+	// holds no record of (it adopts or removes all the others).
+	if err := netw.Prune(ctx, recordedTasks(n.cfg.DataDir)); err != nil {
+		n.log.Warn("pruning leftover task networks", "err", err)
+	}
+	rt, err := containerd.New(ctx, containerd.Config{
+		DataDir: n.cfg.DataDir,
+		Address: n.cfg.ContainerdAddress,
+		Network: netw,
+		Images:  images.Source(n.dialManager),
+		Volume:  vols.Ensure,
+		Log:     n.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &taskRuntime{rt: rt, images: rt, network: netw, volumes: vols, close: func() {
+		if err := rt.Close(); err != nil {
+			n.log.Warn("stopping containerd", "err", err)
+		}
+	}}, nil
+}
+
+// recordedTasks are the IDs of the tasks the executor keeps a record of.
+func recordedTasks(dataDir string) map[string]bool {
+	keep := map[string]bool{}
+	entries, _ := os.ReadDir(filepath.Join(dataDir, exec.TasksDir))
+	for _, e := range entries {
+		if e.IsDir() {
+			keep[e.Name()] = true
+		}
+	}
+	return keep
+}
+
+// purge removes every container, snapshot, mount, task namespace and rule
+// of the node in dataDir; the daemon must not run. `leave` and `shoal
+// cleanup` use it.
+func purge(ctx context.Context, dataDir string) error {
+	var errs []error
+	if _, err := os.Stat(filepath.Join(dataDir, "containerd")); err == nil {
+		errs = append(errs, containerd.Purge(ctx, dataDir))
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "network")); err == nil {
+		netw, err := network.New(network.Config{DataDir: dataDir})
+		if err == nil {
+			err = netw.Destroy(ctx)
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Purge is purge for `shoal cleanup`.
+func Purge(ctx context.Context, dataDir string) error {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	if conn, err := net.DialTimeout("unix", filepath.Join(abs, socketFile), time.Second); err == nil {
+		conn.Close()
+		return fmt.Errorf("a shoal daemon is running on %s; stop it first", abs)
+	}
+	return purge(ctx, abs)
+}
+
+// onNetwork applies what the dispatcher says of the task network.
+func (n *Node) onNetwork(tr *taskRuntime) func(subnet, pool string, peers []*shoalpb.NodeSubnet) {
+	if tr.network == nil {
+		return nil
+	}
+	return func(subnet, pool string, peers []*shoalpb.NodeSubnet) {
+		if subnet == "" {
+			return
+		}
+		if err := tr.network.SetSubnet(pool, subnet); err != nil {
+			n.log.Warn("setting up the task network", "subnet", subnet, "err", err)
+			return
+		}
+		if err := tr.network.SetPeers(peers); err != nil {
+			n.log.Warn("routing to other nodes' tasks", "err", err)
+		}
+	}
+}
+
+// dialManager connects to the first manager that answers, for the image
+// source.
+func (n *Node) dialManager(ctx context.Context) (*grpc.ClientConn, error) {
+	var errs []error
+	for _, addr := range n.managerAddrs() {
+		conn, err := n.dialNode(ctx, addr, ca.RoleManager)
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+	}
+	if len(errs) == 0 {
+		return nil, errors.New("no manager is known yet")
+	}
+	return nil, errors.Join(errs...)
+}
+
+// dialNode connects to another node's cluster port and waits until the
+// connection is up, so that an unreachable node fails here.
+func (n *Node) dialNode(ctx context.Context, addr string, want ...ca.Role) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(n.creds.ClientTLS(want...))))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn.Connect()
+	for {
+		s := conn.GetState()
+		if s == connectivity.Ready {
+			return conn, nil
+		}
+		if !conn.WaitForStateChange(ctx, s) {
+			conn.Close()
+			return nil, fmt.Errorf("not reachable: %w", ctx.Err())
+		}
+	}
+}
+
+// imagePeers lists the ready nodes with their cluster addresses, for a
+// manager's Images server.
+func imagePeers(store *state.Store) func() []images.Peer {
+	return func() []images.Peer {
+		var peers []images.Peer
+		store.View(func(tx state.ReadTx) {
+			for _, nd := range tx.Nodes() {
+				if nd.GetStatus().GetState() == shoalpb.NodeState_NODE_STATE_READY && nd.GetStatus().GetAddr() != "" {
+					peers = append(peers, images.Peer{NodeID: nd.GetId(), Addr: nd.GetStatus().GetAddr()})
+				}
+			}
+		})
+		return peers
+	}
+}
