@@ -48,7 +48,7 @@ type Config struct {
 	// ContainerdAddress is the socket of a containerd to use instead of the
 	// one the containerd runtime starts itself.
 	ContainerdAddress string
-	Version string
+	Version           string
 
 	// Init only.
 	CertExpiry      time.Duration
