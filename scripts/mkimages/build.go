@@ -63,6 +63,7 @@ func Build(ctx context.Context, out string, versions []string) ([]Result, error)
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, err
 	}
+	removeStaleTemps(out)
 	results := make([][]Result, len(versions))
 	errs := make([]error, len(versions))
 	var wg sync.WaitGroup
@@ -136,8 +137,9 @@ func BuildBinaries(ctx context.Context, root, version, dir string) error {
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
-	// imagetar writes linux/amd64 images.
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	// imagetar writes linux/amd64 images. The caller's GOFLAGS (say -race,
+	// which needs cgo) must not change what goes into an image.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=")
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Run(); err != nil {
@@ -217,4 +219,15 @@ func goEnv(ctx context.Context) (root, env string, err error) {
 		return "", "", errors.New("go env GOMOD: not inside a Go module; run mkimages from shoal's source tree")
 	}
 	return filepath.Dir(gomod), rest, nil
+}
+
+// removeStaleTemps deletes temporary tars that a killed run left in out. A
+// run in progress may be writing one right now, so only old ones go.
+func removeStaleTemps(out string) {
+	temps, _ := filepath.Glob(filepath.Join(out, ".*.tar.tmp-*"))
+	for _, t := range temps {
+		if st, err := os.Stat(t); err == nil && time.Since(st.ModTime()) > time.Hour {
+			os.Remove(t)
+		}
+	}
 }
