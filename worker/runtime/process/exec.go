@@ -56,6 +56,11 @@ func (h *handle) Exec(ctx context.Context, argv []string) (int, []byte, error) {
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = execKillDelay
 	err = cmd.Run()
+	if cmd.Process != nil {
+		// What the command left in the background must not outlive it; the
+		// group's ID cannot be reused while any member is left.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
 	if ctx.Err() != nil {
 		return -1, out.Bytes(), ctx.Err()
 	}

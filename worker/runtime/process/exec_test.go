@@ -3,10 +3,15 @@ package process
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"shoal/internal/testutil"
 	"shoal/worker/runtime"
 )
 
@@ -51,6 +56,25 @@ func TestExecRunsInTheTasksEnvironment(t *testing.T) {
 			t.Fatalf("Exec %q: output %q, want %q", c.argv, out, c.output)
 		}
 	}
+	// What a command leaves in the background ends with it.
+	pidFile := filepath.Join(t.TempDir(), "bg")
+	if code, out, err := ex.Exec(ctxT(t), []string{"sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $! > " + pidFile}); err != nil || code != 0 {
+		t.Fatalf("Exec with a background process: code %d, %q, %v", code, out, err)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, testTimeout, func() error {
+		if state, _, err := procStat(bg); err == nil && state != 'Z' && state != 'X' {
+			return fmt.Errorf("process %d, started in the background by a command, still runs", bg)
+		}
+		return nil
+	})
 	if _, _, err := ex.Exec(ctxT(t), []string{"no-such-program-shoal"}); err == nil || !strings.Contains(err.Error(), "no-such-program-shoal") {
 		t.Fatalf("Exec of a missing program: err %v, want one naming it", err)
 	}
