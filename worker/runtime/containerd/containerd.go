@@ -143,10 +143,15 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	addr := cfg.Address
 	if addr == "" {
-		if r.d, err = startDaemon(r.p, r.log); err != nil {
-			return nil, err
-		}
 		addr = r.p.socket()
+		// A containerd of this data dir that still answers (the agent's
+		// earlier child, still shutting down, or Purge while the node
+		// runs) is used rather than a second one started on the same root.
+		if !serving(ctx, addr) {
+			if r.d, err = startDaemon(r.p, r.log); err != nil {
+				return nil, err
+			}
+		}
 	}
 	r.c, err = client.New(addr, client.WithDefaultNamespace(Namespace), client.WithTimeout(0))
 	if err != nil {

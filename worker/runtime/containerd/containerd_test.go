@@ -335,3 +335,33 @@ func TestNoLeaksAfterRemove(t *testing.T) {
 		t.Errorf("mounts of the task left")
 	}
 }
+
+func TestPurgeKillsWhatOutlivedTheRuntime(t *testing.T) {
+	dir := t.TempDir()
+	r := newRuntime(t, Config{DataDir: dir})
+	loadApp(t, r)
+	h := start(t, r, newTask("orphan", "sleep", "ignore"))
+	waitLog(t, r, "orphan", "sleeping")
+	pid := int(h.Info().PID)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Purge(ctxT(t), dir); err != nil {
+		t.Fatalf("Purge: %v", err)
+	}
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Errorf("task process %d survived Purge", pid)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), dir) {
+		t.Errorf("mounts under %s survived Purge", dir)
+	}
+}
+
+func TestNewWithoutContainerd(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	_, err := New(ctxT(t), Config{DataDir: t.TempDir()})
+	if err == nil || err.Error() != "containerd is not installed: apt-get install containerd runc, or pass --containerd-address" {
+		t.Errorf("New without containerd = %v", err)
+	}
+}

@@ -197,7 +197,7 @@ func (d *daemon) kill() {
 }
 
 // waitServing polls the socket until containerd answers or ctx/readyTimeout
-// ends. exited, if not nil, reports a child that gave up.
+// ends.
 func waitServing(ctx context.Context, c *client.Client, logPath string) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
@@ -214,6 +214,22 @@ func waitServing(ctx context.Context, c *client.Client, logPath string) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// serving reports whether a containerd answers on the socket at addr now.
+func serving(ctx context.Context, addr string) bool {
+	if _, err := os.Stat(addr); err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c, err := client.New(addr, client.WithTimeout(time.Second))
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	ok, err := c.IsServing(ctx)
+	return ok && err == nil
 }
 
 // unmountUnder lazily unmounts every mount below dir, deepest first, so that

@@ -90,6 +90,14 @@ func main() {
 			fmt.Println("write:", err)
 			os.Exit(1)
 		}
+	case "netns":
+		// The network namespace the process is in.
+		ns, err := os.Readlink("/proc/self/ns/net")
+		if err != nil {
+			fmt.Println("netns:", err)
+			os.Exit(1)
+		}
+		fmt.Println("netns=" + ns)
 	case "cat":
 		b, err := os.ReadFile(args[0])
 		if err != nil {
