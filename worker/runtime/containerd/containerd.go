@@ -35,6 +35,7 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	ctrdlog "github.com/containerd/log"
 
 	shoalpb "shoal/proto"
 	"shoal/worker/runtime"
@@ -115,6 +116,10 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	// The client logs through logrus at info level to stderr ("fetch
+	// failed" for every registry miss); what matters reaches the caller
+	// as an error, so only its warnings are kept.
+	_ = ctrdlog.SetLevel("warn")
 	if cfg.PullTimeout <= 0 {
 		cfg.PullTimeout = 30 * time.Second
 	}
@@ -161,7 +166,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err := waitServing(ctx, r.c, r.p.daemonLog()); err != nil {
 		r.c.Close()
 		r.stopDaemon()
-		return nil, fmt.Errorf("containerd runtime: %w", err)
+		return nil, fmt.Errorf("containerd runtime: %w; its log ends: %s", err, tail(r.p.daemonLog()))
 	}
 	r.ctx, r.cancel = context.WithCancel(namespaces.WithNamespace(context.Background(), Namespace))
 	return r, nil

@@ -216,6 +216,19 @@ func waitServing(ctx context.Context, c *client.Client, logPath string) error {
 	}
 }
 
+// tail is the end of a log file, for error messages.
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
+		return "(empty)"
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) > 600 {
+		s = s[len(s)-600:]
+	}
+	return s
+}
+
 // serving reports whether a containerd answers on the socket at addr now.
 func serving(ctx context.Context, addr string) bool {
 	if _, err := os.Stat(addr); err != nil {

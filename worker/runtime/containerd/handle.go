@@ -38,6 +38,7 @@ type handle struct {
 	health *shoalpb.HealthCheck
 	stop   string // the container's stop signal
 
+	ctx      context.Context    // the monitor's
 	cancel   context.CancelFunc // stops the monitor
 	done     chan struct{}      // closed when status is set
 	doneOnce sync.Once
@@ -108,6 +109,7 @@ func startError(err error) error {
 
 func (r *Runtime) newHandle(id string, pid uint32, ic *imageConfig, stop string, att *runtime.Attachment) *handle {
 	h := &handle{r: r, id: id, pid: pid, stop: stop, done: make(chan struct{}), ended: make(chan struct{})}
+	h.ctx, h.cancel = context.WithCancel(r.ctx)
 	if ic != nil {
 		h.health = ic.healthcheck()
 	}
@@ -123,7 +125,7 @@ func (r *Runtime) newHandle(id string, pid uint32, ic *imageConfig, stop string,
 // endedHandle is a task whose end was recorded before its container was
 // deleted.
 func endedHandle(r *Runtime, id string, st runtime.ExitStatus) *handle {
-	h := &handle{r: r, id: id, done: make(chan struct{}), ended: make(chan struct{}), cancel: func() {}}
+	h := &handle{r: r, id: id, done: make(chan struct{}), ended: make(chan struct{}), ctx: r.ctx, cancel: func() {}}
 	h.setStatus(st)
 	close(h.ended)
 	return h
@@ -159,13 +161,11 @@ func (r *Runtime) watch(ctx context.Context, ctr client.Container, saved *handle
 }
 
 func (r *Runtime) startMonitor(h *handle, ctr client.Container) {
-	ctx, cancel := context.WithCancel(r.ctx)
-	h.cancel = cancel
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		defer close(h.ended)
-		h.monitor(ctx, ctr)
+		h.monitor(h.ctx, ctr)
 	}()
 }
 
@@ -292,16 +292,22 @@ func (h *handle) exitStatus(ctr client.Container, es client.ExitStatus) runtime.
 	return st
 }
 
-// oomKills is the oom_kill counter of the task's v1 memory cgroup.
+// oomKills is the oom_kill counter of the task's memory cgroup: v1's
+// memory.oom_control, or v2's memory.events on a unified host.
 func oomKills(id string) int {
-	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", cgroupParent, id, "memory.oom_control"))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
+	for _, p := range []string{
+		filepath.Join("/sys/fs/cgroup/memory", cgroupParent, id, "memory.oom_control"),
+		filepath.Join("/sys/fs/cgroup", cgroupParent, id, "memory.events"),
+	} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+				n, _ := strconv.Atoi(strings.TrimSpace(v))
+				return n
+			}
 		}
 	}
 	return 0
