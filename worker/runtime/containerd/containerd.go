@@ -416,27 +416,36 @@ func Purge(ctx context.Context, dataDir string) error {
 	for _, ctr := range ctrs {
 		errs = append(errs, r.deleteContainer(ctx, ctr))
 	}
+	// Container snapshots must go; image layers are removed as far as
+	// they can be (a layer whose child was collected may still count
+	// it until the next collection), and go with the data dir anyway.
 	sn := r.c.SnapshotService(snapshotter)
-	var keys []string
+	var active, layers []string
 	errs = append(errs, sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
-		keys = append(keys, info.Name)
+		if info.Kind == snapshots.KindCommitted {
+			layers = append(layers, info.Name)
+		} else {
+			active = append(active, info.Name)
+		}
 		return nil
 	}))
+	for _, k := range active {
+		if err := sn.Remove(ctx, k); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove snapshot %s: %w", k, err))
+		}
+	}
 	// Children before parents: retry the rest while any removal succeeds.
-	for progress := true; progress && len(keys) > 0; {
+	for progress := true; progress && len(layers) > 0; {
 		progress = false
 		var left []string
-		for _, k := range keys {
+		for _, k := range layers {
 			if err := sn.Remove(ctx, k); err != nil && !errdefs.IsNotFound(err) {
 				left = append(left, k)
 			} else {
 				progress = true
 			}
 		}
-		keys = left
-	}
-	if len(keys) > 0 {
-		errs = append(errs, fmt.Errorf("%d snapshots could not be removed", len(keys)))
+		layers = left
 	}
 	errs = append(errs, r.Close())
 	errs = append(errs, unmountUnder(r.p.base))

@@ -3,6 +3,7 @@ package containerd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/snapshots"
 
+	"shoal/internal/testutil"
 	shoalpb "shoal/proto"
 	"shoal/worker/runtime"
 )
@@ -218,7 +220,7 @@ func TestLimitsInCgroups(t *testing.T) {
 	_ = h.Stop(ctxT(t), "SIGKILL", 0)
 }
 
-func TestBindMountMissing(t *testing.T) {
+func TestInvalidSpecs(t *testing.T) {
 	r := newRuntime(t, Config{})
 	loadApp(t, r)
 	task := newTask("badmount", "hello")
@@ -227,6 +229,18 @@ func TestBindMountMissing(t *testing.T) {
 	if !errors.Is(err, runtime.ErrInvalidSpec) || !strings.Contains(err.Error(), "mount source /nonexistent/shoal does not exist on this node") {
 		t.Errorf("Prepare = %v, want ErrInvalidSpec naming the source", err)
 	}
+	user := newTask("baduser", "env")
+	user.Spec.Container.User = "nosuchuser"
+	if _, err := r.Start(ctxT(t), user); !errors.Is(err, runtime.ErrInvalidSpec) || !strings.Contains(err.Error(), `user "nosuchuser"`) {
+		t.Errorf("Start with an unknown user = %v, want ErrInvalidSpec naming it", err)
+	}
+	// The snapshot made before the failure is collected with its lease.
+	testutil.Eventually(t, testTimeout, func() error {
+		if active := activeSnapshots(t, r); len(active) != 0 {
+			return fmt.Errorf("snapshots left by a failed start: %q", active)
+		}
+		return nil
+	})
 	task.Spec.Container.Mounts[0].Type = shoalpb.MountType_MOUNT_TYPE_VOLUME
 	task.Spec.Container.Mounts[0].Source = "data"
 	if err := r.Prepare(ctxT(t), task); !errors.Is(err, runtime.ErrInvalidSpec) {
@@ -314,14 +328,7 @@ func TestNoLeaksAfterRemove(t *testing.T) {
 	if ctrs, err := r.c.Containers(ctx); err != nil || len(ctrs) != 0 {
 		t.Errorf("containers after Remove: %d, %v", len(ctrs), err)
 	}
-	var active []string
-	_ = r.c.SnapshotService(snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
-		if info.Kind != snapshots.KindCommitted {
-			active = append(active, info.Name)
-		}
-		return nil
-	})
-	if len(active) != 0 {
+	if active := activeSnapshots(t, r); len(active) != 0 {
 		t.Errorf("snapshots left: %q", active)
 	}
 	if _, err := os.Stat(r.taskDir("leak")); !os.IsNotExist(err) {
@@ -364,4 +371,20 @@ func TestNewWithoutContainerd(t *testing.T) {
 	if err == nil || err.Error() != "containerd is not installed: apt-get install containerd runc, or pass --containerd-address" {
 		t.Errorf("New without containerd = %v", err)
 	}
+}
+
+// activeSnapshots names the snapshots that are not image layers.
+func activeSnapshots(t *testing.T, r *Runtime) []string {
+	t.Helper()
+	var active []string
+	err := r.c.SnapshotService(snapshotter).Walk(nsCtx(ctxT(t)), func(_ context.Context, info snapshots.Info) error {
+		if info.Kind != snapshots.KindCommitted {
+			active = append(active, info.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk snapshots: %v", err)
+	}
+	return active
 }

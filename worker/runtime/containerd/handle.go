@@ -74,6 +74,9 @@ func (r *Runtime) create(ctx context.Context, t *shoalpb.Task, img client.Image,
 		client.WithNewSpec(cs.opts...),
 	)
 	if err != nil {
+		if u := cs.user; u != "" && (strings.Contains(err.Error(), "passwd") || strings.Contains(err.Error(), "group")) {
+			return nil, fmt.Errorf("%w: user %q is not in the image's /etc/passwd or /etc/group (%v); use a numeric uid[:gid] or a user the image defines", runtime.ErrInvalidSpec, u, err)
+		}
 		return nil, fmt.Errorf("create container for task %s: %w", id, err)
 	}
 	cleanup := func() {

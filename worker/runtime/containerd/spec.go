@@ -157,6 +157,7 @@ type containerSpec struct {
 	opts       []oci.SpecOpts
 	labels     map[string]string
 	stopSignal string
+	user       string // as resolved inside the container, for errors
 }
 
 // containerSpec merges the task's container spec over the image's config:
@@ -253,7 +254,7 @@ func (r *Runtime) containerSpec(t *shoalpb.Task, ic *imageConfig, att *runtime.A
 	if p := lim.GetPids(); p > 0 {
 		opts = append(opts, oci.WithPidsLimit(p))
 	}
-	return containerSpec{opts: opts, labels: labels, stopSignal: runtime.SignalName(sig)}, nil
+	return containerSpec{opts: opts, labels: labels, stopSignal: runtime.SignalName(sig), user: user}, nil
 }
 
 // swapAccounting reports whether the v1 memory controller limits swap.
