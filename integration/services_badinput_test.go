@@ -80,6 +80,7 @@ func TestBadServiceInput(t *testing.T) {
 		{"constraint on an unknown attribute", create("--constraint", "node.colour==red"), []string{"--constraint", "node.colour"}},
 		{"unparsable memory size", create("--reserve-memory", "lots"), []string{"--reserve-memory", "lots"}},
 		{"unparsable CPU count", create("--limit-cpu", "many"), []string{"--limit-cpu", "many"}},
+		{"memory limit too small to start", create("--limit-memory", "3M"), []string{"--limit-memory", "at least 6M"}},
 		{"unparsable publish", create("--publish", "published=80,target=http"), []string{"--publish", "target"}},
 		{"unknown mount type", create("--mount", "type=nfs,source=a,target=/a"), []string{"--mount", "nfs"}},
 		{"unparsable placement preference", create("--placement-pref", "pack=node.labels.zone"), []string{"--placement-pref", "spread="}},

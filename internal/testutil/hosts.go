@@ -1,14 +1,20 @@
 package testutil
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
 )
 
 // Hosts are network namespaces standing in for machines: each node of a
@@ -89,18 +95,40 @@ func newHostNet(tb testing.TB) *hostNet {
 		}
 	}
 	h.gateway = h.prefix + "254"
-	if err := h.sh(
+	err := h.sh(
 		"ip link add "+h.bridge+" type bridge",
 		"ip addr add "+h.gateway+"/24 dev "+h.bridge,
 		"ip link set "+h.bridge+" up",
-		// A host where Docker once ran drops forwarded traffic; bridged
-		// frames pass FORWARD when br_netfilter is loaded.
-		"iptables -I FORWARD -i "+h.bridge+" -o "+h.bridge+" -j ACCEPT",
-	); err != nil {
+	)
+	if err == nil {
+		err = h.sh(h.rules("-I")...)
+	}
+	if err != nil {
 		h.cleanup()
 		tb.Fatalf("WithHosts: %v", err)
 	}
 	return h
+}
+
+// rules are the iptables rules that let the hosts out as a machine's LAN
+// would (op is -I to add them, -D to delete them): forwarded through the
+// test's namespace (bridged frames pass FORWARD when br_netfilter is loaded,
+// and a host where Docker once ran drops forwarded traffic) and masqueraded
+// beyond the bridge. Without them a host's DNS queries and registry pulls
+// would hang until their timeouts instead of failing as fast as the
+// machine's own. The kernel's ip_forward is switched on and left on: other
+// test processes' hosts may rely on it.
+func (h *hostNet) rules(op string) []string {
+	subnet := h.prefix + "0/24"
+	rules := []string{
+		"iptables " + op + " FORWARD -i " + h.bridge + " -j ACCEPT",
+		"iptables " + op + " FORWARD -o " + h.bridge + " -j ACCEPT",
+		"iptables -t nat " + op + " POSTROUTING -s " + subnet + " ! -o " + h.bridge + " -j MASQUERADE",
+	}
+	if op == "-I" {
+		rules = append([]string{"sysctl -qw net.ipv4.ip_forward=1"}, rules...)
+	}
+	return rules
 }
 
 // usedPrefixes are the 10.199.K. prefixes held by interfaces of the test's
@@ -165,7 +193,9 @@ func (h *hostNet) cleanup() error {
 	for _, link := range h.links {
 		_ = h.sh("ip link delete " + link) // gone with its namespace's peer
 	}
-	_ = h.sh("iptables -D FORWARD -i " + h.bridge + " -o " + h.bridge + " -j ACCEPT")
+	for _, rule := range h.rules("-D") {
+		_ = h.sh(rule)
+	}
 	if err := h.sh("ip link delete " + h.bridge); err != nil {
 		errs = append(errs, err)
 	}
@@ -182,4 +212,46 @@ func (h *hostNet) sh(commands ...string) error {
 		}
 	}
 	return nil
+}
+
+// Dial connects from the node's host: the socket is made in the node's
+// network namespace, so task addresses, which only the cluster's hosts
+// route, are reachable. Without WithHosts it dials from the test's own.
+func (n *Node) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if n.netns == "" {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	done := make(chan result, 1)
+	// The thread switches namespaces only to create the socket; it is
+	// thrown away after (no UnlockOSThread), so no other goroutine ever
+	// runs in the node's namespace by mistake.
+	go func() {
+		goruntime.LockOSThread()
+		target, err := netns.GetFromPath("/var/run/netns/" + n.netns)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			done <- result{err: fmt.Errorf("enter %s: %w", n.netns, err)}
+			return
+		}
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, network, addr)
+		done <- result{conn, err}
+	}()
+	r := <-done
+	return r.conn, r.err
+}
+
+// HTTPClient is an HTTP client whose connections start on the node's host
+// (see Dial) and are never reused, so every request crosses the network.
+func (n *Node) HTTPClient() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: n.Dial, DisableKeepAlives: true}}
 }

@@ -35,7 +35,9 @@ func TestHostsReachEachOtherAndCleanUp(t *testing.T) {
 	if _, err := net.InterfaceByName(h.bridge); err == nil {
 		t.Errorf("bridge %s still exists after cleanup", h.bridge)
 	}
-	if out, _ := exec.Command("iptables", "-S", "FORWARD").Output(); strings.Contains(string(out), h.bridge) {
-		t.Errorf("FORWARD still holds a rule for %s:\n%s", h.bridge, out)
+	for _, table := range []string{"filter", "nat"} {
+		if out, _ := exec.Command("iptables", "-t", table, "-S").Output(); strings.Contains(string(out), h.bridge) {
+			t.Errorf("the %s table still holds a rule for %s:\n%s", table, h.bridge, out)
+		}
 	}
 }

@@ -23,6 +23,11 @@ const (
 
 var serviceName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
 
+// MinMemoryLimit is the smallest memory limit a task may have: below it
+// runc's own start-up in the task's cgroup is killed, and the task could
+// never run (Docker refuses the same).
+const MinMemoryLimit = 6 << 20
+
 // invalid is a rejected field: the message names it and says what to do.
 func invalid(field, format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
@@ -97,6 +102,9 @@ func validateTask(t *shoalpb.TaskSpec) error {
 		if rs.set.GetNanoCpus() < 0 || rs.set.GetMemoryBytes() < 0 || rs.set.GetPids() < 0 {
 			return invalid(rs.flag+"-cpu/-memory", "must not be negative")
 		}
+	}
+	if l := t.GetResources().GetLimits().GetMemoryBytes(); l > 0 && l < MinMemoryLimit {
+		return invalid("--limit-memory", "%d bytes is below the %d MiB a container needs to start; give it at least %dM", l, MinMemoryLimit>>20, MinMemoryLimit>>20)
 	}
 	if r, l := t.GetResources().GetReservations(), t.GetResources().GetLimits(); l.GetMemoryBytes() > 0 && r.GetMemoryBytes() > l.GetMemoryBytes() {
 		return invalid("--reserve-memory", "reservation (%d bytes) exceeds --limit-memory (%d bytes)", r.GetMemoryBytes(), l.GetMemoryBytes())
