@@ -126,16 +126,19 @@ func TestAdoptAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	r := newRuntime(t, Config{DataDir: dir})
 	loadApp(t, r)
-	h := start(t, r, newTask("survivor", "sleep"))
-	waitLog(t, r, "survivor", "sleeping")
+	h := start(t, r, newTask("survivor", "tick"))
+	waitLog(t, r, "survivor", "tick 1")
 	pid, state := h.Info().PID, h.State()
 	if err := r.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	// containerd is gone; the container is not.
+	// containerd is gone; the container is not, and its output is still
+	// logged by the task-logger its shim started.
 	if err := syscall.Kill(int(pid), 0); err != nil {
 		t.Fatalf("task process %d died with containerd: %v", pid, err)
 	}
+	seen := len(logLines(t, r, "survivor"))
+	waitLog(t, r, "survivor", fmt.Sprintf("tick %d", seen+5))
 
 	r2 := newRuntime(t, Config{DataDir: dir})
 	h2, err := r2.Adopt(ctxT(t), "survivor", state)

@@ -57,6 +57,12 @@ func main() {
 		for {
 			time.Sleep(time.Hour)
 		}
+	case "tick":
+		// A numbered line every 20 ms, until killed.
+		for i := 0; ; i++ {
+			fmt.Println("tick", i)
+			time.Sleep(20 * time.Millisecond)
+		}
 	case "alloc":
 		// Touches MiB of memory, then sleeps.
 		mib, _ := strconv.Atoi(args[0])
