@@ -269,6 +269,20 @@ func (r *Runtime) Start(ctx context.Context, t *shoalpb.Task) (runtime.Handle, e
 
 // adoptRunning returns a handle on the task's container if one runs.
 func (r *Runtime) adoptRunning(ctx context.Context, id string) (*handle, error) {
+	r.mu.Lock()
+	h := r.handles[id]
+	r.mu.Unlock()
+	if h != nil {
+		select {
+		case <-h.done:
+			// Ended; its monitor has deleted the container.
+			r.mu.Lock()
+			delete(r.handles, id)
+			r.mu.Unlock()
+		default:
+			return h, nil
+		}
+	}
 	ctr, err := r.c.LoadContainer(ctx, id)
 	if errdefs.IsNotFound(err) {
 		return nil, nil

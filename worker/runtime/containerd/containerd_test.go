@@ -237,6 +237,16 @@ func TestInvalidSpecs(t *testing.T) {
 	if _, err := r.Start(ctxT(t), user); !errors.Is(err, runtime.ErrInvalidSpec) || !strings.Contains(err.Error(), `user "nosuchuser"`) {
 		t.Errorf("Start with an unknown user = %v, want ErrInvalidSpec naming it", err)
 	}
+	missing := newTask("nocmd")
+	missing.Spec.Container.Command = []string{"/nope"}
+	if _, err := r.Start(ctxT(t), missing); !errors.Is(err, runtime.ErrInvalidSpec) || !strings.Contains(err.Error(), "/nope") {
+		t.Errorf("Start of a missing command = %v, want ErrInvalidSpec naming it", err)
+	} else {
+		t.Logf("missing command: %v", err)
+	}
+	if _, err := r.Adopt(ctxT(t), "nocmd", nil); !errors.Is(err, runtime.ErrGone) {
+		t.Errorf("Adopt after a failed start = %v, want ErrGone", err)
+	}
 	// The snapshot made before the failure is collected with its lease.
 	testutil.Eventually(t, testTimeout, func() error {
 		if active := activeSnapshots(t, r); len(active) != 0 {

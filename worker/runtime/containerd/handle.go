@@ -89,7 +89,7 @@ func (r *Runtime) create(ctx context.Context, t *shoalpb.Task, img client.Image,
 	task, err := ctr.NewTask(ctx, cio.BinaryIO(r.logger, map[string]string{"task-logger": r.LogPath(id)}))
 	if err != nil {
 		cleanup()
-		return nil, fmt.Errorf("create task %s: %w", id, err)
+		return nil, fmt.Errorf("create task %s: %w", id, startError(err))
 	}
 	if err := task.Start(ctx); err != nil {
 		cleanup()
@@ -100,12 +100,13 @@ func (r *Runtime) create(ctx context.Context, t *shoalpb.Task, img client.Image,
 	return h, nil
 }
 
-// startError turns runc's "exec: \"x\": executable file not found" into
-// something shorter while keeping the cause.
+// startError shortens runc's long report of a command it could not run
+// ("…: exec: \"/x\": stat /x: no such file or directory: unknown") to its
+// end, an invalid spec: retrying the same image and command cannot help.
 func startError(err error) error {
 	msg := err.Error()
-	if i := strings.Index(msg, "exec: "); i >= 0 {
-		return fmt.Errorf("%s (%w)", strings.TrimSpace(msg[i:]), errdefs.ErrFailedPrecondition)
+	if i := strings.LastIndex(msg, "exec: "); i >= 0 {
+		return fmt.Errorf("%w: %s", runtime.ErrInvalidSpec, strings.TrimSuffix(strings.TrimSpace(msg[i:]), ": unknown"))
 	}
 	return err
 }
