@@ -227,23 +227,38 @@ func (n *Node) Dial(ctx context.Context, network, addr string) (net.Conn, error)
 		err  error
 	}
 	done := make(chan result, 1)
-	// The thread switches namespaces only to create the socket; it is
-	// thrown away after (no UnlockOSThread), so no other goroutine ever
-	// runs in the node's namespace by mistake.
+	// The thread enters the node's namespace only to create the socket and
+	// goes back before it is unlocked. It must not end locked instead: the
+	// kernel sends a child's Pdeathsig when the thread that started it
+	// exits, and the harness starts daemons with one.
 	go func() {
 		goruntime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			goruntime.UnlockOSThread()
+			done <- result{err: err}
+			return
+		}
+		defer orig.Close()
 		target, err := netns.GetFromPath("/var/run/netns/" + n.netns)
 		if err != nil {
+			goruntime.UnlockOSThread()
 			done <- result{err: err}
 			return
 		}
 		defer target.Close()
 		if err := netns.Set(target); err != nil {
+			goruntime.UnlockOSThread()
 			done <- result{err: fmt.Errorf("enter %s: %w", n.netns, err)}
 			return
 		}
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, network, addr)
+		if netns.Set(orig) == nil {
+			// Back home: the thread may serve others again. Otherwise
+			// it stays locked and ends with this goroutine.
+			goruntime.UnlockOSThread()
+		}
 		done <- result{conn, err}
 	}()
 	r := <-done

@@ -1,0 +1,130 @@
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+
+	"shoal/internal/testutil"
+	shoalpb "shoal/proto"
+)
+
+// What happens to containers when things fail, on one manager and one
+// worker: each subtest uses a service of its own on the shared cluster.
+func TestContainerFailures(t *testing.T) {
+	c := containerCluster(t, 1, 1)
+	m, w := c.Managers[0], c.Workers[0]
+	api := controlAPI(t, m)
+	loadImages(t, m, "words-db:v1", "words-web:v1")
+	onWorker := "node.id==" + w.ID(t)
+
+	t.Run("killed container is replaced and its volume's data survives", func(t *testing.T) {
+		mustShoal(t, m, "service", "create", "--name", "store", "--constraint", onWorker,
+			"--mount", "type=volume,source=store-data,target=/data", "words-db:v1")
+		old := waitConverged(t, api, "store", 1, convergeTimeout)[0]
+		url := "http://" + taskIP(t, old) + ":7000/words"
+		testutil.Eventually(t, convergeTimeout, func() error {
+			req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("kept"))
+			return do(w.HTTPClient(), req, http.StatusOK, http.StatusCreated)
+		})
+		if err := syscall.Kill(int(old.GetStatus().GetPid()), syscall.SIGKILL); err != nil {
+			t.Fatalf("kill the container's process %d: %v", old.GetStatus().GetPid(), err)
+		}
+		tasks := waitTasks(t, api, "store", moveTimeout, func(tasks []*shoalpb.Task) error {
+			cur := current(tasks)
+			if len(cur) != 1 || cur[0].GetId() == old.GetId() || cur[0].GetStatus().GetState() != shoalpb.TaskState_TASK_STATE_RUNNING {
+				return fmt.Errorf("want one new running task after the kill, have %s", summary(tasks))
+			}
+			return nil
+		})
+		for _, task := range tasks {
+			if task.GetId() == old.GetId() && task.GetStatus().GetState() != shoalpb.TaskState_TASK_STATE_FAILED {
+				t.Errorf("the killed task is %s, want FAILED: %s", task.GetStatus().GetState(), describe(task.GetStatus()))
+			}
+		}
+		replacement := current(tasks)[0]
+		testutil.Eventually(t, convergeTimeout, func() error {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+taskIP(t, replacement)+":7000/words", nil)
+			body, err := get(w.HTTPClient(), req)
+			if err == nil && !strings.Contains(body, "kept") {
+				err = fmt.Errorf("the new task's words are %q, want the word written before the kill", body)
+			}
+			return err
+		})
+	})
+
+	t.Run("agent restart adopts running containers", func(t *testing.T) {
+		mustShoal(t, m, "service", "create", "--name", "adopted", "--replicas", "2", "--constraint", onWorker, "words-db:v1")
+		before := waitConverged(t, api, "adopted", 2, convergeTimeout)
+		w.Kill(t)
+		w.Restart(t)
+		c.WaitHealthy(t)
+		after := waitConverged(t, api, "adopted", 2, convergeTimeout)
+		sameTasks(t, "after the worker's agent restarted", before, after)
+		for i := range before {
+			if before[i].GetStatus().GetPid() != after[i].GetStatus().GetPid() {
+				t.Errorf("slot %d: pid %d before the restart, %d after; the container should have been adopted", before[i].GetSlot(), before[i].GetStatus().GetPid(), after[i].GetStatus().GetPid())
+			}
+		}
+	})
+
+	t.Run("image health check runs inside the container", func(t *testing.T) {
+		mustShoal(t, m, "service", "create", "--name", "healthy", "--constraint", onWorker,
+			"--env", "APP_NAME=127.0.0.1:1", "--health-interval", "500ms", "words-web:v1")
+		waitTasks(t, api, "healthy", convergeTimeout, func(tasks []*shoalpb.Task) error {
+			cur := current(tasks)
+			if len(cur) != 1 || cur[0].GetStatus().GetHealth() != shoalpb.HealthState_HEALTH_HEALTHY || !cur[0].GetStatus().GetReady() {
+				return fmt.Errorf("want one healthy, ready task, have %s", summary(tasks))
+			}
+			return nil
+		})
+	})
+
+	t.Run("bad input fails the task with a clear error", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			args []string
+			want string
+		}{
+			{"nowhere", []string{"nosuch-image:v9"}, "image docker.io/library/nosuch-image:v9 not found on any node or registry"},
+			{"nomount", []string{"--mount", "type=bind,source=/no/such/dir,target=/x", "words-db:v1"}, "/no/such/dir does not exist"},
+		} {
+			// The CLI waits for the service and names the task's error.
+			args := append([]string{"service", "create", "--name", tc.name, "--constraint", onWorker, "--restart-condition", "none"}, tc.args...)
+			_, err := m.Shoal(t, args...)
+			wantError(t, "service create "+tc.name, err, tc.want)
+			waitTasks(t, api, tc.name, convergeTimeout, func(tasks []*shoalpb.Task) error {
+				for _, task := range tasks {
+					if strings.Contains(task.GetStatus().GetErr(), tc.want) {
+						return nil
+					}
+				}
+				return fmt.Errorf("no task failed with %q: %s (%v)", tc.want, summary(tasks), errs(tasks))
+			})
+		}
+	})
+
+	t.Run("a volume in use cannot be removed", func(t *testing.T) {
+		mustShoal(t, m, "service", "create", "--name", "user", "--constraint", "node.id=="+m.ID(t),
+			"--mount", "type=volume,source=busy,target=/data", "words-db:v1")
+		waitConverged(t, api, "user", 1, convergeTimeout)
+		_, err := m.Shoal(t, "volume", "rm", "busy")
+		wantError(t, "volume rm of a volume in use", err, "in use", "--force")
+		if out := mustShoal(t, m, "volume", "ls"); !strings.Contains(out, "busy") {
+			t.Errorf("the refused volume rm removed the volume: volume ls says\n%s", out)
+		}
+	})
+}
+
+// errs lists the tasks' errors, for failure messages.
+func errs(tasks []*shoalpb.Task) []string {
+	var out []string
+	for _, task := range tasks {
+		if e := task.GetStatus().GetErr(); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
