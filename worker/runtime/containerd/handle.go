@@ -240,13 +240,15 @@ func (h *handle) monitor(ctx context.Context, ctr client.Container) {
 			continue
 		}
 		st := h.exitStatus(ctr, es)
-		h.waitLogger()
 		if err := writeJSON(filepath.Join(h.r.taskDir(h.id), exitFile), st); err != nil {
 			h.r.log.Warn("record task end", "task", h.id, "err", err)
 		}
+		// The shim keeps its ends of the output pipes until the task is
+		// deleted; only then does the task-logger read their end.
 		if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 			h.r.log.Warn("delete ended task", "task", h.id, "err", err)
 		}
+		h.waitLogger()
 		h.finish(ctx, ctr, st)
 		return
 	}
