@@ -6,8 +6,8 @@ import (
 )
 
 // allFigures is every figure of the report, in order: the cluster core's
-// (figures), then those of services and scheduling.
-var allFigures = append(slices.Clone(figures), orchestrationFigures...)
+// (figures), then those of services and scheduling, then of containers.
+var allFigures = append(append(slices.Clone(figures), orchestrationFigures...), containerFigures...)
 
 // Benchmarks of services and scheduling.
 const (
