@@ -47,9 +47,10 @@ proto: deps proto-tools
 proto-check: proto
 	@git diff --exit-code -- proto/ || { echo "proto/: committed generated code is stale; run 'make proto' and commit"; exit 1; }
 
-# The main job: a local cluster (1 manager + 2 workers on loopback addresses)
-# running in the background. `make demo-down` stops it and removes its state.
-demo: build
+# The main job: a local cluster (1 manager + 2 workers, each in a network
+# namespace of its own) running the demo apps as containers, in the
+# background. Needs root. `make demo-down` stops it and removes all it made.
+demo: build images
 	./scripts/demo.sh up
 
 demo-down:

@@ -125,7 +125,10 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 	executor := exec.New(exec.Config{DataDir: n.cfg.DataDir, NodeID: id.NodeID, Runtime: n.tasks.rt, Logger: n.log})
 	shoalpb.RegisterTaskLogsServer(clusterSrv, exec.NewLogServer(executor))
 	imagesCfg := images.Config{NodeID: id.NodeID, Store: n.tasks.images, Logger: n.log,
-		Dial: func(ctx context.Context, addr string) (*grpc.ClientConn, error) { return n.dialNode(ctx, addr) }}
+		// Peers are workers as well as managers: accept either certificate.
+		Dial: func(ctx context.Context, addr string) (*grpc.ClientConn, error) {
+			return n.dialNode(ctx, addr, ca.RoleManager, ca.RoleWorker)
+		}}
 	if store != nil {
 		imagesCfg.Peers = imagePeers(store)
 	}

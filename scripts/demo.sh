@@ -1,96 +1,276 @@
 #!/usr/bin/env bash
-# The main job: a local shoal cluster of one manager and two workers, each on
-# its own loopback address with its own data dir under .demo/, running in the
-# background. `demo.sh up` starts it (or reports it running), `demo.sh down`
-# stops it and removes its state.
+# The main job: a local shoal cluster of one manager and two workers running
+# the words demo apps as real containers (containerd). Each node runs in a
+# network namespace of its own (a "host": shoal-demo-m1|w1|w2, 10.198.0.1-3)
+# joined to the others by the bridge shoaldemo0 (10.198.0.254 in this
+# machine's namespace), so every node owns its bridge, routes and iptables as
+# on a real machine, and the published port is reachable from this machine
+# through the bridge. State lives under .demo/.
+#
+# `demo.sh up` starts it (or reports it running), `demo.sh down` stops it and
+# removes everything it made. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHOAL="$PWD/bin/shoal"
 DEMO="$PWD/.demo"
-NODES=(m1:127.0.10.1 w1:127.0.10.2 w2:127.0.10.3)
+IMAGES="$PWD/bin/images"
+BRIDGE=shoaldemo0
+PREFIX=10.198.0.
+GATEWAY=${PREFIX}254
+NODES=(m1:1 w1:2 w2:3)
+MANAGER_IP=${PREFIX}1
+WEB_PORT=8080
+LOGIN=demo:demo
 export SHOAL_HOST="unix://$DEMO/m1/shoal.sock"
 
-running() { [ -f "$DEMO/$1.pid" ] && kill -0 "$(cat "$DEMO/$1.pid")" 2>/dev/null; }
+if [ "$(id -u)" -ne 0 ]; then
+  echo "demo.sh needs root: it makes network namespaces, a bridge and iptables rules, and runs containerd. Run it with sudo." >&2
+  exit 1
+fi
+for c in ip nsenter iptables containerd runc curl; do
+  if ! command -v "$c" >/dev/null; then
+    echo "demo.sh needs $c on PATH (scripts/install-deps.sh installs the tools)." >&2
+    exit 1
+  fi
+done
 
-# wait_for DESC CMD...: poll CMD until it succeeds, at most 30 s.
+netns() { echo "shoal-demo-$1"; }
+veth() { echo "shoaldemo-$1"; }
+# on NAME CMD...: runs CMD on the node's host (its network namespace).
+on() { local n=$1; shift; nsenter --net="/var/run/netns/$(netns "$n")" -- "$@"; }
+
+# running NAME: the node's daemon is alive (and is ours: the pid may have
+# been reused since).
+running() {
+  local pid
+  [ -f "$DEMO/$1.pid" ] || return 1
+  pid=$(cat "$DEMO/$1.pid")
+  kill -0 "$pid" 2>/dev/null && grep -q "$DEMO/$1" "/proc/$pid/cmdline" 2>/dev/null
+}
+
+# wait_for SECONDS DESC CMD...: polls CMD until it succeeds, at most SECONDS.
 wait_for() {
-  local desc=$1; shift
-  for _ in $(seq 1 300); do
+  local secs=$1 desc=$2; shift 2
+  for _ in $(seq 1 $((secs * 5))); do
     if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
+    sleep 0.2
   done
-  echo "timed out waiting for $desc; logs are in $DEMO/*.log" >&2
+  echo "timed out after ${secs}s waiting for $desc; logs are in $DEMO/*.log" >&2
   exit 1
 }
 
-start() { # start NAME ARGS...
+# The iptables rules that let the hosts out as a LAN would (forwarded
+# through this namespace, masqueraded beyond the bridge), as
+# internal/testutil/hosts.go does.
+RULES=(
+  "FORWARD -i $BRIDGE -j ACCEPT"
+  "FORWARD -o $BRIDGE -j ACCEPT"
+  "-t nat POSTROUTING -s ${PREFIX}0/24 ! -o $BRIDGE -j MASQUERADE"
+)
+# rule OP SPEC: iptables with OP (-C, -I, -D) inserted after the table.
+rule() {
+  local spec=$2 table=()
+  if [[ $spec == "-t nat "* ]]; then table=(-t nat); spec=${spec#-t nat }; fi
+  # shellcheck disable=SC2086
+  iptables "${table[@]}" "$1" $spec 2>/dev/null
+}
+
+network_up() {
+  if ! ip link show $BRIDGE >/dev/null 2>&1; then
+    ip link add $BRIDGE type bridge
+    ip addr add $GATEWAY/24 dev $BRIDGE
+    ip link set $BRIDGE up
+  fi
+  sysctl -qw net.ipv4.ip_forward=1
+  for r in "${RULES[@]}"; do rule -C "$r" || rule -I "$r"; done
+  for n in "${NODES[@]}"; do
+    local name=${n%%:*} ip=$PREFIX${n#*:}
+    [ -e "/var/run/netns/$(netns "$name")" ] && continue
+    ip netns add "$(netns "$name")"
+    ip link add "$(veth "$name")" type veth peer name eth0 netns "$(netns "$name")"
+    ip link set "$(veth "$name")" master $BRIDGE up
+    ip -n "$(netns "$name")" addr add "$ip/24" dev eth0
+    ip -n "$(netns "$name")" link set eth0 up
+    ip -n "$(netns "$name")" link set lo up
+    ip -n "$(netns "$name")" route add default via $GATEWAY
+  done
+}
+
+start() { # start NAME ARGS...: the node's daemon, in the background
   local name=$1; shift
-  nohup "$SHOAL" "$@" >"$DEMO/$name.log" 2>&1 &
+  nohup nsenter --net="/var/run/netns/$(netns "$name")" -- "$SHOAL" "$@" >>"$DEMO/$name.log" 2>&1 &
   echo $! >"$DEMO/$name.pid"
 }
 
 all_ready() { [ "$("$SHOAL" node ls --format '{{.Status}}' | grep -c '^ready$')" -eq 3 ]; }
 
+# task FIELD SERVICE: FIELD of the service's running tasks, one a line.
+task() {
+  "$SHOAL" service ps --filter desired-state=running --format "{{.$1}}" "$2" 2>/dev/null
+}
+node_ip() { # node_ip NODE-ADDRESS: the host IP of a `service ps` NODE column
+  echo "${1%:*}"
+}
+has_service() { "$SHOAL" service inspect "$1" >/dev/null 2>&1; }
+env_of() { # env_of SERVICE KEY: KEY's value in the service's spec
+  "$SHOAL" service inspect "$1" | tr ',[]{}' '\n\n\n\n\n' | tr -d ' "' | grep "^$2=" | head -1 | cut -d= -f2-
+}
+answers() { curl -sf -m 5 -u "$LOGIN" "http://$1:$WEB_PORT/api/words" | grep -q "$2"; }
+
+load_images() {
+  for app in words-db words-app words-web; do
+    if ! "$SHOAL" image ls --local -q | grep -qx "docker.io/library/$app:v1\|$app:v1"; then
+      "$SHOAL" image load -i "$IMAGES/$app-v1.tar"
+    fi
+  done
+}
+
+# services creates db, app and web unless they exist, and wires them by task
+# address: there is no service DNS yet, so app gets the db task's address and
+# web the address of one app task. When a wired-to task has been replaced
+# since (a new address), the env is updated.
+services() {
+  local db app
+  if ! has_service db; then
+    "$SHOAL" service create --name db --constraint node.role==worker \
+      --mount type=volume,source=words,target=/data words-db:v1 >/dev/null
+  fi
+  db=$(task Address db | head -1)
+  if ! has_service app; then
+    "$SHOAL" service create --name app --replicas 2 --env "DB_HOST=$db:7000" words-app:v1 >/dev/null
+  elif [ "$(env_of app DB_HOST)" != "$db:7000" ]; then
+    "$SHOAL" service update --env-add "DB_HOST=$db:7000" app >/dev/null
+  fi
+  app=$(task Address app)
+  if ! has_service web; then
+    "$SHOAL" service create --name web --constraint node.role==manager \
+      --env "APP_NAME=$(echo "$app" | head -1):8080" --env "USERS=$LOGIN" \
+      --publish "published=$WEB_PORT,target=80,mode=host" words-web:v1 >/dev/null
+  elif ! echo "$app" | grep -qx "$(env_of web APP_NAME | cut -d: -f1)"; then
+    "$SHOAL" service update --env-add "APP_NAME=$(echo "$app" | head -1):8080" web >/dev/null
+  fi
+}
+
 up() {
+  if [ ! -x "$SHOAL" ] || [ ! -f "$IMAGES/words-web-v1.tar" ]; then
+    echo "bin/shoal or bin/images/ is missing: run 'make demo' (it builds both)." >&2
+    exit 1
+  fi
   mkdir -p "$DEMO"
-  if running m1; then
+  network_up
+  local fresh=false
+  if running m1 && running w1 && running w2; then
     echo "The demo cluster is already running."
   else
     for n in "${NODES[@]}"; do
-      name=${n%%:*}; ip=${n#*:}
+      local name=${n%%:*} ip=$PREFIX${n#*:}
+      running "$name" && continue
       if [ -f "$DEMO/$name/node.json" ]; then
         start "$name" daemon --data-dir "$DEMO/$name"
       elif [ "$name" = m1 ]; then
-        start m1 init --data-dir "$DEMO/m1" --advertise-addr "$ip"
-        wait_for "the manager" "$SHOAL" info
+        fresh=true
+        start m1 init --runtime containerd --data-dir "$DEMO/m1" --advertise-addr "$ip"
+        wait_for 60 "the manager" "$SHOAL" info
       else
+        local token
         token=$("$SHOAL" join-token -q worker)
-        start "$name" join --token "$token" --data-dir "$DEMO/$name" --advertise-addr "$ip" 127.0.10.1
+        start "$name" join --runtime containerd --token "$token" --data-dir "$DEMO/$name" --advertise-addr "$ip" "$MANAGER_IP"
       fi
     done
   fi
-  wait_for "three ready nodes" all_ready
+  wait_for 60 "three ready nodes" all_ready
   "$SHOAL" node ls
   echo
-  if ! "$SHOAL" service inspect hello >/dev/null 2>&1; then
-    "$SHOAL" service create --name hello --replicas 3 --env GREETING=hello busybox \
-      sh -c 'while :; do echo "$GREETING from task pid $$ at $(date +%T)"; sleep 5; done' >/dev/null
+  load_images
+  services
+  local web_ip
+  web_ip=$(node_ip "$(task Node web)")
+  wait_for 60 "the web front to answer at http://$web_ip:$WEB_PORT/" \
+    curl -sf -m 5 -u "$LOGIN" "http://$web_ip:$WEB_PORT/api/words"
+  if $fresh || ! answers "$web_ip" shoal; then
+    # Through the web front, the app and the db, across the hosts.
+    wait_for 60 "a word to be stored through the web front" \
+      curl -sf -m 5 -u "$LOGIN" -X POST --data shoal "http://$web_ip:$WEB_PORT/api/words"
   fi
-  "$SHOAL" service ps --filter desired-state=running hello
+  "$SHOAL" service ps --filter desired-state=running db app web
+  echo
+  echo "\$ curl -u $LOGIN http://$web_ip:$WEB_PORT/api/words"
+  curl -sS -m 5 -u "$LOGIN" "http://$web_ip:$WEB_PORT/api/words"
+  echo
   cat <<MSG
 
-The demo cluster is up, with the service "hello" (3 tasks) running. Talk to it with:
+The demo cluster is up: three hosts (network namespaces shoal-demo-m1|w1|w2 at
+${PREFIX}1-3), each node with its own containerd, running the words apps as
+containers: db (volume "words", on a worker), app (2 tasks), web (port $WEB_PORT).
+
+    Open http://$web_ip:$WEB_PORT/   login: ${LOGIN%%:*}  password: ${LOGIN#*:}
+
+The apps are wired by task address (app's DB_HOST, web's APP_NAME): DNS names
+come with the service-networking work. Run 'make demo' again to re-wire them
+after db or the app task web uses has been replaced. Try:
 
     export SHOAL_HOST=$SHOAL_HOST
-    bin/shoal node ls
-    bin/shoal service logs --tail 2 hello
-    bin/shoal service scale hello=5
+    bin/shoal service ps db app web
+    bin/shoal service logs --tail 3 app
+    bin/shoal service scale app=4
+    bin/shoal image ls
+    SHOAL_HOST=unix://$DEMO/w1/shoal.sock bin/shoal volume ls
+    SHOAL_HOST=unix://$DEMO/w2/shoal.sock bin/shoal volume ls
 
-Stop it and remove its state with 'make demo-down'.
+Kill web's container (it runs on m1) and watch a new task take its place on
+the same port after the restart delay:
+
+    ctr -a $DEMO/m1/containerd/ctrd.sock -n shoal task kill -s SIGKILL \\
+      \$(bin/shoal service ps --filter desired-state=running --format '{{.ContainerID}}' web)
+    sleep 10; bin/shoal service ps web
+
+Stop it and remove everything it made with 'make demo-down'.
 MSG
 }
 
 down() {
-  # Services first, so their tasks stop; the daemons keep tasks running
-  # across their own restarts.
+  # Services first, so their containers stop: they outlive their daemons.
   if running m1; then
+    local services
     services=$("$SHOAL" service ls -q 2>/dev/null || true)
     [ -z "$services" ] || "$SHOAL" service rm $services >/dev/null || true
   fi
+  local n name
   for n in "${NODES[@]}"; do
     name=${n%%:*}
     if running "$name"; then kill "$(cat "$DEMO/$name.pid")"; fi
   done
   for n in "${NODES[@]}"; do
     name=${n%%:*}
-    for _ in $(seq 1 100); do running "$name" || break; sleep 0.1; done
-    if running "$name"; then kill -9 "$(cat "$DEMO/$name.pid")"; fi
+    for _ in $(seq 1 150); do running "$name" || break; sleep 0.2; done
+    if running "$name"; then
+      echo "$name did not stop within 30s of SIGTERM; killing it" >&2
+      kill -9 "$(cat "$DEMO/$name.pid")"
+    fi
   done
-  # Task shims left behind (by a daemon that was killed) pass the stop on
-  # to their tasks.
-  pkill -f "task-shim --dir $DEMO/" 2>/dev/null || true
+  # What outlives a daemon (its containerd's containers, snapshots, mounts,
+  # task namespaces and rules) is removed on the node's host.
+  for n in "${NODES[@]}"; do
+    name=${n%%:*}
+    if [ -d "$DEMO/$name/containerd" ]; then
+      if [ -e "/var/run/netns/$(netns "$name")" ]; then
+        on "$name" "$SHOAL" cleanup --data-dir "$DEMO/$name" || echo "shoal cleanup of $name failed; see above" >&2
+      else
+        "$SHOAL" cleanup --data-dir "$DEMO/$name" || echo "shoal cleanup of $name failed; see above" >&2
+      fi
+    fi
+  done
+  for n in "${NODES[@]}"; do
+    name=${n%%:*}
+    if [ -e "/var/run/netns/$(netns "$name")" ]; then ip netns delete "$(netns "$name")"; fi
+    if ip link show "$(veth "$name")" >/dev/null 2>&1; then ip link delete "$(veth "$name")"; fi
+  done
+  for r in "${RULES[@]}"; do
+    for _ in 1 2 3; do rule -D "$r" || break; done
+  done
+  if ip link show $BRIDGE >/dev/null 2>&1; then ip link delete $BRIDGE; fi
   rm -rf "$DEMO"
-  echo "The demo cluster is stopped and its state removed."
+  echo "The demo cluster is stopped and everything it made removed."
 }
 
 case "${1:-}" in

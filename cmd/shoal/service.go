@@ -288,6 +288,10 @@ type taskRow struct {
 	CurrentState string
 	Error        string
 	Ports        string
+	// Address and ContainerID are for --format templates only (scripts
+	// that wire tasks together by address until service DNS exists).
+	Address     string
+	ContainerID string
 }
 
 func taskRows(tasks []*shoalpb.Task, nodes map[string]string, now time.Time) []taskRow {
@@ -335,7 +339,8 @@ func taskRows(tasks []*shoalpb.Task, nodes map[string]string, now time.Time) []t
 		rows = append(rows, taskRow{
 			ID: t.Id, Name: display, Image: t.Spec.GetContainer().GetImage(), Node: node,
 			DesiredState: controlapi.TaskStateName(t.DesiredState), CurrentState: current, Error: errText,
-			Ports: portsText(t.Spec.GetPorts()),
+			Ports:   portsText(t.Spec.GetPorts()),
+			Address: strings.SplitN(t.GetAddress(), "/", 2)[0], ContainerID: st.GetContainerId(),
 		})
 	}
 	return rows
