@@ -9,9 +9,11 @@ import (
 	"strings"
 )
 
-// inputDirs hold every source that can change an image: the apps, this
-// program (it decides the image config) and the tar writer. The apps use
-// only the standard library, so go.mod and the toolchain are the rest.
+// inputDirs hold every source that can change an image: the apps and the
+// package they share (testdata/apps/internal/serve, inside the first
+// directory), this program (it decides the image config) and the tar
+// writer. The apps use only the standard library, so go.mod and the
+// toolchain are the rest.
 var inputDirs = []string{"testdata/apps", "scripts/mkimages", "internal/imagetar"}
 
 // inputsHash digests everything a version's images are made from: the

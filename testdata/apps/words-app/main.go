@@ -16,59 +16,39 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
+
+	"shoal/testdata/apps/internal/serve"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1".
 var version = "dev"
 
+var server = serve.App{Name: "words-app", Version: version}
+
 func main() {
-	healthcheck := flag.Bool("healthcheck", false, "GET this server's /healthz on localhost and exit 0 if it answers 200, else 1")
-	flag.Parse()
-	port, err := portFromEnv("8080")
+	addr := server.Addr("8080")
+	db, err := serve.HostPort("DB_HOST", os.Getenv("DB_HOST"), "7000", "words-db:7000")
 	if err != nil {
-		fail(2, err)
+		server.Fail(2, err)
 	}
-	ip, err := listenIP()
-	if err != nil {
-		fail(2, err)
-	}
-	if *healthcheck {
-		os.Exit(checkHealth(ip, port))
-	}
-	addr := net.JoinHostPort(ip, port)
-	db, err := dbFromEnv()
-	if err != nil {
-		fail(2, err)
-	}
-	host := hostname()
-	a := &app{db: "http://" + db, host: host,
+	a := &app{db: "http://" + db, host: serve.Hostname(),
 		// No keep-alives: every request dials, so it resolves DB_HOST
 		// again and never sticks to the address of a replaced task.
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "ok %s\n", version)
-	})
+	mux := server.Mux()
 	mux.HandleFunc("GET /words", a.words)
 	mux.HandleFunc("POST /words", a.add)
 	mux.HandleFunc("GET /random", a.random)
 	log.Printf("words-app %s listening on %s, database %s", version, addr, db)
-	serve(&http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+	server.Run(addr, mux)
 }
 
 type app struct {
@@ -149,97 +129,4 @@ func (a *app) reply(w http.ResponseWriter, code int, body map[string]any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(body)
-}
-
-// dbFromEnv is DB_HOST as host:port.
-func dbFromEnv() (string, error) {
-	v := os.Getenv("DB_HOST")
-	if v == "" {
-		return "", errors.New("DB_HOST is not set: set it to words-db's host[:port], e.g. DB_HOST=words-db:7000")
-	}
-	if strings.Contains(v, "/") {
-		return "", fmt.Errorf("DB_HOST=%q: want host[:port], without a scheme or path", v)
-	}
-	host, port, err := net.SplitHostPort(v)
-	if err != nil {
-		host, port = v, "7000"
-	}
-	if n, err := strconv.Atoi(port); host == "" || err != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("DB_HOST=%q: want host[:port] with a port from 1 to 65535", v)
-	}
-	return net.JoinHostPort(host, port), nil
-}
-
-// checkHealth is the image's HEALTHCHECK: the image has no shell or curl.
-func checkHealth(ip, port string) int {
-	if ip == "" {
-		ip = "127.0.0.1"
-	}
-	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get("http://" + net.JoinHostPort(ip, port) + "/healthz")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "unhealthy:", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintln(os.Stderr, "unhealthy: /healthz answered", resp.Status)
-		return 1
-	}
-	return 0
-}
-
-// serve runs srv until SIGTERM or SIGINT, then lets requests in flight
-// finish: the orchestrator stops a task with SIGTERM while draining it.
-func serve(srv *http.Server) {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	select {
-	case err := <-errc:
-		fail(1, err)
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil {
-		fail(1, err)
-	}
-	log.Printf("stopped")
-}
-
-// listenIP is LISTEN_IP, the one address to listen on; empty means all.
-func listenIP() (string, error) {
-	v := os.Getenv("LISTEN_IP")
-	if v != "" && net.ParseIP(v) == nil {
-		return "", fmt.Errorf("LISTEN_IP=%q: want an IP address, or leave it unset to listen on all", v)
-	}
-	return v, nil
-}
-
-func portFromEnv(def string) (string, error) {
-	p := os.Getenv("PORT")
-	if p == "" {
-		p = def
-	}
-	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("PORT=%q: want a TCP port number from 1 to 65535", p)
-	}
-	return p, nil
-}
-
-// hostname names the task: the orchestrator sets HOSTNAME, a shell-less
-// image has only the kernel's name otherwise.
-func hostname() string {
-	if h := os.Getenv("HOSTNAME"); h != "" {
-		return h
-	}
-	h, _ := os.Hostname()
-	return h
-}
-
-func fail(code int, err error) {
-	fmt.Fprintln(os.Stderr, "words-app:", err)
-	os.Exit(code)
 }

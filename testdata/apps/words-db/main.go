@@ -15,23 +15,18 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
-	"time"
+
+	"shoal/testdata/apps/internal/serve"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1".
@@ -40,31 +35,17 @@ var version = "dev"
 // maxWord bounds one word, so a stray upload cannot fill the volume.
 const maxWord = 64
 
+var app = serve.App{Name: "words-db", Version: version}
+
 func main() {
-	healthcheck := flag.Bool("healthcheck", false, "GET this server's /healthz on localhost and exit 0 if it answers 200, else 1")
-	flag.Parse()
-	port, err := portFromEnv("7000")
-	if err != nil {
-		fail(2, err)
-	}
-	ip, err := listenIP()
-	if err != nil {
-		fail(2, err)
-	}
-	if *healthcheck {
-		os.Exit(checkHealth(ip, port))
-	}
-	addr := net.JoinHostPort(ip, port)
-	dir := envOr("DATA_DIR", "/data")
+	addr := app.Addr("7000")
+	dir := serve.EnvOr("DATA_DIR", "/data")
 	st, err := open(filepath.Join(dir, "words.txt"))
 	if err != nil {
-		fail(1, fmt.Errorf("DATA_DIR=%s: %w (set DATA_DIR to a writable directory, e.g. a volume)", dir, err))
+		app.Fail(1, fmt.Errorf("DATA_DIR=%s: %w (set DATA_DIR to a writable directory, e.g. a volume)", dir, err))
 	}
-	host := hostname()
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "ok %s\n", version)
-	})
+	host := serve.Hostname()
+	mux := app.Mux()
 	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"version": version, "host": host})
 	})
@@ -90,27 +71,7 @@ func main() {
 		writeJSON(w, http.StatusCreated, map[string]string{"word": word})
 	})
 	log.Printf("words-db %s listening on %s, data in %s (%d words)", version, addr, dir, len(st.list()))
-	serve(&http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second})
-}
-
-// serve runs srv until SIGTERM or SIGINT, then lets requests in flight
-// finish: the orchestrator stops a task with SIGTERM while draining it.
-func serve(srv *http.Server) {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	select {
-	case err := <-errc:
-		fail(1, err)
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil {
-		fail(1, err)
-	}
-	log.Printf("stopped")
+	app.Run(addr, mux)
 }
 
 // store is the word list and the file that makes it durable.
@@ -181,62 +142,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
-}
-
-// checkHealth is the image's HEALTHCHECK: the image has no shell or curl.
-func checkHealth(ip, port string) int {
-	if ip == "" {
-		ip = "127.0.0.1"
-	}
-	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get("http://" + net.JoinHostPort(ip, port) + "/healthz")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "unhealthy:", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintln(os.Stderr, "unhealthy: /healthz answered", resp.Status)
-		return 1
-	}
-	return 0
-}
-
-// listenIP is LISTEN_IP, the one address to listen on; empty means all.
-func listenIP() (string, error) {
-	v := os.Getenv("LISTEN_IP")
-	if v != "" && net.ParseIP(v) == nil {
-		return "", fmt.Errorf("LISTEN_IP=%q: want an IP address, or leave it unset to listen on all", v)
-	}
-	return v, nil
-}
-
-func portFromEnv(def string) (string, error) {
-	p := envOr("PORT", def)
-	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("PORT=%q: want a TCP port number from 1 to 65535", p)
-	}
-	return p, nil
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-// hostname names the task: the orchestrator sets HOSTNAME, a shell-less
-// image has only the kernel's name otherwise.
-func hostname() string {
-	if h := os.Getenv("HOSTNAME"); h != "" {
-		return h
-	}
-	h, _ := os.Hostname()
-	return h
-}
-
-func fail(code int, err error) {
-	fmt.Fprintln(os.Stderr, "words-db:", err)
-	os.Exit(code)
 }

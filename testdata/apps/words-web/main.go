@@ -17,7 +17,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
-	"flag"
 	"fmt"
 	"log"
 	"math/rand/v2"
@@ -25,55 +24,40 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"os"
-	"os/signal"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"shoal/testdata/apps/internal/serve"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1".
 var version = "dev"
 
+var app = serve.App{Name: "words-web", Version: version}
+
 func main() {
-	healthcheck := flag.Bool("healthcheck", false, "GET this server's /healthz on localhost and exit 0 if it answers 200, else 1")
-	flag.Parse()
-	port, err := portFromEnv("80")
+	addr := app.Addr("80")
+	appAddr, err := serve.HostPort("APP_NAME", os.Getenv("APP_NAME"), "8080", "words-app:8080")
 	if err != nil {
-		fail(2, err)
-	}
-	ip, err := listenIP()
-	if err != nil {
-		fail(2, err)
-	}
-	if *healthcheck {
-		os.Exit(checkHealth(ip, port))
-	}
-	addr := net.JoinHostPort(ip, port)
-	appAddr, err := hostPort("APP_NAME", os.Getenv("APP_NAME"), "8080", "words-app:8080")
-	if err != nil {
-		fail(2, err)
+		app.Fail(2, err)
 	}
 	users, err := parseUsers(os.Getenv("USERS"))
 	if err != nil {
-		fail(2, err)
+		app.Fail(2, err)
 	}
 	res := net.DefaultResolver
 	if v := os.Getenv("RESOLVER"); v != "" {
-		dns, err := hostPort("RESOLVER", v, "53", "127.0.0.11:53")
+		dns, err := serve.HostPort("RESOLVER", v, "53", "127.0.0.11:53")
 		if err != nil {
-			fail(2, err)
+			app.Fail(2, err)
 		}
 		res = resolverAt(dns)
 	}
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "ok %s\n", version)
-	})
+	mux := app.Mux()
 	mux.Handle("/", basicAuth(users, site(newProxy(appAddr, res))))
 	log.Printf("words-web %s listening on %s, app %s, %d users", version, addr, appAddr, len(users))
-	serve(&http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+	app.Run(addr, mux)
 }
 
 // site is everything behind the login: the page and the API.
@@ -113,10 +97,7 @@ func newProxy(addr string, res *net.Resolver) http.Handler {
 		},
 		ResponseHeaderTimeout: 10 * time.Second,
 	}
-	host, _ := os.Hostname()
-	if h := os.Getenv("HOSTNAME"); h != "" {
-		host = h
-	}
+	host := serve.Hostname()
 	return &httputil.ReverseProxy{
 		Transport: transport,
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -183,86 +164,4 @@ func basicAuth(users map[string]string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// hostPort checks a host[:port] setting named key and adds the default port.
-func hostPort(key, v, defPort, example string) (string, error) {
-	if v == "" {
-		return "", fmt.Errorf("%s is not set: set it to host[:port], e.g. %s=%s", key, key, example)
-	}
-	if strings.Contains(v, "/") {
-		return "", fmt.Errorf("%s=%q: want host[:port], without a scheme or path", key, v)
-	}
-	host, port, err := net.SplitHostPort(v)
-	if err != nil {
-		host, port = v, defPort
-	}
-	if n, err := strconv.Atoi(port); host == "" || err != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("%s=%q: want host[:port] with a port from 1 to 65535", key, v)
-	}
-	return net.JoinHostPort(host, port), nil
-}
-
-// checkHealth is the image's HEALTHCHECK: the image has no shell or curl.
-func checkHealth(ip, port string) int {
-	if ip == "" {
-		ip = "127.0.0.1"
-	}
-	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get("http://" + net.JoinHostPort(ip, port) + "/healthz")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "unhealthy:", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintln(os.Stderr, "unhealthy: /healthz answered", resp.Status)
-		return 1
-	}
-	return 0
-}
-
-// serve runs srv until SIGTERM or SIGINT, then lets requests in flight
-// finish: the orchestrator stops a task with SIGTERM while draining it.
-func serve(srv *http.Server) {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	select {
-	case err := <-errc:
-		fail(1, err)
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil {
-		fail(1, err)
-	}
-	log.Printf("stopped")
-}
-
-// listenIP is LISTEN_IP, the one address to listen on; empty means all.
-func listenIP() (string, error) {
-	v := os.Getenv("LISTEN_IP")
-	if v != "" && net.ParseIP(v) == nil {
-		return "", fmt.Errorf("LISTEN_IP=%q: want an IP address, or leave it unset to listen on all", v)
-	}
-	return v, nil
-}
-
-func portFromEnv(def string) (string, error) {
-	p := os.Getenv("PORT")
-	if p == "" {
-		p = def
-	}
-	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("PORT=%q: want a TCP port number from 1 to 65535", p)
-	}
-	return p, nil
-}
-
-func fail(code int, err error) {
-	fmt.Fprintln(os.Stderr, "words-web:", err)
-	os.Exit(code)
 }
