@@ -21,7 +21,6 @@ import (
 	"log"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"time"
 
 	"shoal/testdata/apps/internal/serve"
@@ -30,14 +29,13 @@ import (
 // version is set at build time: -ldflags "-X main.version=v1".
 var version = "dev"
 
+// server is this program as the demo apps' shared code sees it (app is the
+// handlers).
 var server = serve.App{Name: "words-app", Version: version}
 
 func main() {
 	addr := server.Addr("8080")
-	db, err := serve.HostPort("DB_HOST", os.Getenv("DB_HOST"), "7000", "words-db:7000")
-	if err != nil {
-		server.Fail(2, err)
-	}
+	db := server.HostEnv("DB_HOST", "7000", "words-db:7000")
 	a := &app{db: "http://" + db, host: serve.Hostname(),
 		// No keep-alives: every request dials, so it resolves DB_HOST
 		// again and never sticks to the address of a replaced task.

@@ -37,21 +37,14 @@ var app = serve.App{Name: "words-web", Version: version}
 
 func main() {
 	addr := app.Addr("80")
-	appAddr, err := serve.HostPort("APP_NAME", os.Getenv("APP_NAME"), "8080", "words-app:8080")
-	if err != nil {
-		app.Fail(2, err)
-	}
+	appAddr := app.HostEnv("APP_NAME", "8080", "words-app:8080")
 	users, err := parseUsers(os.Getenv("USERS"))
 	if err != nil {
 		app.Fail(2, err)
 	}
 	res := net.DefaultResolver
-	if v := os.Getenv("RESOLVER"); v != "" {
-		dns, err := serve.HostPort("RESOLVER", v, "53", "127.0.0.11:53")
-		if err != nil {
-			app.Fail(2, err)
-		}
-		res = resolverAt(dns)
+	if os.Getenv("RESOLVER") != "" {
+		res = resolverAt(app.HostEnv("RESOLVER", "53", "127.0.0.11:53"))
 	}
 
 	mux := app.Mux()

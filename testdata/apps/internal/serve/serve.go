@@ -103,10 +103,19 @@ func Hostname() string {
 	return h
 }
 
-// HostPort checks v, the host[:port] setting named key, and returns it as
-// host:port with defPort added if it has none. example is a good value,
-// shown when v is empty.
-func HostPort(key, v, defPort, example string) (string, error) {
+// HostEnv is the environment variable key, a host[:port], as host:port with
+// defPort added if it has none. An unset or bad value exits 2 naming key;
+// example is a good value, shown when key is unset.
+func (a App) HostEnv(key, defPort, example string) string {
+	hp, err := hostPort(key, os.Getenv(key), defPort, example)
+	if err != nil {
+		a.Fail(2, err)
+	}
+	return hp
+}
+
+// hostPort checks v, the host[:port] setting named key.
+func hostPort(key, v, defPort, example string) (string, error) {
 	if v == "" {
 		return "", fmt.Errorf("%s is not set: set it to host[:port], e.g. %s=%s", key, key, example)
 	}
