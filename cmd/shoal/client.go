@@ -127,8 +127,10 @@ func callCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 30*time.Second)
 }
 
-// withClient dials, runs fn and explains its error.
-func (g *globals) withClient(fn func(ctx context.Context, c *client) error) error {
+// call dials, runs fn within the deadline of one CLI call and closes the
+// connection. fn's error comes back as it is: fn explains what it must, for
+// commands that explain their calls differently (see explainLocal).
+func (g *globals) call(fn func(ctx context.Context, c *client) error) error {
 	c, err := g.dial()
 	if err != nil {
 		return err
@@ -136,8 +138,28 @@ func (g *globals) withClient(fn func(ctx context.Context, c *client) error) erro
 	defer c.Close()
 	ctx, cancel := callCtx()
 	defer cancel()
-	if err := fn(ctx, c); err != nil {
-		return c.explain(err)
+	return fn(ctx, c)
+}
+
+// withClient dials, runs fn and explains its error.
+func (g *globals) withClient(fn func(ctx context.Context, c *client) error) error {
+	return g.call(func(ctx context.Context, c *client) error {
+		return c.explain(fn(ctx, c))
+	})
+}
+
+// explainLocal is explain for a service each node serves on its own local
+// socket (images, volumes): an older daemon lacks it, and a manager's cluster
+// port refuses it. service names it ("images"); scope says why it belongs to
+// one node ("volumes belong to one node").
+func (c *client) explainLocal(err error, service, scope string) error {
+	switch status.Code(err) {
+	case codes.Unimplemented:
+		return fmt.Errorf("the daemon at %s does not serve %s; upgrade it to this shoal version", c.host, service)
+	case codes.PermissionDenied:
+		if !strings.HasPrefix(c.host, "unix://") {
+			return fmt.Errorf("%s: run the command on that node (its local socket), not through %s", scope, c.host)
+		}
 	}
-	return nil
+	return c.explain(err)
 }

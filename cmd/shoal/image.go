@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"shoal/internal/format"
 	shoalpb "shoal/proto"
@@ -136,15 +134,7 @@ func loadImage(ctx context.Context, c *client, r io.Reader, what string) ([]*sho
 
 // explainImages adds what only image commands can say to client.explain.
 func explainImages(c *client, err error) error {
-	switch status.Code(err) {
-	case codes.Unimplemented:
-		return fmt.Errorf("the daemon at %s does not serve images; upgrade it to this shoal version", c.host)
-	case codes.PermissionDenied:
-		if !strings.HasPrefix(c.host, "unix://") {
-			return fmt.Errorf("images are loaded into one node: run the command on that node (its local socket), not through %s", c.host)
-		}
-	}
-	return c.explain(err)
+	return c.explainLocal(err, "images", "images are loaded into one node")
 }
 
 // imageRow is one line of `image ls`; its field names are the --format names.
@@ -165,45 +155,40 @@ func newImageLsCmd(g *globals) *cobra.Command {
 		Short:   "List images: on a manager every node's, on a worker its own",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := callCtx()
-			defer cancel()
-			resp, err := shoalpb.NewImagesClient(c.conn).List(ctx, &shoalpb.ListImagesRequest{AllNodes: !local})
-			if err != nil {
-				return explainImages(c, err)
-			}
-			for _, e := range resp.Errors {
-				fmt.Fprintf(cmd.ErrOrStderr(), "Warning: images of %s are not listed\n", e)
-			}
-			if quiet {
-				seen := map[string]bool{}
-				for _, img := range resp.Images {
-					if !seen[img.GetName()] {
-						seen[img.GetName()] = true
-						fmt.Fprintln(cmd.OutOrStdout(), img.GetName())
+			return g.call(func(ctx context.Context, c *client) error {
+				resp, err := shoalpb.NewImagesClient(c.conn).List(ctx, &shoalpb.ListImagesRequest{AllNodes: !local})
+				if err != nil {
+					return explainImages(c, err)
+				}
+				for _, e := range resp.Errors {
+					fmt.Fprintf(cmd.ErrOrStderr(), "Warning: images of %s are not listed\n", e)
+				}
+				if quiet {
+					seen := map[string]bool{}
+					for _, img := range resp.Images {
+						if !seen[img.GetName()] {
+							seen[img.GetName()] = true
+							fmt.Fprintln(cmd.OutOrStdout(), img.GetName())
+						}
 					}
+					return nil
 				}
-				return nil
-			}
-			nodes := nodeAddrs(ctx, c)
-			now := time.Now()
-			rows := make([]imageRow, 0, len(resp.Images))
-			for _, img := range resp.Images {
-				node := nodes[img.GetNodeId()]
-				if node == "" {
-					node = img.GetNodeId()
+				nodes := nodeAddrs(ctx, c)
+				now := time.Now()
+				rows := make([]imageRow, 0, len(resp.Images))
+				for _, img := range resp.Images {
+					node := nodes[img.GetNodeId()]
+					if node == "" {
+						node = img.GetNodeId()
+					}
+					created := "N/A"
+					if t := img.GetCreatedAt(); t != nil {
+						created = ago(now.Sub(t.AsTime()))
+					}
+					rows = append(rows, imageRow{Node: node, Image: img.GetName(), Digest: shortDigest(img.GetDigest()), Size: humanSize(img.GetSize()), Created: created})
 				}
-				created := "N/A"
-				if t := img.GetCreatedAt(); t != nil {
-					created = ago(now.Sub(t.AsTime()))
-				}
-				rows = append(rows, imageRow{Node: node, Image: img.GetName(), Digest: shortDigest(img.GetDigest()), Size: humanSize(img.GetSize()), Created: created})
-			}
-			return format.Rows(cmd.OutOrStdout(), tmpl, `table {{.Node}}\t{{.Image}}\t{{.Digest}}\t{{.Size}}\t{{.Created}}`, rows)
+				return format.Rows(cmd.OutOrStdout(), tmpl, `table {{.Node}}\t{{.Image}}\t{{.Digest}}\t{{.Size}}\t{{.Created}}`, rows)
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print image names")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"slices"
@@ -176,34 +177,29 @@ func newServiceUpdateCmd(g *globals) *cobra.Command {
 		Short: "Change a service; its tasks are replaced one at a time",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := callCtx()
-			defer cancel()
-			svc, err := c.control().GetService(ctx, &shoalpb.GetServiceRequest{Service: args[0]})
-			if err != nil {
-				return c.explain(err)
-			}
-			spec := proto.Clone(svc.Spec).(*shoalpb.ServiceSpec)
-			fillSpec(spec)
-			if err := f.applyScalars(spec, cmd.Flags(), false); err != nil {
-				return err
-			}
-			if err := u.apply(spec, cmd.Flags().Changed); err != nil {
-				return err
-			}
-			svc, err = c.control().UpdateService(ctx, &shoalpb.UpdateServiceRequest{Service: svc.Id, Version: svc.Meta.GetVersion(), Spec: spec})
-			if err != nil {
-				return c.explain(err)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), svc.Spec.Name)
-			if w.detach {
-				return nil
-			}
-			return c.explain(waitConverged(cmd, c, svc.Id, w.timeout))
+			return g.call(func(ctx context.Context, c *client) error {
+				svc, err := c.control().GetService(ctx, &shoalpb.GetServiceRequest{Service: args[0]})
+				if err != nil {
+					return c.explain(err)
+				}
+				spec := proto.Clone(svc.Spec).(*shoalpb.ServiceSpec)
+				fillSpec(spec)
+				if err := f.applyScalars(spec, cmd.Flags(), false); err != nil {
+					return err
+				}
+				if err := u.apply(spec, cmd.Flags().Changed); err != nil {
+					return err
+				}
+				svc, err = c.control().UpdateService(ctx, &shoalpb.UpdateServiceRequest{Service: svc.Id, Version: svc.Meta.GetVersion(), Spec: spec})
+				if err != nil {
+					return c.explain(err)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), svc.Spec.Name)
+				if w.detach {
+					return nil
+				}
+				return c.explain(waitConverged(cmd, c, svc.Id, w.timeout))
+			})
 		},
 	}
 	f.registerScalars(cmd.Flags())

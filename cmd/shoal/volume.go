@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"shoal/internal/format"
 	shoalpb "shoal/proto"
@@ -24,26 +22,13 @@ func newVolumeCmd(g *globals) *cobra.Command {
 // withVolumes is withClient for the Volumes service, which every node serves
 // on its local socket only.
 func (g *globals) withVolumes(fn func(ctx context.Context, v shoalpb.VolumesClient) error) error {
-	c, err := g.dial()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	ctx, cancel := callCtx()
-	defer cancel()
-	return explainVolumes(c, fn(ctx, shoalpb.NewVolumesClient(c.conn)))
+	return g.call(func(ctx context.Context, c *client) error {
+		return explainVolumes(c, fn(ctx, shoalpb.NewVolumesClient(c.conn)))
+	})
 }
 
 func explainVolumes(c *client, err error) error {
-	switch status.Code(err) {
-	case codes.Unimplemented:
-		return fmt.Errorf("the daemon at %s does not serve volumes; upgrade it to this shoal version", c.host)
-	case codes.PermissionDenied:
-		if !strings.HasPrefix(c.host, "unix://") {
-			return fmt.Errorf("volumes belong to one node: run the command on that node (its local socket), not through %s", c.host)
-		}
-	}
-	return c.explain(err)
+	return c.explainLocal(err, "volumes", "volumes belong to one node")
 }
 
 // volumeRow is one line of `volume ls`; its field names are the --format names.
@@ -137,25 +122,20 @@ func newVolumeRmCmd(g *globals) *cobra.Command {
 		Short:   "Remove volumes and their data from this node",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := callCtx()
-			defer cancel()
-			vc := shoalpb.NewVolumesClient(c.conn)
-			// Like docker, one volume that cannot go does not keep the
-			// others: each is tried and every failure reported.
-			var errs []error
-			for _, name := range args {
-				if _, err := vc.Remove(ctx, &shoalpb.RemoveVolumeRequest{Name: name, Force: force}); err != nil {
-					errs = append(errs, explainVolumes(c, err))
-					continue
+			return g.call(func(ctx context.Context, c *client) error {
+				vc := shoalpb.NewVolumesClient(c.conn)
+				// Like docker, one volume that cannot go does not keep
+				// the others: each is tried and every failure reported.
+				var errs []error
+				for _, name := range args {
+					if _, err := vc.Remove(ctx, &shoalpb.RemoveVolumeRequest{Name: name, Force: force}); err != nil {
+						errs = append(errs, explainVolumes(c, err))
+						continue
+					}
+					fmt.Fprintln(cmd.OutOrStdout(), name)
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), name)
-			}
-			return errors.Join(errs...)
+				return errors.Join(errs...)
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove volumes even while tasks on this node use them")
