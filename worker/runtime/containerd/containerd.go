@@ -103,6 +103,8 @@ type Runtime struct {
 
 	mu      sync.Mutex
 	handles map[string]*handle
+
+	images imageCache
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)

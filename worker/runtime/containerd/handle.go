@@ -57,18 +57,18 @@ var (
 // create makes the container and its task and starts it.
 func (r *Runtime) create(ctx context.Context, t *shoalpb.Task, img client.Image, att *runtime.Attachment) (*handle, error) {
 	id := t.GetId()
-	ic, err := readImageConfig(ctx, img)
+	ii, err := r.images.info(ctx, img)
 	if err != nil {
 		return nil, err
 	}
+	ic := ii.config
 	cs, err := r.containerSpec(t, ic, att)
 	if err != nil {
 		return nil, err
 	}
 	ctr, err := r.c.NewContainer(ctx, id,
 		client.WithImage(img),
-		client.WithSnapshotter(snapshotter),
-		client.WithNewSnapshot(id, img),
+		withSnapshot(id, ii),
 		client.WithRuntime("io.containerd.runc.v2", r.runcOptions()),
 		client.WithContainerLabels(cs.labels),
 		client.WithNewSpec(cs.opts...),
