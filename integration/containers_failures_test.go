@@ -82,6 +82,69 @@ func TestContainerFailures(t *testing.T) {
 		})
 	})
 
+	t.Run("failing HTTP liveness replaces the task, failing readiness keeps it not ready", func(t *testing.T) {
+		// words-db answers 404 on /nope: the agent probes the task's own
+		// address from the node's host.
+		mustShoal(t, m, "service", "create", "--detach", "--name", "sick", "--constraint", onWorker,
+			"--health-http", "/nope:7000", "--health-interval", "300ms", "--health-retries", "2", "words-db:v1")
+		mustShoal(t, m, "service", "create", "--detach", "--name", "unready", "--constraint", onWorker,
+			"--readiness-http", "/nope:7000", "--readiness-interval", "300ms", "words-db:v1")
+		mustShoal(t, m, "service", "create", "--detach", "--name", "ready", "--constraint", onWorker,
+			"--readiness-http", "/healthz:7000", "--readiness-interval", "300ms", "words-db:v1")
+		waitTasks(t, api, "sick", moveTimeout, func(tasks []*shoalpb.Task) error {
+			for _, task := range tasks {
+				if task.GetStatus().GetState() == shoalpb.TaskState_TASK_STATE_FAILED && strings.Contains(task.GetStatus().GetErr(), "health check failed") {
+					return nil
+				}
+			}
+			return fmt.Errorf("no task failed its health check yet: %s %v", summary(tasks), errs(tasks))
+		})
+		// Once its twin with a passing check is ready, the failing one has
+		// been probed too.
+		waitTasks(t, api, "ready", convergeTimeout, func(tasks []*shoalpb.Task) error {
+			if cur := current(tasks); len(cur) != 1 || !cur[0].GetStatus().GetReady() {
+				return fmt.Errorf("want one ready task, have %s", summary(tasks))
+			}
+			return nil
+		})
+		unready := waitTasks(t, api, "unready", convergeTimeout, func(tasks []*shoalpb.Task) error {
+			cur := current(tasks)
+			if len(cur) != 1 || cur[0].GetStatus().GetState() != shoalpb.TaskState_TASK_STATE_RUNNING || cur[0].GetStatus().GetReady() {
+				return fmt.Errorf("want one running task that is not ready, have %s", summary(tasks))
+			}
+			return nil
+		})
+		if len(unready) != 1 {
+			t.Errorf("the task failing readiness was replaced: %s", summary(unready))
+		}
+		// Its image's own health check passes; only readiness fails.
+		testutil.Eventually(t, convergeTimeout, func() error {
+			if out := mustShoal(t, m, "service", "ps", "unready"); !strings.Contains(out, "(healthy, not ready)") {
+				return fmt.Errorf("service ps does not show the task healthy but not ready:\n%s", out)
+			}
+			return nil
+		})
+	})
+
+	t.Run("memory limit is enforced and the OOM kill reported", func(t *testing.T) {
+		mustShoal(t, m, "image", "load", "-i", testutil.AppImageFile(t))
+		mustShoal(t, m, "service", "create", "--detach", "--name", "hungry", "--constraint", onWorker,
+			"--limit-memory", "16M", "--restart-condition", "none", testutil.AppImageName, "alloc", "64")
+		waitTasks(t, api, "hungry", convergeTimeout, func(tasks []*shoalpb.Task) error {
+			for _, task := range tasks {
+				st := task.GetStatus()
+				if st.GetState() != shoalpb.TaskState_TASK_STATE_FAILED {
+					continue
+				}
+				if !st.GetOomKilled() || !strings.Contains(st.GetErr(), "out of memory") {
+					return fmt.Errorf("task failed with oom_killed=%v and %q, want an OOM kill reported", st.GetOomKilled(), st.GetErr())
+				}
+				return nil
+			}
+			return fmt.Errorf("no task failed yet: %s", summary(tasks))
+		})
+	})
+
 	t.Run("bad input fails the task with a clear error", func(t *testing.T) {
 		for _, tc := range []struct {
 			name string

@@ -90,13 +90,13 @@ func TestDemoAppsAcrossHosts(t *testing.T) {
 	post := func() error {
 		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("shoal"))
 		req.SetBasicAuth("demo", "secret")
-		return do(req, http.StatusOK, http.StatusCreated)
+		return do(httpClient, req, http.StatusOK, http.StatusCreated)
 	}
 	testutil.Eventually(t, convergeTimeout, post)
 	testutil.Eventually(t, convergeTimeout, func() error {
 		req, _ := http.NewRequest(http.MethodGet, url, nil)
 		req.SetBasicAuth("demo", "secret")
-		body, err := get(req)
+		body, err := get(httpClient, req)
 		if err != nil {
 			return err
 		}
@@ -106,7 +106,7 @@ func TestDemoAppsAcrossHosts(t *testing.T) {
 		return nil
 	})
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	if err := do(req, http.StatusUnauthorized); err != nil {
+	if err := do(httpClient, req, http.StatusUnauthorized); err != nil {
 		t.Errorf("without credentials: %v", err)
 	}
 }
@@ -115,9 +115,9 @@ func TestDemoAppsAcrossHosts(t *testing.T) {
 // network path again.
 var httpClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
-// do sends req and wants one of the given status codes.
-func do(req *http.Request, want ...int) error {
-	resp, err := httpClient.Do(req)
+// do sends req with client and wants one of the given status codes.
+func do(client *http.Client, req *http.Request, want ...int) error {
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -131,9 +131,9 @@ func do(req *http.Request, want ...int) error {
 	return fmt.Errorf("%s %s = %s %q, want status %v", req.Method, req.URL, resp.Status, body, want)
 }
 
-// get sends req, wants 200 and returns the body.
-func get(req *http.Request) (string, error) {
-	resp, err := httpClient.Do(req)
+// get sends req with client, wants 200 and returns the body.
+func get(client *http.Client, req *http.Request) (string, error) {
+	resp, err := client.Do(req)
 	if err != nil {
 		return "", err
 	}

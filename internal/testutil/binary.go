@@ -49,13 +49,9 @@ func Binary(tb testing.TB) string {
 const binDirPrefix = "shoal-testbin-"
 
 func buildBinary() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	root, err := moduleRoot()
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("go env GOMOD: not inside a Go module")
+		return "", err
 	}
 	removeStaleBuilds()
 	dir, err := os.MkdirTemp("", binDirPrefix+strconv.Itoa(os.Getpid())+"-")
@@ -64,7 +60,7 @@ func buildBinary() (string, error) {
 	}
 	path := filepath.Join(dir, "shoal")
 	cmd := exec.Command("go", "build", "-o", path, "./cmd/shoal")
-	cmd.Dir = filepath.Dir(gomod)
+	cmd.Dir = root
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Run(); err != nil {
@@ -72,6 +68,19 @@ func buildBinary() (string, error) {
 		return "", fmt.Errorf("go build ./cmd/shoal in %s: %w\n%s", cmd.Dir, err, stderr.String())
 	}
 	return path, nil
+}
+
+// moduleRoot is the directory of shoal's go.mod, where builds run.
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("go env GOMOD: not inside a Go module")
+	}
+	return filepath.Dir(gomod), nil
 }
 
 // removeStaleBuilds deletes binaries built by test processes that have

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -64,15 +63,10 @@ func DemoImage(tb testing.TB, app, version string) string {
 }
 
 func buildDemoImages() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	root, err := moduleRoot()
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
+		return "", err
 	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("go env GOMOD: not inside a Go module")
-	}
-	root := filepath.Dir(gomod)
 	// One cache per source tree: two checkouts must not overwrite each
 	// other's images.
 	key := sha256.Sum256([]byte(root))

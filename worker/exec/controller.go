@@ -459,6 +459,7 @@ func exitStatus(exit runtime.ExitStatus, info runtime.Info) *shoalpb.TaskStatus 
 	}
 	st.ExitCode = int32(exit.Code)
 	st.Pid, st.ContainerId = info.PID, info.ContainerID
+	st.OomKilled = exit.OOMKilled
 	switch {
 	case exit.Err != "":
 		st.State, st.Err = failed, "task: "+exit.Err
