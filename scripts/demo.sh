@@ -27,7 +27,7 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "demo.sh needs root: it makes network namespaces, a bridge and iptables rules, and runs containerd. Run it with sudo." >&2
   exit 1
 fi
-for c in ip nsenter iptables containerd runc curl; do
+for c in ip nsenter iptables containerd ctr runc curl; do
   if ! command -v "$c" >/dev/null; then
     echo "demo.sh needs $c on PATH (scripts/install-deps.sh installs the tools)." >&2
     exit 1
@@ -111,15 +111,38 @@ task() {
 node_ip() { # node_ip NODE-ADDRESS: the host IP of a `service ps` NODE column
   echo "${1%:*}"
 }
-has_service() { "$SHOAL" service inspect "$1" >/dev/null 2>&1; }
-env_of() { # env_of SERVICE KEY: KEY's value in the service's spec
-  "$SHOAL" service inspect "$1" | tr ',[]{}' '\n\n\n\n\n' | tr -d ' "' | grep "^$2=" | head -1 | cut -d= -f2-
+# running_task SERVICE: the service has a running task with an address.
+running_task() {
+  local out
+  out=$("$SHOAL" service ps --filter desired-state=running --format '{{.CurrentState}} {{.Address}}' "$1")
+  grep -Eq '^running .* [0-9]+\.[0-9.]+$' <<<"$out"
 }
-answers() { curl -sf -m 5 -u "$LOGIN" "http://$1:$WEB_PORT/api/words" | grep -q "$2"; }
+# containers_gone: no node's containerd runs a container task any more.
+containers_gone() {
+  local n out
+  for n in "${NODES[@]}"; do
+    out=$(ctr -a "$DEMO/${n%%:*}/containerd/ctrd.sock" -n shoal tasks ls -q 2>/dev/null) || continue
+    [ -z "$out" ] || return 1
+  done
+}
+has_service() { "$SHOAL" service inspect "$1" >/dev/null 2>&1; }
+# Commands' output is captured before it is searched: with pipefail, a
+# `grep -q` that stops reading early would fail the pipeline.
+env_of() { # env_of SERVICE KEY: KEY's value in the service's current spec
+  local out
+  out=$("$SHOAL" service inspect "$1" | tr ',[]{}' '\n\n\n\n\n' | tr -d ' "')
+  grep -m1 "^$2=" <<<"$out" | cut -d= -f2-
+}
+answers() { # answers IP WORD: the web front lists WORD
+  local out
+  out=$(curl -sf -m 5 -u "$LOGIN" "http://$1:$WEB_PORT/api/words") && grep -q "$2" <<<"$out"
+}
 
 load_images() {
+  local have
+  have=$("$SHOAL" image ls --local -q)
   for app in words-db words-app words-web; do
-    if ! "$SHOAL" image ls --local -q | grep -qx "docker.io/library/$app:v1\|$app:v1"; then
+    if ! grep -qx "docker.io/library/$app:v1" <<<"$have"; then
       "$SHOAL" image load -i "$IMAGES/$app-v1.tar"
     fi
   done
@@ -135,19 +158,22 @@ services() {
     "$SHOAL" service create --name db --constraint node.role==worker \
       --mount type=volume,source=words,target=/data words-db:v1 >/dev/null
   fi
-  db=$(task Address db | head -1)
+  wait_for 120 "a running db task" running_task db
+  db=$(task Address db)
+  db=${db%%$'\n'*}
   if ! has_service app; then
     "$SHOAL" service create --name app --replicas 2 --env "DB_HOST=$db:7000" words-app:v1 >/dev/null
   elif [ "$(env_of app DB_HOST)" != "$db:7000" ]; then
     "$SHOAL" service update --env-add "DB_HOST=$db:7000" app >/dev/null
   fi
+  wait_for 120 "a running app task" running_task app
   app=$(task Address app)
   if ! has_service web; then
     "$SHOAL" service create --name web --constraint node.role==manager \
-      --env "APP_NAME=$(echo "$app" | head -1):8080" --env "USERS=$LOGIN" \
+      --env "APP_NAME=${app%%$'\n'*}:8080" --env "USERS=$LOGIN" \
       --publish "published=$WEB_PORT,target=80,mode=host" words-web:v1 >/dev/null
-  elif ! echo "$app" | grep -qx "$(env_of web APP_NAME | cut -d: -f1)"; then
-    "$SHOAL" service update --env-add "APP_NAME=$(echo "$app" | head -1):8080" web >/dev/null
+  elif ! grep -qx "$(env_of web APP_NAME | cut -d: -f1)" <<<"$app"; then
+    "$SHOAL" service update --env-add "APP_NAME=${app%%$'\n'*}:8080" web >/dev/null
   fi
 }
 
@@ -234,18 +260,21 @@ down() {
     local services
     services=$("$SHOAL" service ls -q 2>/dev/null || true)
     [ -z "$services" ] || "$SHOAL" service rm $services >/dev/null || true
+    # Let the agents stop and delete the containers: a daemon stopped
+    # meanwhile can leave a container's shim without a container.
+    for _ in $(seq 1 150); do containers_gone && break; sleep 0.2; done
   fi
   local n name
   for n in "${NODES[@]}"; do
     name=${n%%:*}
-    if running "$name"; then kill "$(cat "$DEMO/$name.pid")"; fi
+    if running "$name"; then kill "$(cat "$DEMO/$name.pid")" || true; fi
   done
   for n in "${NODES[@]}"; do
     name=${n%%:*}
     for _ in $(seq 1 150); do running "$name" || break; sleep 0.2; done
     if running "$name"; then
       echo "$name did not stop within 30s of SIGTERM; killing it" >&2
-      kill -9 "$(cat "$DEMO/$name.pid")"
+      kill -9 "$(cat "$DEMO/$name.pid")" || true
     fi
   done
   # What outlives a daemon (its containerd's containers, snapshots, mounts,
@@ -260,10 +289,18 @@ down() {
       fi
     fi
   done
+  # Shims of this demo's containerds that outlived their containers.
+  local shims
+  shims=$(pgrep -f -- "-address $DEMO/" || true)
+  if [ -n "$shims" ]; then
+    echo "stopping leftover containerd shims of the demo: $(echo $shims)" >&2
+    kill -9 $shims 2>/dev/null || true
+  fi
   for n in "${NODES[@]}"; do
     name=${n%%:*}
     if [ -e "/var/run/netns/$(netns "$name")" ]; then ip netns delete "$(netns "$name")"; fi
-    if ip link show "$(veth "$name")" >/dev/null 2>&1; then ip link delete "$(veth "$name")"; fi
+    # The veth usually goes with its peer in the namespace, asynchronously.
+    ip link delete "$(veth "$name")" 2>/dev/null || true
   done
   for r in "${RULES[@]}"; do
     for _ in 1 2 3; do rule -D "$r" || break; done
