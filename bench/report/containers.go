@@ -6,7 +6,8 @@ const containersBench = "BenchmarkContainers/replicas=50"
 // containersWhat describes the setting both container figures share.
 const containersWhat = "1 manager running the containerd runtime (its own containerd 1.6, runc, overlayfs) in a network namespace of its own, " +
 	"the words-db demo image loaded; each task gets its own network namespace, veth and address on the node's bridge, and its output goes to " +
-	"`shoal task-logger` processes started by the shims. ListTasks every 10 ms. Each run uses a new service."
+	"`shoal task-logger` processes started by the shims. The image's HEALTHCHECK (an exec into the container every 2 s) is switched off (`--no-healthcheck`): " +
+	"this measures containers starting and stopping, not being probed. ListTasks every 10 ms. Each run uses a new service."
 
 var containerFigures = []figure{
 	{
