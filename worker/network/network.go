@@ -49,8 +49,11 @@ type Config struct {
 }
 
 // Network implements runtime.Network on one node. All methods are safe for
-// concurrent use; they are serialized, as each is a few milliseconds of
-// netlink and iptables work.
+// concurrent use. The mutex guards the records only: the netlink and
+// iptables work of Attach and Detach (several ms each, far more on a loaded
+// node) runs outside it, so tasks attach and detach in parallel; a task
+// being attached or detached is marked busy, and another call for the same
+// task, Prune and SetSubnet wait until it is not.
 type Network struct {
 	bridge  string
 	dir     string // DataDir/network
@@ -60,8 +63,10 @@ type Network struct {
 	ipt     *iptables.IPTables
 
 	mu    sync.Mutex
+	idle  *sync.Cond // signalled (with mu) when a task stops being busy
 	node  nodeRecord
 	tasks map[string]*taskRecord // by task ID, as recorded on disk
+	busy  map[string]bool        // tasks whose Attach or Detach runs
 }
 
 var _ runtime.Network = (*Network)(nil)
@@ -104,7 +109,9 @@ func New(cfg Config) (*Network, error) {
 		log:     cfg.Logger.With("component", "network", "bridge", cfg.Bridge),
 		ipt:     ipt,
 		tasks:   map[string]*taskRecord{},
+		busy:    map[string]bool{},
 	}
+	n.idle = sync.NewCond(&n.mu)
 	if err := os.MkdirAll(filepath.Join(n.dir, "tasks"), 0o755); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
@@ -183,7 +190,8 @@ func (n *Network) Attach(ctx context.Context, t *shoalpb.Task) (runtime.Attachme
 		return runtime.Attachment{}, err
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	defer n.mu.Unlock() // dropped while the namespace is built
+	n.waitTaskLocked(id)
 	subnet, err := n.subnetLocked()
 	if err != nil {
 		return runtime.Attachment{}, err
@@ -218,11 +226,24 @@ func (n *Network) Attach(ctx context.Context, t *shoalpb.Task) (runtime.Attachme
 		return runtime.Attachment{}, fmt.Errorf("network: attach task %s: %w", id, err)
 	}
 	n.tasks[id] = r
-	if err := n.buildLocked(t, r, addr, subnet); err != nil {
-		if terr := n.teardownLocked(r); terr != nil {
+	// The record holds the task's ports against other tasks; the slow
+	// part runs unlocked.
+	n.busy[id] = true
+	n.mu.Unlock()
+	berr := n.build(t, r, addr, subnet)
+	if berr != nil {
+		if terr := n.teardown(r); terr != nil {
 			n.log.Warn("undo failed attach", "task", id, "err", terr)
+			berr = errors.Join(berr, terr)
 		}
-		return runtime.Attachment{}, fmt.Errorf("network: attach task %s: %w", id, err)
+	}
+	n.mu.Lock()
+	n.notBusyLocked(id)
+	if berr != nil {
+		if _, err := os.Stat(n.taskDir(id)); errors.Is(err, os.ErrNotExist) {
+			delete(n.tasks, id)
+		}
+		return runtime.Attachment{}, fmt.Errorf("network: attach task %s: %w", id, berr)
 	}
 	r.Complete = true
 	if err := n.saveTask(r); err != nil {
@@ -231,7 +252,27 @@ func (n *Network) Attach(ctx context.Context, t *shoalpb.Task) (runtime.Attachme
 	return r.attachment(n), nil
 }
 
-func (n *Network) buildLocked(t *shoalpb.Task, r *taskRecord, addr *net.IPNet, subnet *net.IPNet) error {
+// waitTaskLocked waits, with mu held, until no Attach or Detach of the task
+// runs.
+func (n *Network) waitTaskLocked(id string) {
+	for n.busy[id] {
+		n.idle.Wait()
+	}
+}
+
+// waitIdleLocked waits, with mu held, until no Attach or Detach runs.
+func (n *Network) waitIdleLocked() {
+	for len(n.busy) > 0 {
+		n.idle.Wait()
+	}
+}
+
+func (n *Network) notBusyLocked(id string) {
+	delete(n.busy, id)
+	n.idle.Broadcast()
+}
+
+func (n *Network) build(t *shoalpb.Task, r *taskRecord, addr *net.IPNet, subnet *net.IPNet) error {
 	if err := n.makeNamespace(r, addr, gatewayOf(subnet)); err != nil {
 		return err
 	}
@@ -249,20 +290,39 @@ func (n *Network) buildLocked(t *shoalpb.Task, r *taskRecord, addr *net.IPNet, s
 func (n *Network) Detach(ctx context.Context, taskID string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.waitTaskLocked(taskID)
 	r := n.tasks[taskID]
 	if r == nil {
 		return nil
 	}
-	if err := n.teardownLocked(r); err != nil {
+	// Deleting the veth alone takes ~30 ms of kernel work: done unlocked,
+	// but before Detach returns, so the address is free when it does.
+	n.busy[taskID] = true
+	n.mu.Unlock()
+	err := n.teardown(r)
+	n.mu.Lock()
+	n.notBusyLocked(taskID)
+	if err != nil {
 		return fmt.Errorf("network: detach task %s: %w", taskID, err)
 	}
+	delete(n.tasks, taskID)
 	return nil
 }
 
-// teardownLocked removes whatever of r exists, then its record. Every step
-// tolerates the thing being gone already; the record is kept if a step
-// fails so that a later Detach or Prune tries again.
+// teardownLocked is teardown, then forgets the record.
 func (n *Network) teardownLocked(r *taskRecord) error {
+	if err := n.teardown(r); err != nil {
+		return err
+	}
+	delete(n.tasks, r.TaskID)
+	return nil
+}
+
+// teardown removes whatever of r exists, then its directory with the
+// record. Every step tolerates the thing being gone already; the record is
+// kept if a step fails so that a later Detach or Prune tries again. It
+// touches no field of n but the immutable ones, so it needs no lock.
+func (n *Network) teardown(r *taskRecord) error {
 	var errs []error
 	for _, p := range r.Ports {
 		if err := deleteRule(n.ipt, "nat", chainPorts, n.portSpec(r, p)); err != nil {
@@ -282,11 +342,7 @@ func (n *Network) teardownLocked(r *taskRecord) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(n.taskDir(r.TaskID)); err != nil {
-		return err
-	}
-	delete(n.tasks, r.TaskID)
-	return nil
+	return os.RemoveAll(n.taskDir(r.TaskID))
 }
 
 // Prune removes what this node made for every task not in keep: recorded
@@ -296,6 +352,7 @@ func (n *Network) teardownLocked(r *taskRecord) error {
 func (n *Network) Prune(ctx context.Context, keep map[string]bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.waitIdleLocked()
 	var errs []error
 	for id, r := range n.tasks {
 		if keep[id] {
@@ -331,6 +388,7 @@ func (n *Network) Destroy(ctx context.Context) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.waitIdleLocked()
 	return n.destroyNodeLocked()
 }
 

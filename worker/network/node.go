@@ -69,6 +69,7 @@ func (n *Network) SetSubnet(pool, subnet string) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.waitIdleLocked()
 
 	if n.node.Subnet != "" && (n.node.Subnet != sub.String() || n.node.Pool != poolNet.String()) {
 		if err := n.removeSubnetRules(n.node.Pool, n.node.Subnet); err != nil {
