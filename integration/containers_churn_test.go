@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"shoal/internal/procs"
 	"shoal/internal/testutil"
 	shoalpb "shoal/proto"
 )
@@ -78,10 +79,11 @@ func leftovers(t *testing.T, n *testutil.Node) error {
 			}
 		}
 	}
-	for pid, cmdline := range processesMentioning(abs) {
-		if strings.Contains(cmdline, "containerd-shim") || strings.Contains(cmdline, "task-logger") {
-			found = append(found, fmt.Sprintf("process %d (%s)", pid, cmdline))
-		}
+	stragglers := procs.Find(func(cmdline string) bool {
+		return strings.Contains(cmdline, abs) && (strings.Contains(cmdline, "containerd-shim") || strings.Contains(cmdline, "task-logger"))
+	})
+	for pid, cmdline := range stragglers {
+		found = append(found, fmt.Sprintf("process %d (%s)", pid, cmdline))
 	}
 	if len(found) > 0 {
 		return fmt.Errorf("%d things left behind: %s", len(found), strings.Join(found, "; "))
@@ -97,22 +99,4 @@ func containsTask(tasks []*shoalpb.Task, id string) bool {
 		}
 	}
 	return false
-}
-
-// processesMentioning maps the PIDs of the processes whose command line
-// holds s to their command lines.
-func processesMentioning(s string) map[int]string {
-	out := map[int]string{}
-	paths, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(b), s) {
-			continue
-		}
-		var pid int
-		if _, err := fmt.Sscan(filepath.Base(filepath.Dir(p)), &pid); err == nil {
-			out[pid] = strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")
-		}
-	}
-	return out
 }

@@ -130,7 +130,8 @@ func converged(want int) func([]*shoalpb.Task) error {
 			switch {
 			case task.DesiredState != shoalpb.TaskState_TASK_STATE_RUNNING && task.NodeId != "" && st.GetState() < shoalpb.TaskState_TASK_STATE_COMPLETE:
 				return fmt.Errorf("task %s (slot %d) is still %s with desired state %s", task.Id, task.Slot, st.GetState(), task.DesiredState)
-			case st.GetState() >= shoalpb.TaskState_TASK_STATE_COMPLETE && st.GetState() != shoalpb.TaskState_TASK_STATE_ORPHANED && processRunning(st.GetPid()):
+			case st.GetState() >= shoalpb.TaskState_TASK_STATE_COMPLETE && st.GetState() != shoalpb.TaskState_TASK_STATE_ORPHANED &&
+				processRunning(st.GetPid()) && processStartedBefore(st.GetPid(), st.GetTimestamp().AsTime()):
 				return fmt.Errorf("task %s (slot %d) is %s, but its process %d still runs", task.Id, task.Slot, st.GetState(), st.GetPid())
 			}
 		}
@@ -221,6 +222,40 @@ func processRunning(pid int64) bool {
 	i := strings.LastIndexByte(string(b), ')')
 	fields := strings.Fields(string(b[i+1:]))
 	return len(fields) > 0 && fields[0] != "Z" && fields[0] != "X"
+}
+
+// processStartedBefore reports whether process pid started before t: a
+// process that started after a task ended is another one that got the PID
+// again (pid_max is 32768 here, and a churn of containers wraps it).
+func processStartedBefore(pid int64, t time.Time) bool {
+	b, err := os.ReadFile("/proc/" + strconv.FormatInt(pid, 10) + "/stat")
+	if err != nil {
+		return false
+	}
+	// starttime is field 22, in clock ticks (USER_HZ, 100 on Linux) after
+	// boot; fields[0] below is field 3.
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(fields) < 20 {
+		return true
+	}
+	ticks, err := strconv.ParseInt(fields[19], 10, 64)
+	if err != nil {
+		return true
+	}
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(stat), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			boot, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return true
+			}
+			return time.Unix(boot, 0).Add(time.Duration(ticks) * 10 * time.Millisecond).Before(t)
+		}
+	}
+	return true
 }
 
 // waitProcessGone waits until process pid has ended.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"shoal/internal/procs"
 )
 
 // taskStopTimeout bounds the kill of the tasks left behind by a test.
@@ -46,22 +48,9 @@ func (n *Node) stopTasks() error {
 // shimsUnder maps the PIDs of the running task shims of the node in dataDir
 // (`shoal task-shim --dir DATADIR/tasks/ID -- …`) to their command lines.
 func shimsUnder(dataDir string) map[int]string {
-	out := map[int]string{}
-	paths, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		cmdline := strings.ReplaceAll(string(b), "\x00", " ")
-		if !strings.Contains(cmdline, " task-shim ") || !strings.Contains(cmdline, dataDir+string(filepath.Separator)) {
-			continue
-		}
-		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
-			out[pid] = cmdline
-		}
-	}
-	return out
+	return procs.Find(func(cmdline string) bool {
+		return strings.Contains(cmdline, " task-shim ") && strings.Contains(cmdline, dataDir+string(filepath.Separator))
+	})
 }
 
 // killSessions sends SIGKILL to every process in the given sessions.

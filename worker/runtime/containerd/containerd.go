@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -37,6 +38,7 @@ import (
 	"github.com/containerd/errdefs"
 	ctrdlog "github.com/containerd/log"
 
+	"shoal/internal/procs"
 	shoalpb "shoal/proto"
 	"shoal/worker/runtime"
 )
@@ -464,8 +466,23 @@ func Purge(ctx context.Context, dataDir string) error {
 		layers = left
 	}
 	errs = append(errs, r.Close())
+	killStragglers(r.p.base)
 	errs = append(errs, unmountUnder(r.p.base))
 	return errors.Join(errs...)
+}
+
+// killStragglers kills the shims and task-loggers of the runtime under base
+// that are still alive once containerd has deleted everything: a shim whose
+// container was still stopping when the daemon went away can wait for a
+// delete that never comes.
+func killStragglers(base string) {
+	stragglers := procs.Find(func(cmdline string) bool {
+		return strings.Contains(cmdline, base+string(filepath.Separator)) &&
+			(strings.Contains(cmdline, "containerd-shim") || strings.Contains(cmdline, " task-logger "))
+	})
+	for pid := range stragglers {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 // validID refuses IDs that would escape the runtime's directory.
