@@ -1,7 +1,6 @@
 package containerd
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -429,9 +428,6 @@ func (h *handle) task(ctx context.Context) (client.Task, error) {
 	return ctr.Task(ctx, nil)
 }
 
-// maxExecOutput is how much of an exec's output is kept.
-const maxExecOutput = 4 << 10
-
 // Exec runs argv inside the container with the container's environment,
 // user and working directory, and returns its exit code and output.
 func (h *handle) Exec(ctx context.Context, argv []string) (int, []byte, error) {
@@ -458,7 +454,7 @@ func (h *handle) Exec(ctx context.Context, argv []string) (int, []byte, error) {
 	h.execN++
 	execID := fmt.Sprintf("exec-%d-%d", time.Now().UnixNano(), h.execN)
 	h.execMu.Unlock()
-	out := &cappedBuffer{max: maxExecOutput}
+	out := &runtime.ExecOutput{}
 	p, err := task.Exec(ctx, execID, &pspec, cio.NewCreator(cio.WithStreams(nil, out, out), cio.WithFIFODir(h.r.p.fifos())))
 	if err != nil {
 		return -1, nil, fmt.Errorf("exec in task %s: %w", h.id, err)
@@ -486,26 +482,4 @@ func (h *handle) Exec(ctx context.Context, argv []string) (int, []byte, error) {
 	case <-ctx.Done():
 		return -1, out.Bytes(), ctx.Err()
 	}
-}
-
-// cappedBuffer keeps the first max bytes written to it.
-type cappedBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf bytes.Buffer
-}
-
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if room := b.max - b.buf.Len(); room > 0 {
-		b.buf.Write(p[:min(room, len(p))])
-	}
-	return len(p), nil
-}
-
-func (b *cappedBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]byte(nil), b.buf.Bytes()...)
 }

@@ -5,14 +5,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"shoal/internal/imagetar"
 	"shoal/internal/testutil"
 	shoalpb "shoal/proto"
 	"shoal/worker/runtime"
@@ -23,7 +19,7 @@ import (
 const testTimeout = 60 * time.Second
 
 // testImage is the name the test image is loaded as.
-const testImage = "shoal-test-app:v1"
+const testImage = testutil.AppImageName
 
 // TestMain lets the test binary be the task-logger the shims start, as the
 // shoal binary is in production.
@@ -38,59 +34,15 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-var app struct {
-	once sync.Once
-	tar  []byte
-	err  error
-}
-
-// appImage builds testdata/app as a static binary and packs it into a
-// docker-archive tar, once per test binary.
+// appImage is the test program's image (testutil.AppImage) named name.
 func appImage(t testing.TB, name string) []byte {
 	t.Helper()
-	app.once.Do(func() {
-		dir, err := os.MkdirTemp("", "shoal-ctrd-app")
-		if err != nil {
-			app.err = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		bin := filepath.Join(dir, "app")
-		cmd := exec.Command("go", "build", "-o", bin, "./testdata/app")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			app.err = fmt.Errorf("build testdata/app: %v: %s", err, out)
-			return
-		}
-		data, err := os.ReadFile(bin)
-		if err != nil {
-			app.err = err
-			return
-		}
-		var buf bytes.Buffer
-		app.err = imagetar.Write(&buf, imagetar.Image{
-			Name:       testImage,
-			Files:      []imagetar.File{{Path: "app", Mode: 0o755, Data: data}},
-			Dirs:       []string{"tmp", "data", "etc"},
-			Entrypoint: []string{"/app"},
-			Cmd:        []string{"hello"},
-			Env:        []string{"FROM_IMAGE=yes", "SHARED=image"},
-			WorkingDir: "/tmp",
-			StopSignal: "SIGTERM",
-			Healthcheck: &imagetar.Healthcheck{
-				Test: []string{"CMD", "/app", "hello"}, Interval: 2 * time.Second, Timeout: time.Second, Retries: 4,
-			},
-		})
-		app.tar = buf.Bytes()
-	})
-	if app.err != nil {
-		t.Fatal(app.err)
-	}
+	tar := testutil.AppImage(t)
 	if name == testImage {
-		return app.tar
+		return tar
 	}
 	// Another name for the same files: rewrite the tag in manifest.json.
-	return bytes.Replace(app.tar, []byte(`"`+testImage+`"`), []byte(`"`+name+`"`), 1)
+	return bytes.Replace(tar, []byte(`"`+testImage+`"`), []byte(`"`+name+`"`), 1)
 }
 
 // newRuntime starts a Runtime with its own containerd in a temporary data

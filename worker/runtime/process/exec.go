@@ -1,22 +1,16 @@
 package process
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
 	"shoal/worker/runtime"
 )
-
-// MaxExecOutput bounds the output Exec returns: a health check's output is
-// shown to users in a status message, not kept as a log.
-const MaxExecOutput = 4 << 10
 
 // execKillDelay is how long Exec waits for a command's group to end after
 // killing it when ctx ended, before giving up on its output pipes.
@@ -42,7 +36,7 @@ func (h *handle) Exec(ctx context.Context, argv []string) (int, []byte, error) {
 	if err != nil {
 		return -1, nil, fmt.Errorf("exec in task: %w", err)
 	}
-	out := &limitedBuffer{max: MaxExecOutput}
+	out := &runtime.ExecOutput{}
 	cmd := exec.CommandContext(ctx, path)
 	cmd.Args = argv
 	cmd.Env, cmd.Dir = cfg.Env, cfg.Workdir
@@ -75,28 +69,4 @@ func (h *handle) Exec(ctx context.Context, argv []string) (int, []byte, error) {
 		return -1, out.Bytes(), fmt.Errorf("exec in task: %w", err)
 	}
 	return 0, out.Bytes(), nil
-}
-
-// limitedBuffer keeps the first max bytes written to it and drops the rest,
-// without failing the writer (a command must not die of SIGPIPE because its
-// output was long).
-type limitedBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf bytes.Buffer
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if room := b.max - b.buf.Len(); room > 0 {
-		b.buf.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
-}
-
-func (b *limitedBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
 }

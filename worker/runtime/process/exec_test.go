@@ -16,7 +16,7 @@ import (
 )
 
 // Exec runs a command with the task's env and working dir, reports its exit
-// code and returns its combined output truncated to MaxExecOutput.
+// code and returns its combined output truncated to runtime.MaxExecOutput.
 func TestExecRunsInTheTasksEnvironment(t *testing.T) {
 	r := newRuntime(t)
 	wd := t.TempDir()
@@ -49,8 +49,8 @@ func TestExecRunsInTheTasksEnvironment(t *testing.T) {
 			t.Fatalf("Exec %q: code %d, want %d (output %q)", c.argv, code, c.code, out)
 		}
 		if c.truncate {
-			if len(out) != MaxExecOutput {
-				t.Fatalf("Exec %q: %d bytes of output, want it truncated to %d", c.argv, len(out), MaxExecOutput)
+			if len(out) != runtime.MaxExecOutput {
+				t.Fatalf("Exec %q: %d bytes of output, want it truncated to %d", c.argv, len(out), runtime.MaxExecOutput)
 			}
 		} else if string(out) != c.output {
 			t.Fatalf("Exec %q: output %q, want %q", c.argv, out, c.output)
