@@ -38,12 +38,15 @@ func TestContainerChurn(t *testing.T) {
 		mustShoal(t, m, "service", "scale", "churn=0")
 		waitConverged(t, api, "churn", 0, convergeTimeout)
 	}
-	testutil.Eventually(t, convergeTimeout, func() error { return leftovers(t, m) })
+	tasks, err := tasksOf(api, "churn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, convergeTimeout, func() error { return leftovers(m, tasks) })
 }
 
-// leftovers describes what the node's tasks left behind, nil if nothing.
-func leftovers(t *testing.T, n *testutil.Node) error {
-	t.Helper()
+// leftovers describes what the node left behind of tasks, nil if nothing.
+func leftovers(n *testutil.Node, tasks []*shoalpb.Task) error {
 	var found []string
 	// worker/network names a task's namespace shoal-<tag>-<task>, the tag
 	// being the first 8 hex digits of the SHA-256 of the data dir.
@@ -72,10 +75,8 @@ func leftovers(t *testing.T, n *testutil.Node) error {
 	}
 	if entries, err := os.ReadDir("/sys/fs/cgroup/memory/shoal"); err == nil {
 		for _, e := range entries {
-			if e.IsDir() {
-				if tasks, _ := tasksOf(controlAPI(t, n), "churn"); containsTask(tasks, e.Name()) {
-					found = append(found, "cgroup "+e.Name())
-				}
+			if e.IsDir() && containsTask(tasks, e.Name()) {
+				found = append(found, "cgroup "+e.Name())
 			}
 		}
 	}

@@ -179,6 +179,21 @@ func TestContainerFailures(t *testing.T) {
 			t.Errorf("the refused volume rm removed the volume: volume ls says\n%s", out)
 		}
 	})
+
+	t.Run("a worker that leaves takes its containers and task networks with it", func(t *testing.T) {
+		mustShoal(t, m, "service", "create", "--name", "leaver", "--replicas", "2", "--constraint", onWorker, "words-db:v1")
+		tasks := waitConverged(t, api, "leaver", 2, convergeTimeout)
+		mustShoal(t, w, "leave")
+		waitExit(t, w, moveTimeout)
+		if err := leftovers(w, tasks); err != nil {
+			t.Error(err)
+		}
+		for _, task := range tasks {
+			if processRunning(task.GetStatus().GetPid()) {
+				t.Errorf("task %s's process %d still runs after its node left", task.GetId(), task.GetStatus().GetPid())
+			}
+		}
+	})
 }
 
 // errs lists the tasks' errors, for failure messages.
