@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/coreos/go-iptables/iptables"
 
+	"shoal/internal/jsonfile"
 	shoalpb "shoal/proto"
 	"shoal/worker/runtime"
 )
@@ -152,7 +152,7 @@ func (r *taskRecord) attachment(n *Network) runtime.Attachment {
 func (n *Network) taskDir(id string) string { return filepath.Join(n.dir, "tasks", id) }
 
 func (n *Network) load() error {
-	if err := readJSON(filepath.Join(n.dir, "node.json"), &n.node); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := jsonfile.Read(filepath.Join(n.dir, "node.json"), &n.node); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("network: %w", err)
 	}
 	entries, err := os.ReadDir(filepath.Join(n.dir, "tasks"))
@@ -161,7 +161,7 @@ func (n *Network) load() error {
 	}
 	for _, e := range entries {
 		var r taskRecord
-		err := readJSON(filepath.Join(n.taskDir(e.Name()), "record.json"), &r)
+		err := jsonfile.Read(filepath.Join(n.taskDir(e.Name()), "record.json"), &r)
 		if err != nil || r.TaskID != e.Name() {
 			// A directory without a readable record holds files only
 			// (the record is written first): Prune removes it.
@@ -177,7 +177,7 @@ func (n *Network) saveTask(r *taskRecord) error {
 	if err := os.MkdirAll(n.taskDir(r.TaskID), 0o755); err != nil {
 		return err
 	}
-	return writeJSON(filepath.Join(n.taskDir(r.TaskID), "record.json"), r)
+	return jsonfile.Write(filepath.Join(n.taskDir(r.TaskID), "record.json"), r, 0o644)
 }
 
 // Attach implements runtime.Network.
@@ -485,28 +485,3 @@ func (n *Network) vethName(taskID string) string {
 }
 
 const vethPrefix = "shv"
-
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
-}
-
-// writeJSON replaces path atomically, so a crash leaves the old or the new
-// record, never half of one.
-func writeJSON(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}

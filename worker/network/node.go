@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"shoal/internal/jsonfile"
 	shoalpb "shoal/proto"
 )
 
@@ -33,7 +34,7 @@ type peerRoute struct {
 }
 
 func (n *Network) saveNode() error {
-	return writeJSON(filepath.Join(n.dir, "node.json"), &n.node)
+	return jsonfile.Write(filepath.Join(n.dir, "node.json"), &n.node, 0o644)
 }
 
 func (n *Network) subnetLocked() (*net.IPNet, error) {

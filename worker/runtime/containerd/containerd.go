@@ -38,6 +38,7 @@ import (
 	"github.com/containerd/errdefs"
 	ctrdlog "github.com/containerd/log"
 
+	"shoal/internal/jsonfile"
 	"shoal/internal/procs"
 	shoalpb "shoal/proto"
 	"shoal/worker/runtime"
@@ -329,7 +330,7 @@ func (r *Runtime) Adopt(ctx context.Context, taskID string, state []byte) (runti
 	ctr, err := r.c.LoadContainer(ctx, taskID)
 	if errdefs.IsNotFound(err) {
 		var st runtime.ExitStatus
-		if readJSON(filepath.Join(r.taskDir(taskID), exitFile), &st) {
+		if jsonfile.Read(filepath.Join(r.taskDir(taskID), exitFile), &st) == nil {
 			return endedHandle(r, taskID, st), nil
 		}
 		return nil, fmt.Errorf("%w: no container for task %s", runtime.ErrGone, taskID)
@@ -491,25 +492,4 @@ func validID(id string) error {
 		return fmt.Errorf("%w: task ID %q cannot name a directory", runtime.ErrInvalidSpec, id)
 	}
 	return nil
-}
-
-func readJSON(path string, v any) bool {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return false
-	}
-	return json.Unmarshal(b, v) == nil
-}
-
-// writeJSON writes v to path atomically.
-func writeJSON(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o640); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

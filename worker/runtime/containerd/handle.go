@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 
+	"shoal/internal/jsonfile"
 	shoalpb "shoal/proto"
 	"shoal/worker/runtime"
 )
@@ -239,7 +240,7 @@ func (h *handle) monitor(ctx context.Context, ctr client.Container) {
 			continue
 		}
 		st := h.exitStatus(ctr, es)
-		if err := writeJSON(filepath.Join(h.r.taskDir(h.id), exitFile), st); err != nil {
+		if err := jsonfile.Write(filepath.Join(h.r.taskDir(h.id), exitFile), st, 0o640); err != nil {
 			h.r.log.Warn("record task end", "task", h.id, "err", err)
 		}
 		// The shim keeps its ends of the output pipes until the task is
@@ -255,7 +256,7 @@ func (h *handle) monitor(ctx context.Context, ctr client.Container) {
 
 func (h *handle) recorded() (runtime.ExitStatus, bool) {
 	var st runtime.ExitStatus
-	ok := readJSON(filepath.Join(h.r.taskDir(h.id), exitFile), &st)
+	ok := jsonfile.Read(filepath.Join(h.r.taskDir(h.id), exitFile), &st) == nil
 	return st, ok
 }
 

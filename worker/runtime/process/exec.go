@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"shoal/internal/jsonfile"
 	"shoal/worker/runtime"
 )
 
@@ -29,7 +30,7 @@ func (h *handle) Exec(ctx context.Context, argv []string) (int, []byte, error) {
 		return -1, nil, fmt.Errorf("%w: exec needs a command", runtime.ErrInvalidSpec)
 	}
 	var cfg shimConfig
-	if !readJSON(filepath.Join(h.dir, configFile), &cfg) {
+	if jsonfile.Read(filepath.Join(h.dir, configFile), &cfg) != nil {
 		return -1, nil, fmt.Errorf("exec in task: read %s: %w", filepath.Join(h.dir, configFile), runtime.ErrGone)
 	}
 	path, err := lookPath(argv[0], cfg.Env)

@@ -2,65 +2,25 @@ package process
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
+	"shoal/internal/jsonfile"
 	"shoal/worker/runtime"
 )
 
-// writeJSON writes v to path atomically: readers see the old file or the
-// whole new one.
-func writeJSON(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return nil
-}
-
-func readJSON(path string, v any) bool {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return false
-	}
-	return json.Unmarshal(b, v) == nil
-}
-
 func readPID(dir string) (procInfo, bool) {
 	var info procInfo
-	ok := readJSON(filepath.Join(dir, pidFile), &info)
+	ok := jsonfile.Read(filepath.Join(dir, pidFile), &info) == nil
 	return info, ok && info.PID > 0
 }
 
 func readExit(dir string) (runtime.ExitStatus, bool) {
 	var st runtime.ExitStatus
-	ok := readJSON(filepath.Join(dir, exitFile), &st)
+	ok := jsonfile.Read(filepath.Join(dir, exitFile), &st) == nil
 	return st, ok
 }
 

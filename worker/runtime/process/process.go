@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"shoal/internal/jsonfile"
 	shoalpb "shoal/proto"
 	"shoal/worker/runtime"
 )
@@ -137,7 +138,7 @@ func (r *Runtime) Start(ctx context.Context, t *shoalpb.Task) (runtime.Handle, e
 			return nil, err
 		}
 	}
-	if err := writeJSON(filepath.Join(dir, configFile), spec.config); err != nil {
+	if err := jsonfile.Write(filepath.Join(dir, configFile), spec.config, 0o600); err != nil {
 		return nil, err
 	}
 	shimLog, err := os.OpenFile(filepath.Join(dir, shimLogFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)

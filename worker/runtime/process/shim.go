@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"shoal/internal/jsonfile"
 	"shoal/worker/runtime"
 	"shoal/worker/runtime/tasklog"
 )
@@ -65,13 +66,13 @@ func RunShim(dir string, argv []string) error {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 			st.Code = 127
 		}
-		return writeJSON(filepath.Join(dir, exitFile), st)
+		return jsonfile.Write(filepath.Join(dir, exitFile), st, 0o600)
 	}
 	pid := cmd.Process.Pid
 	info := procInfo{PID: pid, ShimPID: os.Getpid()}
 	_, info.Start, _ = procStat(pid)
 	_, info.ShimStart, _ = procStat(os.Getpid())
-	if err := writeJSON(filepath.Join(dir, pidFile), info); err != nil {
+	if err := jsonfile.Write(filepath.Join(dir, pidFile), info, 0o600); err != nil {
 		// Without a pid file nobody can find the task: do not run it blind.
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		_ = cmd.Wait()
@@ -105,7 +106,7 @@ wait:
 		}
 	}
 	st.At = time.Now()
-	return writeJSON(filepath.Join(dir, exitFile), st)
+	return jsonfile.Write(filepath.Join(dir, exitFile), st, 0o600)
 }
 
 // startCommand starts argv in its own process group with its output on
