@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -143,6 +144,34 @@ func TestContainerFailures(t *testing.T) {
 			}
 			return fmt.Errorf("no task failed yet: %s", summary(tasks))
 		})
+	})
+
+	t.Run("service logs and an update of the task spec", func(t *testing.T) {
+		mustShoal(t, m, "service", "create", "--name", "ticker", "--constraint", onWorker, "--no-healthcheck", testutil.AppImageName, "tick")
+		old := waitConverged(t, api, "ticker", 1, convergeTimeout)[0]
+		name := fmt.Sprintf("ticker.1.%s", old.GetId())
+		testutil.Eventually(t, convergeTimeout, func() error {
+			out, err := m.Shoal(t, "service", "logs", "ticker")
+			if err != nil {
+				return err
+			}
+			for _, line := range strings.Split(out, "\n") {
+				if strings.HasPrefix(line, name) && strings.HasSuffix(line, "| tick 0") {
+					return nil
+				}
+			}
+			return fmt.Errorf("service logs ticker printed\n%s\nno line from %s ending in %q", out, name, "| tick 0")
+		})
+		mustShoal(t, m, "service", "update", "--env-add", "GREETING=hello", "ticker")
+		updated := waitConverged(t, api, "ticker", 1, convergeTimeout)[0]
+		if updated.GetId() == old.GetId() {
+			t.Fatalf("the update of the environment kept task %s", old.GetId())
+		}
+		env, err := procFile(updated.GetStatus().GetPid(), "environ")
+		if err != nil || !slices.Contains(env, "GREETING=hello") {
+			t.Fatalf("the updated container's process %d has environment %q (%v), want GREETING=hello in it", updated.GetStatus().GetPid(), env, err)
+		}
+		waitProcessGone(t, old.GetStatus().GetPid(), convergeTimeout)
 	})
 
 	t.Run("bad input fails the task with a clear error", func(t *testing.T) {
