@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,9 +18,8 @@ import (
 // each in a network namespace of its own ("host") with its own containerd.
 func containerCluster(t *testing.T, managers, workers int, opts ...testutil.Option) *testutil.Cluster {
 	t.Helper()
-	testutil.RequireRoot(t, "containerd", "runc", "ip", "iptables", "nsenter")
-	opts = append([]testutil.Option{testutil.WithHosts(), testutil.WithDaemonArgs("--runtime", "containerd")}, opts...)
-	return testutil.NewCluster(t, managers, workers, opts...)
+	testutil.RequireRoot(t, containerdRuntime.needs...)
+	return testutil.NewCluster(t, managers, workers, slices.Concat(containerdRuntime.options, opts)...)
 }
 
 // loadImages loads demo images on n only: the other nodes must fetch them

@@ -16,12 +16,15 @@ import (
 // is paused then drained, a worker's daemon is killed and comes back.
 func TestServiceNodeEvents(t *testing.T) {
 	t.Parallel()
-	c := testutil.NewCluster(t, 3, 3)
+	forEachRuntime(t, 3, 3, testServiceNodeEvents)
+}
+
+func testServiceNodeEvents(t *testing.T, c *testutil.Cluster, rt taskRuntime) {
 	m := c.Managers[0]
 	api := controlAPI(t, m)
 	// Two tasks per node, spread evenly.
 	replicas := 2 * len(c.Nodes())
-	mustShoal(t, m, append([]string{"service", "create", "--name", "web", "--replicas", strconv.Itoa(replicas), "--restart-delay", "0s"}, sleeper...)...)
+	mustShoal(t, m, append([]string{"service", "create", "--name", "web", "--replicas", strconv.Itoa(replicas), "--restart-delay", "0s"}, rt.sleeper...)...)
 	tasks := convergedNow(t, api, "web", replicas, "service create")
 
 	steps := []struct {
@@ -158,11 +161,14 @@ func testWorkerKilled(t *testing.T, w, m *testutil.Node, api shoalpb.ControlServ
 // running task, and nothing changes when the old leader comes back.
 func TestServiceLeaderKilledDuringScale(t *testing.T) {
 	t.Parallel()
-	c := testutil.NewCluster(t, 3, 3)
+	forEachRuntime(t, 3, 3, testLeaderKilledDuringScale)
+}
+
+func testLeaderKilledDuringScale(t *testing.T, c *testutil.Cluster, rt taskRuntime) {
 	leader := c.Leader(t)
 	m := others(c.Managers, leader)[0]
 	api := controlAPI(t, m)
-	mustShoal(t, m, append([]string{"service", "create", "--name", "web", "--replicas", "3"}, sleeper...)...)
+	mustShoal(t, m, append([]string{"service", "create", "--name", "web", "--replicas", "3"}, rt.sleeper...)...)
 	convergedNow(t, api, "web", 3, "service create")
 
 	const want = 30

@@ -12,28 +12,94 @@ import (
 	shoalpb "shoal/proto"
 )
 
-// Services on a healthy cluster of 3 managers and 3 workers; the subtests
-// share it, each with services of its own.
+// taskRuntime is how the services suite runs its tasks on one runtime.
+type taskRuntime struct {
+	name    string
+	options []testutil.Option
+	// needs are the commands (and root) the runtime's cluster needs.
+	needs []string
+	// setup runs once the cluster is up, e.g. to load images on m.
+	setup func(t *testing.T, m *testutil.Node)
+	// sleeper is the image (and flags) and command of a task that runs
+	// until it is stopped; its arguments follow entrypoint.
+	sleeper    []string
+	entrypoint []string
+	// chatty prints a line, then runs until stopped; line is the end of
+	// the line that task wrote, as `service logs` shows it.
+	chatty []string
+	line   func(task *shoalpb.Task) string
+}
+
+// taskRuntimes are the runtimes the services suite runs on.
+var taskRuntimes = []taskRuntime{processRuntime, containerdRuntime}
+
+// processRuntime runs tasks as host processes.
+var processRuntime = taskRuntime{
+	name:    "process",
+	sleeper: sleeper,
+	chatty:  []string{"busybox", "sh", "-c", `echo "hello from $$"; exec sleep 1000`},
+	line:    func(task *shoalpb.Task) string { return fmt.Sprintf("| hello from %d", task.Status.Pid) },
+}
+
+// containerdRuntime runs tasks as containers on nodes that each have a
+// network namespace of their own, the test program's image loaded on one.
+var containerdRuntime = taskRuntime{
+	name:    "containerd",
+	options: []testutil.Option{testutil.WithHosts(), testutil.WithDaemonArgs("--runtime", "containerd")},
+	needs:   []string{"containerd", "runc", "ip", "iptables", "nsenter"},
+	setup: func(t *testing.T, m *testutil.Node) {
+		mustShoal(t, m, "image", "load", "-i", testutil.AppImageFile(t))
+	},
+	// Without the image's exec health check, which would load the
+	// machine with six nodes' worth of probes.
+	sleeper:    []string{"--no-healthcheck", testutil.AppImageName, "sleep"},
+	entrypoint: []string{"/app"},
+	chatty:     []string{"--no-healthcheck", testutil.AppImageName, "tick"},
+	line:       func(*shoalpb.Task) string { return "| tick 0" },
+}
+
+// forEachRuntime runs body once per task runtime, as parallel subtests, each
+// on a new cluster of managers and workers whose first manager ran the
+// runtime's setup.
+func forEachRuntime(t *testing.T, managers, workers int, body func(t *testing.T, c *testutil.Cluster, rt taskRuntime)) {
+	for _, rt := range taskRuntimes {
+		t.Run(rt.name, func(t *testing.T) {
+			t.Parallel()
+			if len(rt.needs) > 0 {
+				testutil.RequireRoot(t, rt.needs...)
+			}
+			c := testutil.NewCluster(t, managers, workers, rt.options...)
+			if rt.setup != nil {
+				rt.setup(t, c.Managers[0])
+			}
+			body(t, c, rt)
+		})
+	}
+}
+
+// Services on a healthy cluster of 3 managers and 3 workers, once per
+// runtime; the subtests share the cluster, each with services of its own.
 func TestServiceLifecycle(t *testing.T) {
 	t.Parallel()
-	c := testutil.NewCluster(t, 3, 3)
-	m := c.Managers[1]
-	api := controlAPI(t, m)
-	t.Run("create scale update", func(t *testing.T) {
-		t.Parallel()
-		testCreateScaleUpdate(t, m, api)
-	})
-	t.Run("task process killed", func(t *testing.T) {
-		t.Parallel()
-		testTaskProcessKilled(t, m, api)
-	})
-	t.Run("reservation no node meets", func(t *testing.T) {
-		t.Parallel()
-		testUnsatisfiableReservation(t, m, api, len(c.Nodes()))
-	})
-	t.Run("logs from every node", func(t *testing.T) {
-		t.Parallel()
-		testLogsFromEveryNode(t, m, api, len(c.Nodes()))
+	forEachRuntime(t, 3, 3, func(t *testing.T, c *testutil.Cluster, rt taskRuntime) {
+		m := c.Managers[1]
+		api := controlAPI(t, m)
+		t.Run("create scale update", func(t *testing.T) {
+			t.Parallel()
+			testCreateScaleUpdate(t, m, api, rt)
+		})
+		t.Run("task process killed", func(t *testing.T) {
+			t.Parallel()
+			testTaskProcessKilled(t, m, api, rt)
+		})
+		t.Run("reservation no node meets", func(t *testing.T) {
+			t.Parallel()
+			testUnsatisfiableReservation(t, m, api, rt, len(c.Nodes()))
+		})
+		t.Run("logs from every node", func(t *testing.T) {
+			t.Parallel()
+			testLogsFromEveryNode(t, m, api, rt, len(c.Nodes()))
+		})
 	})
 }
 
@@ -41,8 +107,8 @@ func TestServiceLifecycle(t *testing.T) {
 // does not remove (same IDs, same processes); an update of the task spec
 // replaces every task with one that runs the new command with the new
 // environment, an update of the service's labels none.
-func testCreateScaleUpdate(t *testing.T, m *testutil.Node, api shoalpb.ControlServiceClient) {
-	out := mustShoal(t, m, append([]string{"service", "create", "--name", "web", "--replicas", "3"}, sleeper...)...)
+func testCreateScaleUpdate(t *testing.T, m *testutil.Node, api shoalpb.ControlServiceClient, rt taskRuntime) {
+	out := mustShoal(t, m, append([]string{"service", "create", "--name", "web", "--replicas", "3"}, rt.sleeper...)...)
 	for _, want := range []string{"overall progress: 3 out of 3 tasks running", "verify: service converged"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("service create printed %q; want progress ending in %q", out, want)
@@ -84,9 +150,10 @@ func testCreateScaleUpdate(t *testing.T, m *testutil.Node, api shoalpb.ControlSe
 			t.Fatalf("after the update task %s of the old spec still runs: %s", task.Id, summary(updated))
 		}
 		pid := task.Status.Pid
+		want := append(slices.Clone(rt.entrypoint), "sleep", "1001")
 		cmdline, err := procFile(pid, "cmdline")
-		if err != nil || !slices.Equal(cmdline, []string{"sleep", "1001"}) {
-			t.Fatalf("updated task %s: process %d runs %q (%v), want [sleep 1001]", task.Id, pid, cmdline, err)
+		if err != nil || !slices.Equal(cmdline, want) {
+			t.Fatalf("updated task %s: process %d runs %q (%v), want %q", task.Id, pid, cmdline, err, want)
 		}
 		env, err := procFile(pid, "environ")
 		if err != nil || !slices.Contains(env, "GREETING=hello") {
@@ -109,8 +176,8 @@ func testCreateScaleUpdate(t *testing.T, m *testutil.Node, api shoalpb.ControlSe
 // kill -9 of a task's process: with the default restart condition (any) a new
 // task replaces it in the same slot; with --restart-condition none nothing
 // does. The other slot is left alone either way.
-func testTaskProcessKilled(t *testing.T, m *testutil.Node, api shoalpb.ControlServiceClient) {
-	mustShoal(t, m, append([]string{"service", "create", "--name", "restarts", "--replicas", "2", "--restart-delay", "0s"}, sleeper...)...)
+func testTaskProcessKilled(t *testing.T, m *testutil.Node, api shoalpb.ControlServiceClient, rt taskRuntime) {
+	mustShoal(t, m, append([]string{"service", "create", "--name", "restarts", "--replicas", "2", "--restart-delay", "0s"}, rt.sleeper...)...)
 	before := convergedNow(t, api, "restarts", 2, "service create")
 	victim, other := before[0], before[1]
 	killTask(t, victim)
@@ -134,7 +201,7 @@ func testTaskProcessKilled(t *testing.T, m *testutil.Node, api shoalpb.ControlSe
 
 	// No delay, so a wrong restart would come at once, in the very pass
 	// that first sees the failure.
-	mustShoal(t, m, append([]string{"service", "create", "--name", "once", "--replicas", "2", "--restart-condition", "none", "--restart-delay", "0s"}, sleeper...)...)
+	mustShoal(t, m, append([]string{"service", "create", "--name", "once", "--replicas", "2", "--restart-condition", "none", "--restart-delay", "0s"}, rt.sleeper...)...)
 	before = convergedNow(t, api, "once", 2, "service create")
 	victim = before[0]
 	killTask(t, victim)
@@ -177,9 +244,9 @@ func killTask(t *testing.T, task *shoalpb.Task) {
 // A reservation no node can meet: create (without --detach) fails within its
 // --timeout and says why; the service exists with its task pending and
 // explained in `service ps`.
-func testUnsatisfiableReservation(t *testing.T, m *testutil.Node, api shoalpb.ControlServiceClient, nodes int) {
+func testUnsatisfiableReservation(t *testing.T, m *testutil.Node, api shoalpb.ControlServiceClient, rt taskRuntime, nodes int) {
 	why := fmt.Sprintf("no suitable node (insufficient memory on %d nodes)", nodes)
-	_, err := m.Shoal(t, append([]string{"service", "create", "--name", "huge", "--reserve-memory", "10T", "--timeout", "5s"}, sleeper...)...)
+	_, err := m.Shoal(t, append([]string{"service", "create", "--name", "huge", "--reserve-memory", "10T", "--timeout", "5s"}, rt.sleeper...)...)
 	wantError(t, "service create --reserve-memory 10T", err, "did not converge within 5s", why)
 
 	tasks := waitTasks(t, api, "huge", convergeTimeout, func(tasks []*shoalpb.Task) error {
@@ -199,10 +266,9 @@ func testUnsatisfiableReservation(t *testing.T, m *testutil.Node, api shoalpb.Co
 
 // `service logs` merges the output of tasks on every node, each line prefixed
 // with the name of the task that wrote it.
-func testLogsFromEveryNode(t *testing.T, m *testutil.Node, api shoalpb.ControlServiceClient, nodes int) {
+func testLogsFromEveryNode(t *testing.T, m *testutil.Node, api shoalpb.ControlServiceClient, rt taskRuntime, nodes int) {
 	n := strconv.Itoa(nodes)
-	mustShoal(t, m, "service", "create", "--name", "chatty", "--replicas", n, "--replicas-max-per-node", "1",
-		"busybox", "sh", "-c", `echo "hello from $$"; exec sleep 1000`)
+	mustShoal(t, m, append([]string{"service", "create", "--name", "chatty", "--replicas", n, "--replicas-max-per-node", "1"}, rt.chatty...)...)
 	tasks := convergedNow(t, api, "chatty", nodes, "service create")
 	testutil.Eventually(t, convergeTimeout, func() error {
 		out, err := m.Shoal(t, "service", "logs", "chatty")
@@ -212,7 +278,7 @@ func testLogsFromEveryNode(t *testing.T, m *testutil.Node, api shoalpb.ControlSe
 		lines := strings.Split(out, "\n")
 		for _, task := range tasks {
 			name := fmt.Sprintf("chatty.%d.%s", task.Slot, task.Id)
-			line := fmt.Sprintf("| hello from %d", task.Status.Pid)
+			line := rt.line(task)
 			if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, name) && strings.HasSuffix(l, line) }) {
 				return fmt.Errorf("service logs chatty printed\n%s\nno line starts with %s and ends with %q (its task on node %s)", out, name, line, task.NodeId)
 			}
