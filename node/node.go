@@ -135,12 +135,17 @@ func Run(ctx context.Context, cfg Config, mode Mode) error {
 	if err != nil {
 		return err
 	}
-	if n.tasks, err = n.openRuntime(ctx); err != nil {
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	if n.tasks, err = n.openRuntime(ctx, fail); err != nil {
 		return err
 	}
 	defer func() { n.tasks.close() }()
 	for {
 		err := n.runRole(ctx)
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return cause
+		}
 		var rc *worker.RoleChange
 		switch {
 		case errors.As(err, &rc):

@@ -37,8 +37,10 @@ type taskRuntime struct {
 	close   func()
 }
 
-// openRuntime starts the runtime the node's identity names.
-func (n *Node) openRuntime(ctx context.Context) (*taskRuntime, error) {
+// openRuntime starts the runtime the node's identity names. The containerd
+// runtime comes up in the background (see startingRuntime); if it cannot,
+// fail is called with why.
+func (n *Node) openRuntime(ctx context.Context, fail func(error)) (*taskRuntime, error) {
 	id := n.identity()
 	vols, err := volumes.NewStore(n.cfg.DataDir)
 	if err != nil {
@@ -60,19 +62,32 @@ func (n *Node) openRuntime(ctx context.Context) (*taskRuntime, error) {
 	if err := netw.Prune(ctx, recordedTasks(n.cfg.DataDir)); err != nil {
 		n.log.Warn("pruning leftover task networks", "err", err)
 	}
-	rt, err := containerd.New(ctx, containerd.Config{
-		DataDir: n.cfg.DataDir,
-		Address: n.cfg.ContainerdAddress,
-		Network: netw,
-		Images:  images.Source(n.dialManager),
-		Volume:  vols.Ensure,
-		Log:     n.log,
-	})
-	if err != nil {
-		return nil, err
+	if n.cfg.ContainerdAddress == "" {
+		if err := containerd.CheckInstalled(); err != nil {
+			return nil, err
+		}
 	}
-	return &taskRuntime{rt: rt, images: rt, network: netw, volumes: vols, close: func() {
-		if err := rt.Close(); err != nil {
+	starting := &startingRuntime{dataDir: n.cfg.DataDir, ready: make(chan struct{})}
+	go func() {
+		defer close(starting.ready)
+		starting.rt, starting.err = containerd.New(ctx, containerd.Config{
+			DataDir: n.cfg.DataDir,
+			Address: n.cfg.ContainerdAddress,
+			Network: netw,
+			Images:  images.Source(n.dialManager),
+			Volume:  vols.Ensure,
+			Log:     n.log,
+		})
+		if starting.err != nil && ctx.Err() == nil {
+			fail(fmt.Errorf("containerd runtime: %w", starting.err))
+		}
+	}()
+	return &taskRuntime{rt: starting, images: starting, network: netw, volumes: vols, close: func() {
+		<-starting.ready
+		if starting.rt == nil {
+			return
+		}
+		if err := starting.rt.Close(); err != nil {
 			n.log.Warn("stopping containerd", "err", err)
 		}
 	}}, nil

@@ -205,6 +205,12 @@ func (r *Runtime) LogPath(taskID string) string {
 	return filepath.Join(r.taskDir(taskID), logFile)
 }
 
+// LogPath is where the runtime of the node whose data dir is dataDir writes
+// a task's output, for callers that hold no Runtime yet.
+func LogPath(dataDir, taskID string) string {
+	return filepath.Join(paths{base: filepath.Join(dataDir, "containerd")}.tasks(), taskID, logFile)
+}
+
 func (r *Runtime) taskDir(taskID string) string { return filepath.Join(r.p.tasks(), taskID) }
 
 // nsCtx puts ctx into shoal's namespace.

@@ -70,6 +70,15 @@ type daemon struct {
 	stopped chan struct{} // closed when the supervisor has returned
 }
 
+// CheckInstalled says what to do when the containerd binary the runtime
+// starts (without Config.Address) is missing.
+func CheckInstalled() error {
+	if _, err := exec.LookPath("containerd"); err != nil {
+		return errors.New(notInstalled)
+	}
+	return nil
+}
+
 // startDaemon writes the config, starts containerd and returns once the
 // supervisor runs it (not yet once it answers; see waitServing).
 func startDaemon(p paths, log *slog.Logger) (*daemon, error) {
