@@ -44,8 +44,12 @@ var processRuntime = taskRuntime{
 // containerdRuntime runs tasks as containers on nodes that each have a
 // network namespace of their own, the test program's image loaded on one.
 var containerdRuntime = taskRuntime{
-	name:    "containerd",
-	options: []testutil.Option{testutil.WithHosts(), testutil.WithDaemonArgs("--runtime", "containerd")},
+	name: "containerd",
+	// A heartbeat period of 3 s (1 s by default): a containerd node does
+	// more at start (its task network, containerd), and on a loaded 2-core
+	// CI machine its restart can outlast the default 1 s + 2 s
+	// (OrphanGrace) after which the leader replaces a down node's tasks.
+	options: []testutil.Option{testutil.WithHosts(), testutil.WithDaemonArgs("--runtime", "containerd"), testutil.WithInitArgs("--heartbeat-period", "3s")},
 	needs:   []string{"containerd", "runc", "ip", "iptables", "nsenter"},
 	setup: func(t *testing.T, m *testutil.Node) {
 		mustShoal(t, m, "image", "load", "-i", testutil.AppImageFile(t))
