@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"shoal/internal/testutil"
 	shoalpb "shoal/proto"
 )
 
@@ -36,13 +37,7 @@ const helperReady = "CROSSNODE-READY "
 // node's task by IP, and is seen with its own address: traffic inside the
 // pool is routed, not masqueraded.
 func TestCrossNode(t *testing.T) {
-	needRoot(t)
-	if _, err := exec.LookPath("nsenter"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TestCrossNode needs nsenter (util-linux)")
-		}
-		t.Skip("TestCrossNode needs nsenter (util-linux)")
-	}
+	testutil.RequireRoot(t, "nsenter")
 	hostA, hostB := makeHost(t, "a"), makeHost(t, "b")
 	lanA, lanB := fmt.Sprintf("shxa%d", os.Getpid()), fmt.Sprintf("shxb%d", os.Getpid())
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: lanA}, PeerName: lanB}

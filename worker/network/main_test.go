@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	goruntime "runtime"
+	"shoal/internal/testutil"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -60,19 +61,6 @@ func linkUp(name string) error {
 	return netlink.LinkSetUp(l)
 }
 
-// needRoot skips the test when not root, or fails it under CI=true, where
-// the tests must run.
-func needRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatal("network tests need root (netns, veth, iptables), and CI=true runs as root")
-	}
-	tb.Skip("network tests need root")
-}
-
 var bridgeSeq atomic.Int32
 
 // newTestNetwork returns a Network on a bridge of its own with subnet
@@ -91,7 +79,7 @@ const testPool = "10.231.0.0/16"
 
 func newTestNetworkAt(tb testing.TB, dir, bridge string) *Network {
 	tb.Helper()
-	needRoot(tb)
+	testutil.RequireRoot(tb)
 	n, err := New(Config{DataDir: dir, Bridge: bridge, DNS: []string{"192.0.2.53"}})
 	if err != nil {
 		tb.Fatal(err)

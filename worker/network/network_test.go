@@ -12,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"shoal/internal/testutil"
 	shoalpb "shoal/proto"
 	"shoal/worker/runtime"
 )
@@ -117,7 +118,7 @@ func TestAttachConnectsTasksAndGateway(t *testing.T) {
 }
 
 func TestAttachRefusesBadAddresses(t *testing.T) {
-	needRoot(t)
+	testutil.RequireRoot(t)
 	n := newTestNetworkAt(t, t.TempDir(), fmt.Sprintf("shtest%d", bridgeSeq.Add(1)))
 	if _, err := n.Attach(t.Context(), task("t1", "10.231.4.5/24")); !errors.Is(err, ErrNoSubnet) {
 		t.Errorf("Attach before SetSubnet: %v, want ErrNoSubnet", err)
