@@ -401,3 +401,31 @@ func activeSnapshots(t *testing.T, r *Runtime) []string {
 	}
 	return active
 }
+
+// With Config.Address the runtime uses a containerd it did not start (as
+// --containerd-address does): tasks run through it, and closing the runtime
+// leaves that containerd serving.
+func TestExternalContainerd(t *testing.T) {
+	owner := newRuntime(t, Config{})
+	loadApp(t, owner)
+	r, err := New(ctxT(t), Config{DataDir: t.TempDir(), Address: owner.p.socket(), Logger: testBinary(t)})
+	if err != nil {
+		t.Fatalf("New with Address: %v", err)
+	}
+	if r.d != nil {
+		t.Fatal("New with Address started a containerd of its own")
+	}
+	h := start(t, r, newTask("ext1", "echo", "0", "through", "an", "external", "containerd"))
+	if st := wait(t, h); !st.Success() {
+		t.Errorf("exit status = %+v, want success", st)
+	}
+	if lines := logLines(t, r, "ext1"); !slices.Contains(lines, "stdout: out: through an external containerd") {
+		t.Errorf("log lines %q lack the task's output", lines)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if !serving(ctxT(t), owner.p.socket()) {
+		t.Fatal("closing a runtime on an external containerd stopped that containerd")
+	}
+}
