@@ -16,6 +16,10 @@ command -v iptables >/dev/null || need_apt+=(iptables)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v nsenter >/dev/null || need_apt+=(util-linux)
 command -v ping >/dev/null || need_apt+=(iputils-ping)
+# The routing mesh's benchmark: wrk drives HTTP load, nginx serves the
+# backends and is the peer proxy it is compared with.
+command -v wrk >/dev/null || need_apt+=(wrk)
+command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v grpcurl >/dev/null 2>&1 || true  # optional, not in Debian 12
 
 if [ ${#need_apt[@]} -gt 0 ]; then
