@@ -25,6 +25,319 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type EndpointsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointsRequest) Reset() {
+	*x = EndpointsRequest{}
+	mi := &file_dispatcher_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointsRequest) ProtoMessage() {}
+
+func (x *EndpointsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dispatcher_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointsRequest.ProtoReflect.Descriptor instead.
+func (*EndpointsRequest) Descriptor() ([]byte, []int) {
+	return file_dispatcher_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *EndpointsRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+type EndpointsMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// complete means the message lists every service and every endpoint:
+	// forget all others.
+	Complete bool `protobuf:"varint,1,opt,name=complete,proto3" json:"complete,omitempty"`
+	// services holds services added or changed (their endpoints come apart).
+	Services       []*ServiceEndpoints `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"`
+	RemoveServices []string            `protobuf:"bytes,3,rep,name=remove_services,json=removeServices,proto3" json:"remove_services,omitempty"`
+	// tasks holds tasks that became endpoints (ready, running, desired to
+	// run, on a ready node).
+	Tasks []*EndpointTask `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// remove_tasks lists tasks that stopped being endpoints.
+	RemoveTasks []string `protobuf:"bytes,5,rep,name=remove_tasks,json=removeTasks,proto3" json:"remove_tasks,omitempty"`
+	// dns_ttl_ms is the cluster's DNS TTL (ClusterSpec.dns_ttl_ms resolved:
+	// never 0 here; -1 means a TTL of 0).
+	DnsTtlMs      int64 `protobuf:"varint,6,opt,name=dns_ttl_ms,json=dnsTtlMs,proto3" json:"dns_ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointsMessage) Reset() {
+	*x = EndpointsMessage{}
+	mi := &file_dispatcher_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointsMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointsMessage) ProtoMessage() {}
+
+func (x *EndpointsMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_dispatcher_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointsMessage.ProtoReflect.Descriptor instead.
+func (*EndpointsMessage) Descriptor() ([]byte, []int) {
+	return file_dispatcher_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EndpointsMessage) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+func (x *EndpointsMessage) GetServices() []*ServiceEndpoints {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *EndpointsMessage) GetRemoveServices() []string {
+	if x != nil {
+		return x.RemoveServices
+	}
+	return nil
+}
+
+func (x *EndpointsMessage) GetTasks() []*EndpointTask {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *EndpointsMessage) GetRemoveTasks() []string {
+	if x != nil {
+		return x.RemoveTasks
+	}
+	return nil
+}
+
+func (x *EndpointsMessage) GetDnsTtlMs() int64 {
+	if x != nil {
+		return x.DnsTtlMs
+	}
+	return 0
+}
+
+type ServiceEndpoints struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ServiceId string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// stack is the stack the service belongs to (its com.docker.stack.namespace
+	// label), "" for none.
+	Stack string       `protobuf:"bytes,3,opt,name=stack,proto3" json:"stack,omitempty"`
+	Mode  EndpointMode `protobuf:"varint,4,opt,name=mode,proto3,enum=shoal.v1.EndpointMode" json:"mode,omitempty"`
+	// vip is the service's virtual IP, "" in dnsrr mode.
+	Vip string `protobuf:"bytes,5,opt,name=vip,proto3" json:"vip,omitempty"`
+	// ports are the service's declared ports (ingress ones go to the mesh,
+	// named ones to DNS SRV records).
+	Ports         []*PortConfig `protobuf:"bytes,6,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEndpoints) Reset() {
+	*x = ServiceEndpoints{}
+	mi := &file_dispatcher_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEndpoints) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEndpoints) ProtoMessage() {}
+
+func (x *ServiceEndpoints) ProtoReflect() protoreflect.Message {
+	mi := &file_dispatcher_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEndpoints.ProtoReflect.Descriptor instead.
+func (*ServiceEndpoints) Descriptor() ([]byte, []int) {
+	return file_dispatcher_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ServiceEndpoints) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *ServiceEndpoints) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ServiceEndpoints) GetStack() string {
+	if x != nil {
+		return x.Stack
+	}
+	return ""
+}
+
+func (x *ServiceEndpoints) GetMode() EndpointMode {
+	if x != nil {
+		return x.Mode
+	}
+	return EndpointMode_ENDPOINT_MODE_VIP
+}
+
+func (x *ServiceEndpoints) GetVip() string {
+	if x != nil {
+		return x.Vip
+	}
+	return ""
+}
+
+func (x *ServiceEndpoints) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+type EndpointTask struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	TaskId    string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	ServiceId string                 `protobuf:"bytes,2,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	// name is <service>.<slot>.<task-id> (global: <service>.<node-id>.<task-id>).
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// address is the task's IP, without prefix length.
+	Address string `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	NodeId  string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// drain_ms is the task's stop grace period: how long the mesh lets its
+	// open connections last once it stops being an endpoint.
+	DrainMs       int64 `protobuf:"varint,6,opt,name=drain_ms,json=drainMs,proto3" json:"drain_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointTask) Reset() {
+	*x = EndpointTask{}
+	mi := &file_dispatcher_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointTask) ProtoMessage() {}
+
+func (x *EndpointTask) ProtoReflect() protoreflect.Message {
+	mi := &file_dispatcher_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointTask.ProtoReflect.Descriptor instead.
+func (*EndpointTask) Descriptor() ([]byte, []int) {
+	return file_dispatcher_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *EndpointTask) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *EndpointTask) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *EndpointTask) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *EndpointTask) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *EndpointTask) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *EndpointTask) GetDrainMs() int64 {
+	if x != nil {
+		return x.DrainMs
+	}
+	return 0
+}
+
 type AssignmentsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -34,7 +347,7 @@ type AssignmentsRequest struct {
 
 func (x *AssignmentsRequest) Reset() {
 	*x = AssignmentsRequest{}
-	mi := &file_dispatcher_proto_msgTypes[0]
+	mi := &file_dispatcher_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +359,7 @@ func (x *AssignmentsRequest) String() string {
 func (*AssignmentsRequest) ProtoMessage() {}
 
 func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[0]
+	mi := &file_dispatcher_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +372,7 @@ func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentsRequest.ProtoReflect.Descriptor instead.
 func (*AssignmentsRequest) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{0}
+	return file_dispatcher_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AssignmentsRequest) GetSessionId() string {
@@ -83,7 +396,7 @@ type AssignmentsMessage struct {
 
 func (x *AssignmentsMessage) Reset() {
 	*x = AssignmentsMessage{}
-	mi := &file_dispatcher_proto_msgTypes[1]
+	mi := &file_dispatcher_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -95,7 +408,7 @@ func (x *AssignmentsMessage) String() string {
 func (*AssignmentsMessage) ProtoMessage() {}
 
 func (x *AssignmentsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[1]
+	mi := &file_dispatcher_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -108,7 +421,7 @@ func (x *AssignmentsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentsMessage.ProtoReflect.Descriptor instead.
 func (*AssignmentsMessage) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{1}
+	return file_dispatcher_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AssignmentsMessage) GetComplete() bool {
@@ -142,7 +455,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_dispatcher_proto_msgTypes[2]
+	mi := &file_dispatcher_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -154,7 +467,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[2]
+	mi := &file_dispatcher_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -167,7 +480,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{2}
+	return file_dispatcher_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -194,7 +507,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_dispatcher_proto_msgTypes[3]
+	mi := &file_dispatcher_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -206,7 +519,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[3]
+	mi := &file_dispatcher_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -219,7 +532,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{3}
+	return file_dispatcher_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UpdateTaskStatusRequest) GetSessionId() string {
@@ -244,7 +557,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_dispatcher_proto_msgTypes[4]
+	mi := &file_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -256,7 +569,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[4]
+	mi := &file_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -269,7 +582,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{4}
+	return file_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 type TaskLogsRequest struct {
@@ -285,7 +598,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_dispatcher_proto_msgTypes[5]
+	mi := &file_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -297,7 +610,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[5]
+	mi := &file_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -310,7 +623,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{5}
+	return file_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TaskLogsRequest) GetTaskIds() []string {
@@ -357,7 +670,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_dispatcher_proto_msgTypes[6]
+	mi := &file_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +682,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[6]
+	mi := &file_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +695,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LogMessage) GetTaskId() string {
@@ -438,7 +751,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_dispatcher_proto_msgTypes[7]
+	mi := &file_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +763,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[7]
+	mi := &file_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +776,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionRequest) GetDescription() *NodeDescription {
@@ -500,7 +813,7 @@ type SessionMessage struct {
 
 func (x *SessionMessage) Reset() {
 	*x = SessionMessage{}
-	mi := &file_dispatcher_proto_msgTypes[8]
+	mi := &file_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +825,7 @@ func (x *SessionMessage) String() string {
 func (*SessionMessage) ProtoMessage() {}
 
 func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[8]
+	mi := &file_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +838,7 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
 func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SessionMessage) GetSessionId() string {
@@ -579,7 +892,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_dispatcher_proto_msgTypes[9]
+	mi := &file_dispatcher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -591,7 +904,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[9]
+	mi := &file_dispatcher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -604,7 +917,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_dispatcher_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HeartbeatRequest) GetSessionId() string {
@@ -623,7 +936,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_dispatcher_proto_msgTypes[10]
+	mi := &file_dispatcher_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -635,7 +948,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dispatcher_proto_msgTypes[10]
+	mi := &file_dispatcher_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -648,7 +961,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_dispatcher_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HeartbeatResponse) GetHeartbeatPeriodMs() int64 {
@@ -662,7 +975,34 @@ var File_dispatcher_proto protoreflect.FileDescriptor
 
 const file_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x10dispatcher.proto\x12\bshoal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\rservice.proto\x1a\vtypes.proto\"3\n" +
+	"\x10dispatcher.proto\x12\bshoal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\rservice.proto\x1a\vtypes.proto\"1\n" +
+	"\x10EndpointsRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xfe\x01\n" +
+	"\x10EndpointsMessage\x12\x1a\n" +
+	"\bcomplete\x18\x01 \x01(\bR\bcomplete\x126\n" +
+	"\bservices\x18\x02 \x03(\v2\x1a.shoal.v1.ServiceEndpointsR\bservices\x12'\n" +
+	"\x0fremove_services\x18\x03 \x03(\tR\x0eremoveServices\x12,\n" +
+	"\x05tasks\x18\x04 \x03(\v2\x16.shoal.v1.EndpointTaskR\x05tasks\x12!\n" +
+	"\fremove_tasks\x18\x05 \x03(\tR\vremoveTasks\x12\x1c\n" +
+	"\n" +
+	"dns_ttl_ms\x18\x06 \x01(\x03R\bdnsTtlMs\"\xc5\x01\n" +
+	"\x10ServiceEndpoints\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x01 \x01(\tR\tserviceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05stack\x18\x03 \x01(\tR\x05stack\x12*\n" +
+	"\x04mode\x18\x04 \x01(\x0e2\x16.shoal.v1.EndpointModeR\x04mode\x12\x10\n" +
+	"\x03vip\x18\x05 \x01(\tR\x03vip\x12*\n" +
+	"\x05ports\x18\x06 \x03(\v2\x14.shoal.v1.PortConfigR\x05ports\"\xa8\x01\n" +
+	"\fEndpointTask\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x02 \x01(\tR\tserviceId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x18\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x17\n" +
+	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x19\n" +
+	"\bdrain_ms\x18\x06 \x01(\x03R\adrainMs\"3\n" +
 	"\x12AssignmentsRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"p\n" +
@@ -706,13 +1046,14 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"C\n" +
 	"\x11HeartbeatResponse\x12.\n" +
-	"\x13heartbeat_period_ms\x18\x01 \x01(\x03R\x11heartbeatPeriodMs2\xbb\x02\n" +
+	"\x13heartbeat_period_ms\x18\x01 \x01(\x03R\x11heartbeatPeriodMs2\x82\x03\n" +
 	"\n" +
 	"Dispatcher\x12?\n" +
 	"\aSession\x12\x18.shoal.v1.SessionRequest\x1a\x18.shoal.v1.SessionMessage0\x01\x12D\n" +
 	"\tHeartbeat\x12\x1a.shoal.v1.HeartbeatRequest\x1a\x1b.shoal.v1.HeartbeatResponse\x12K\n" +
 	"\vAssignments\x12\x1c.shoal.v1.AssignmentsRequest\x1a\x1c.shoal.v1.AssignmentsMessage0\x01\x12Y\n" +
-	"\x10UpdateTaskStatus\x12!.shoal.v1.UpdateTaskStatusRequest\x1a\".shoal.v1.UpdateTaskStatusResponse2E\n" +
+	"\x10UpdateTaskStatus\x12!.shoal.v1.UpdateTaskStatusRequest\x1a\".shoal.v1.UpdateTaskStatusResponse\x12E\n" +
+	"\tEndpoints\x12\x1a.shoal.v1.EndpointsRequest\x1a\x1a.shoal.v1.EndpointsMessage0\x012E\n" +
 	"\bTaskLogs\x129\n" +
 	"\x04Read\x12\x19.shoal.v1.TaskLogsRequest\x1a\x14.shoal.v1.LogMessage0\x01B\x15Z\x13shoal/proto;shoalpbb\x06proto3"
 
@@ -728,52 +1069,64 @@ func file_dispatcher_proto_rawDescGZIP() []byte {
 	return file_dispatcher_proto_rawDescData
 }
 
-var file_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_dispatcher_proto_goTypes = []any{
-	(*AssignmentsRequest)(nil),       // 0: shoal.v1.AssignmentsRequest
-	(*AssignmentsMessage)(nil),       // 1: shoal.v1.AssignmentsMessage
-	(*TaskStatusUpdate)(nil),         // 2: shoal.v1.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),  // 3: shoal.v1.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil), // 4: shoal.v1.UpdateTaskStatusResponse
-	(*TaskLogsRequest)(nil),          // 5: shoal.v1.TaskLogsRequest
-	(*LogMessage)(nil),               // 6: shoal.v1.LogMessage
-	(*SessionRequest)(nil),           // 7: shoal.v1.SessionRequest
-	(*SessionMessage)(nil),           // 8: shoal.v1.SessionMessage
-	(*HeartbeatRequest)(nil),         // 9: shoal.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 10: shoal.v1.HeartbeatResponse
-	(*Task)(nil),                     // 11: shoal.v1.Task
-	(*TaskStatus)(nil),               // 12: shoal.v1.TaskStatus
-	(*timestamppb.Timestamp)(nil),    // 13: google.protobuf.Timestamp
-	(*NodeDescription)(nil),          // 14: shoal.v1.NodeDescription
-	(*ManagerAddr)(nil),              // 15: shoal.v1.ManagerAddr
-	(*Node)(nil),                     // 16: shoal.v1.Node
-	(*NodeSubnet)(nil),               // 17: shoal.v1.NodeSubnet
+	(*EndpointsRequest)(nil),         // 0: shoal.v1.EndpointsRequest
+	(*EndpointsMessage)(nil),         // 1: shoal.v1.EndpointsMessage
+	(*ServiceEndpoints)(nil),         // 2: shoal.v1.ServiceEndpoints
+	(*EndpointTask)(nil),             // 3: shoal.v1.EndpointTask
+	(*AssignmentsRequest)(nil),       // 4: shoal.v1.AssignmentsRequest
+	(*AssignmentsMessage)(nil),       // 5: shoal.v1.AssignmentsMessage
+	(*TaskStatusUpdate)(nil),         // 6: shoal.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 7: shoal.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 8: shoal.v1.UpdateTaskStatusResponse
+	(*TaskLogsRequest)(nil),          // 9: shoal.v1.TaskLogsRequest
+	(*LogMessage)(nil),               // 10: shoal.v1.LogMessage
+	(*SessionRequest)(nil),           // 11: shoal.v1.SessionRequest
+	(*SessionMessage)(nil),           // 12: shoal.v1.SessionMessage
+	(*HeartbeatRequest)(nil),         // 13: shoal.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 14: shoal.v1.HeartbeatResponse
+	(EndpointMode)(0),                // 15: shoal.v1.EndpointMode
+	(*PortConfig)(nil),               // 16: shoal.v1.PortConfig
+	(*Task)(nil),                     // 17: shoal.v1.Task
+	(*TaskStatus)(nil),               // 18: shoal.v1.TaskStatus
+	(*timestamppb.Timestamp)(nil),    // 19: google.protobuf.Timestamp
+	(*NodeDescription)(nil),          // 20: shoal.v1.NodeDescription
+	(*ManagerAddr)(nil),              // 21: shoal.v1.ManagerAddr
+	(*Node)(nil),                     // 22: shoal.v1.Node
+	(*NodeSubnet)(nil),               // 23: shoal.v1.NodeSubnet
 }
 var file_dispatcher_proto_depIdxs = []int32{
-	11, // 0: shoal.v1.AssignmentsMessage.update:type_name -> shoal.v1.Task
-	12, // 1: shoal.v1.TaskStatusUpdate.status:type_name -> shoal.v1.TaskStatus
-	2,  // 2: shoal.v1.UpdateTaskStatusRequest.updates:type_name -> shoal.v1.TaskStatusUpdate
-	13, // 3: shoal.v1.TaskLogsRequest.since:type_name -> google.protobuf.Timestamp
-	13, // 4: shoal.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
-	14, // 5: shoal.v1.SessionRequest.description:type_name -> shoal.v1.NodeDescription
-	15, // 6: shoal.v1.SessionMessage.managers:type_name -> shoal.v1.ManagerAddr
-	16, // 7: shoal.v1.SessionMessage.node:type_name -> shoal.v1.Node
-	17, // 8: shoal.v1.SessionMessage.peers:type_name -> shoal.v1.NodeSubnet
-	7,  // 9: shoal.v1.Dispatcher.Session:input_type -> shoal.v1.SessionRequest
-	9,  // 10: shoal.v1.Dispatcher.Heartbeat:input_type -> shoal.v1.HeartbeatRequest
-	0,  // 11: shoal.v1.Dispatcher.Assignments:input_type -> shoal.v1.AssignmentsRequest
-	3,  // 12: shoal.v1.Dispatcher.UpdateTaskStatus:input_type -> shoal.v1.UpdateTaskStatusRequest
-	5,  // 13: shoal.v1.TaskLogs.Read:input_type -> shoal.v1.TaskLogsRequest
-	8,  // 14: shoal.v1.Dispatcher.Session:output_type -> shoal.v1.SessionMessage
-	10, // 15: shoal.v1.Dispatcher.Heartbeat:output_type -> shoal.v1.HeartbeatResponse
-	1,  // 16: shoal.v1.Dispatcher.Assignments:output_type -> shoal.v1.AssignmentsMessage
-	4,  // 17: shoal.v1.Dispatcher.UpdateTaskStatus:output_type -> shoal.v1.UpdateTaskStatusResponse
-	6,  // 18: shoal.v1.TaskLogs.Read:output_type -> shoal.v1.LogMessage
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	2,  // 0: shoal.v1.EndpointsMessage.services:type_name -> shoal.v1.ServiceEndpoints
+	3,  // 1: shoal.v1.EndpointsMessage.tasks:type_name -> shoal.v1.EndpointTask
+	15, // 2: shoal.v1.ServiceEndpoints.mode:type_name -> shoal.v1.EndpointMode
+	16, // 3: shoal.v1.ServiceEndpoints.ports:type_name -> shoal.v1.PortConfig
+	17, // 4: shoal.v1.AssignmentsMessage.update:type_name -> shoal.v1.Task
+	18, // 5: shoal.v1.TaskStatusUpdate.status:type_name -> shoal.v1.TaskStatus
+	6,  // 6: shoal.v1.UpdateTaskStatusRequest.updates:type_name -> shoal.v1.TaskStatusUpdate
+	19, // 7: shoal.v1.TaskLogsRequest.since:type_name -> google.protobuf.Timestamp
+	19, // 8: shoal.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
+	20, // 9: shoal.v1.SessionRequest.description:type_name -> shoal.v1.NodeDescription
+	21, // 10: shoal.v1.SessionMessage.managers:type_name -> shoal.v1.ManagerAddr
+	22, // 11: shoal.v1.SessionMessage.node:type_name -> shoal.v1.Node
+	23, // 12: shoal.v1.SessionMessage.peers:type_name -> shoal.v1.NodeSubnet
+	11, // 13: shoal.v1.Dispatcher.Session:input_type -> shoal.v1.SessionRequest
+	13, // 14: shoal.v1.Dispatcher.Heartbeat:input_type -> shoal.v1.HeartbeatRequest
+	4,  // 15: shoal.v1.Dispatcher.Assignments:input_type -> shoal.v1.AssignmentsRequest
+	7,  // 16: shoal.v1.Dispatcher.UpdateTaskStatus:input_type -> shoal.v1.UpdateTaskStatusRequest
+	0,  // 17: shoal.v1.Dispatcher.Endpoints:input_type -> shoal.v1.EndpointsRequest
+	9,  // 18: shoal.v1.TaskLogs.Read:input_type -> shoal.v1.TaskLogsRequest
+	12, // 19: shoal.v1.Dispatcher.Session:output_type -> shoal.v1.SessionMessage
+	14, // 20: shoal.v1.Dispatcher.Heartbeat:output_type -> shoal.v1.HeartbeatResponse
+	5,  // 21: shoal.v1.Dispatcher.Assignments:output_type -> shoal.v1.AssignmentsMessage
+	8,  // 22: shoal.v1.Dispatcher.UpdateTaskStatus:output_type -> shoal.v1.UpdateTaskStatusResponse
+	1,  // 23: shoal.v1.Dispatcher.Endpoints:output_type -> shoal.v1.EndpointsMessage
+	10, // 24: shoal.v1.TaskLogs.Read:output_type -> shoal.v1.LogMessage
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_dispatcher_proto_init() }
@@ -789,7 +1142,7 @@ func file_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dispatcher_proto_rawDesc), len(file_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

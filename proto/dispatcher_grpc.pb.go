@@ -26,6 +26,7 @@ const (
 	Dispatcher_Heartbeat_FullMethodName        = "/shoal.v1.Dispatcher/Heartbeat"
 	Dispatcher_Assignments_FullMethodName      = "/shoal.v1.Dispatcher/Assignments"
 	Dispatcher_UpdateTaskStatus_FullMethodName = "/shoal.v1.Dispatcher/UpdateTaskStatus"
+	Dispatcher_Endpoints_FullMethodName        = "/shoal.v1.Dispatcher/Endpoints"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
@@ -44,6 +45,10 @@ type DispatcherClient interface {
 	Assignments(ctx context.Context, in *AssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AssignmentsMessage], error)
 	// UpdateTaskStatus reports task states observed on the node, batched.
 	UpdateTaskStatus(ctx context.Context, in *UpdateTaskStatusRequest, opts ...grpc.CallOption) (*UpdateTaskStatusResponse, error)
+	// Endpoints streams what the node's DNS, VIPs and routing mesh serve: the
+	// services and their ready tasks, first the complete set, then changes,
+	// for as long as the session lasts. See docs/networking.md.
+	Endpoints(ctx context.Context, in *EndpointsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EndpointsMessage], error)
 }
 
 type dispatcherClient struct {
@@ -112,6 +117,25 @@ func (c *dispatcherClient) UpdateTaskStatus(ctx context.Context, in *UpdateTaskS
 	return out, nil
 }
 
+func (c *dispatcherClient) Endpoints(ctx context.Context, in *EndpointsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EndpointsMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Dispatcher_ServiceDesc.Streams[2], Dispatcher_Endpoints_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[EndpointsRequest, EndpointsMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_EndpointsClient = grpc.ServerStreamingClient[EndpointsMessage]
+
 // DispatcherServer is the server API for Dispatcher service.
 // All implementations must embed UnimplementedDispatcherServer
 // for forward compatibility.
@@ -128,6 +152,10 @@ type DispatcherServer interface {
 	Assignments(*AssignmentsRequest, grpc.ServerStreamingServer[AssignmentsMessage]) error
 	// UpdateTaskStatus reports task states observed on the node, batched.
 	UpdateTaskStatus(context.Context, *UpdateTaskStatusRequest) (*UpdateTaskStatusResponse, error)
+	// Endpoints streams what the node's DNS, VIPs and routing mesh serve: the
+	// services and their ready tasks, first the complete set, then changes,
+	// for as long as the session lasts. See docs/networking.md.
+	Endpoints(*EndpointsRequest, grpc.ServerStreamingServer[EndpointsMessage]) error
 	mustEmbedUnimplementedDispatcherServer()
 }
 
@@ -149,6 +177,9 @@ func (UnimplementedDispatcherServer) Assignments(*AssignmentsRequest, grpc.Serve
 }
 func (UnimplementedDispatcherServer) UpdateTaskStatus(context.Context, *UpdateTaskStatusRequest) (*UpdateTaskStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateTaskStatus not implemented")
+}
+func (UnimplementedDispatcherServer) Endpoints(*EndpointsRequest, grpc.ServerStreamingServer[EndpointsMessage]) error {
+	return status.Error(codes.Unimplemented, "method Endpoints not implemented")
 }
 func (UnimplementedDispatcherServer) mustEmbedUnimplementedDispatcherServer() {}
 func (UnimplementedDispatcherServer) testEmbeddedByValue()                    {}
@@ -229,6 +260,17 @@ func _Dispatcher_UpdateTaskStatus_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Dispatcher_Endpoints_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(EndpointsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DispatcherServer).Endpoints(m, &grpc.GenericServerStream[EndpointsRequest, EndpointsMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_EndpointsServer = grpc.ServerStreamingServer[EndpointsMessage]
+
 // Dispatcher_ServiceDesc is the grpc.ServiceDesc for Dispatcher service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -254,6 +296,11 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Assignments",
 			Handler:       _Dispatcher_Assignments_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Endpoints",
+			Handler:       _Dispatcher_Endpoints_Handler,
 			ServerStreams: true,
 		},
 	},

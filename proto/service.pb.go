@@ -80,6 +80,56 @@ func (ServiceMode) EnumDescriptor() ([]byte, []int) {
 	return file_service_proto_rawDescGZIP(), []int{0}
 }
 
+type EndpointMode int32
+
+const (
+	// ENDPOINT_MODE_VIP: the service name resolves to one stable virtual IP
+	// that every node balances over the ready tasks (nftables DNAT).
+	EndpointMode_ENDPOINT_MODE_VIP EndpointMode = 0
+	// ENDPOINT_MODE_DNSRR: the service name resolves to the ready tasks'
+	// addresses, rotated per answer.
+	EndpointMode_ENDPOINT_MODE_DNSRR EndpointMode = 1
+)
+
+// Enum value maps for EndpointMode.
+var (
+	EndpointMode_name = map[int32]string{
+		0: "ENDPOINT_MODE_VIP",
+		1: "ENDPOINT_MODE_DNSRR",
+	}
+	EndpointMode_value = map[string]int32{
+		"ENDPOINT_MODE_VIP":   0,
+		"ENDPOINT_MODE_DNSRR": 1,
+	}
+)
+
+func (x EndpointMode) Enum() *EndpointMode {
+	p := new(EndpointMode)
+	*p = x
+	return p
+}
+
+func (x EndpointMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EndpointMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_service_proto_enumTypes[1].Descriptor()
+}
+
+func (EndpointMode) Type() protoreflect.EnumType {
+	return &file_service_proto_enumTypes[1]
+}
+
+func (x EndpointMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EndpointMode.Descriptor instead.
+func (EndpointMode) EnumDescriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{1}
+}
+
 type MountType int32
 
 const (
@@ -113,11 +163,11 @@ func (x MountType) String() string {
 }
 
 func (MountType) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[1].Descriptor()
+	return file_service_proto_enumTypes[2].Descriptor()
 }
 
 func (MountType) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[1]
+	return &file_service_proto_enumTypes[2]
 }
 
 func (x MountType) Number() protoreflect.EnumNumber {
@@ -126,7 +176,7 @@ func (x MountType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MountType.Descriptor instead.
 func (MountType) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{1}
+	return file_service_proto_rawDescGZIP(), []int{2}
 }
 
 type RestartCondition int32
@@ -162,11 +212,11 @@ func (x RestartCondition) String() string {
 }
 
 func (RestartCondition) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[2].Descriptor()
+	return file_service_proto_enumTypes[3].Descriptor()
 }
 
 func (RestartCondition) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[2]
+	return &file_service_proto_enumTypes[3]
 }
 
 func (x RestartCondition) Number() protoreflect.EnumNumber {
@@ -175,7 +225,7 @@ func (x RestartCondition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartCondition.Descriptor instead.
 func (RestartCondition) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{2}
+	return file_service_proto_rawDescGZIP(), []int{3}
 }
 
 type PublishMode int32
@@ -208,11 +258,11 @@ func (x PublishMode) String() string {
 }
 
 func (PublishMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[3].Descriptor()
+	return file_service_proto_enumTypes[4].Descriptor()
 }
 
 func (PublishMode) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[3]
+	return &file_service_proto_enumTypes[4]
 }
 
 func (x PublishMode) Number() protoreflect.EnumNumber {
@@ -221,7 +271,105 @@ func (x PublishMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PublishMode.Descriptor instead.
 func (PublishMode) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{3}
+	return file_service_proto_rawDescGZIP(), []int{4}
+}
+
+type MeshMode int32
+
+const (
+	// MESH_MODE_TCP: a byte stream to one task per connection.
+	MeshMode_MESH_MODE_TCP MeshMode = 0
+	// MESH_MODE_HTTP: an HTTP/1.1 reverse proxy that picks a task per request
+	// and adds X-Forwarded-For and X-Forwarded-Proto.
+	MeshMode_MESH_MODE_HTTP MeshMode = 1
+)
+
+// Enum value maps for MeshMode.
+var (
+	MeshMode_name = map[int32]string{
+		0: "MESH_MODE_TCP",
+		1: "MESH_MODE_HTTP",
+	}
+	MeshMode_value = map[string]int32{
+		"MESH_MODE_TCP":  0,
+		"MESH_MODE_HTTP": 1,
+	}
+)
+
+func (x MeshMode) Enum() *MeshMode {
+	p := new(MeshMode)
+	*p = x
+	return p
+}
+
+func (x MeshMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MeshMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_service_proto_enumTypes[5].Descriptor()
+}
+
+func (MeshMode) Type() protoreflect.EnumType {
+	return &file_service_proto_enumTypes[5]
+}
+
+func (x MeshMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MeshMode.Descriptor instead.
+func (MeshMode) EnumDescriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{5}
+}
+
+type ProxyProtocol int32
+
+const (
+	ProxyProtocol_PROXY_PROTOCOL_NONE ProxyProtocol = 0
+	ProxyProtocol_PROXY_PROTOCOL_V1   ProxyProtocol = 1
+	ProxyProtocol_PROXY_PROTOCOL_V2   ProxyProtocol = 2
+)
+
+// Enum value maps for ProxyProtocol.
+var (
+	ProxyProtocol_name = map[int32]string{
+		0: "PROXY_PROTOCOL_NONE",
+		1: "PROXY_PROTOCOL_V1",
+		2: "PROXY_PROTOCOL_V2",
+	}
+	ProxyProtocol_value = map[string]int32{
+		"PROXY_PROTOCOL_NONE": 0,
+		"PROXY_PROTOCOL_V1":   1,
+		"PROXY_PROTOCOL_V2":   2,
+	}
+)
+
+func (x ProxyProtocol) Enum() *ProxyProtocol {
+	p := new(ProxyProtocol)
+	*p = x
+	return p
+}
+
+func (x ProxyProtocol) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ProxyProtocol) Descriptor() protoreflect.EnumDescriptor {
+	return file_service_proto_enumTypes[6].Descriptor()
+}
+
+func (ProxyProtocol) Type() protoreflect.EnumType {
+	return &file_service_proto_enumTypes[6]
+}
+
+func (x ProxyProtocol) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ProxyProtocol.Descriptor instead.
+func (ProxyProtocol) EnumDescriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{6}
 }
 
 type TaskState int32
@@ -291,11 +439,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[4].Descriptor()
+	return file_service_proto_enumTypes[7].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[4]
+	return &file_service_proto_enumTypes[7]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -304,7 +452,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{4}
+	return file_service_proto_rawDescGZIP(), []int{7}
 }
 
 type HealthState int32
@@ -344,11 +492,11 @@ func (x HealthState) String() string {
 }
 
 func (HealthState) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[5].Descriptor()
+	return file_service_proto_enumTypes[8].Descriptor()
 }
 
 func (HealthState) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[5]
+	return &file_service_proto_enumTypes[8]
 }
 
 func (x HealthState) Number() protoreflect.EnumNumber {
@@ -357,7 +505,7 @@ func (x HealthState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HealthState.Descriptor instead.
 func (HealthState) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{5}
+	return file_service_proto_rawDescGZIP(), []int{8}
 }
 
 type Service struct {
@@ -518,6 +666,9 @@ type ServiceSpec struct {
 	// max_concurrent: jobs only; 0 means replicas.
 	MaxConcurrent uint64    `protobuf:"varint,5,opt,name=max_concurrent,json=maxConcurrent,proto3" json:"max_concurrent,omitempty"`
 	Task          *TaskSpec `protobuf:"bytes,6,opt,name=task,proto3" json:"task,omitempty"`
+	// endpoint says how clients reach the service's tasks: through its
+	// virtual IP (default) or by DNS round robin over the ready tasks.
+	Endpoint      *EndpointSpec `protobuf:"bytes,7,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -594,6 +745,106 @@ func (x *ServiceSpec) GetTask() *TaskSpec {
 	return nil
 }
 
+func (x *ServiceSpec) GetEndpoint() *EndpointSpec {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+type EndpointSpec struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mode          EndpointMode           `protobuf:"varint,1,opt,name=mode,proto3,enum=shoal.v1.EndpointMode" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointSpec) Reset() {
+	*x = EndpointSpec{}
+	mi := &file_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointSpec) ProtoMessage() {}
+
+func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
+func (*EndpointSpec) Descriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *EndpointSpec) GetMode() EndpointMode {
+	if x != nil {
+		return x.Mode
+	}
+	return EndpointMode_ENDPOINT_MODE_VIP
+}
+
+// ServiceEndpoint is what the cluster allocated for a service: never part
+// of the spec a user writes.
+type ServiceEndpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// vip is the service's virtual IP (no prefix length), from the cluster's
+	// VIP pool; empty in dnsrr mode. Unique among services (the store refuses
+	// a second service with the same one).
+	Vip           string `protobuf:"bytes,1,opt,name=vip,proto3" json:"vip,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEndpoint) Reset() {
+	*x = ServiceEndpoint{}
+	mi := &file_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEndpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEndpoint) ProtoMessage() {}
+
+func (x *ServiceEndpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEndpoint.ProtoReflect.Descriptor instead.
+func (*ServiceEndpoint) Descriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ServiceEndpoint) GetVip() string {
+	if x != nil {
+		return x.Vip
+	}
+	return ""
+}
+
 type TaskSpec struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Container *ContainerSpec         `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
@@ -609,7 +860,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_service_proto_msgTypes[3]
+	mi := &file_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +872,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[3]
+	mi := &file_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +885,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{3}
+	return file_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -706,7 +957,7 @@ type ContainerSpec struct {
 
 func (x *ContainerSpec) Reset() {
 	*x = ContainerSpec{}
-	mi := &file_service_proto_msgTypes[4]
+	mi := &file_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +969,7 @@ func (x *ContainerSpec) String() string {
 func (*ContainerSpec) ProtoMessage() {}
 
 func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[4]
+	mi := &file_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +982,7 @@ func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerSpec.ProtoReflect.Descriptor instead.
 func (*ContainerSpec) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{4}
+	return file_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ContainerSpec) GetImage() string {
@@ -849,7 +1100,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_service_proto_msgTypes[5]
+	mi := &file_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +1112,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[5]
+	mi := &file_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +1125,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{5}
+	return file_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HealthCheck) GetTest() []string {
@@ -945,7 +1196,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_service_proto_msgTypes[6]
+	mi := &file_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +1208,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[6]
+	mi := &file_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +1221,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{6}
+	return file_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Mount) GetType() MountType {
@@ -1011,7 +1262,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_service_proto_msgTypes[7]
+	mi := &file_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1274,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[7]
+	mi := &file_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1287,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{7}
+	return file_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Resources) GetLimits() *ResourceSet {
@@ -1064,7 +1315,7 @@ type ResourceSet struct {
 
 func (x *ResourceSet) Reset() {
 	*x = ResourceSet{}
-	mi := &file_service_proto_msgTypes[8]
+	mi := &file_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1327,7 @@ func (x *ResourceSet) String() string {
 func (*ResourceSet) ProtoMessage() {}
 
 func (x *ResourceSet) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[8]
+	mi := &file_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1340,7 @@ func (x *ResourceSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceSet.ProtoReflect.Descriptor instead.
 func (*ResourceSet) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{8}
+	return file_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResourceSet) GetNanoCpus() int64 {
@@ -1128,7 +1379,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_service_proto_msgTypes[9]
+	mi := &file_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1391,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[9]
+	mi := &file_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1404,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{9}
+	return file_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RestartPolicy) GetCondition() RestartCondition {
@@ -1196,7 +1447,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_service_proto_msgTypes[10]
+	mi := &file_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +1459,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[10]
+	mi := &file_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +1472,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{10}
+	return file_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1255,7 +1506,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_service_proto_msgTypes[11]
+	mi := &file_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1518,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[11]
+	mi := &file_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1531,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{11}
+	return file_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PlacementPreference) GetSpread() string {
@@ -1298,13 +1549,17 @@ type PortConfig struct {
 	TargetPort    uint32      `protobuf:"varint,3,opt,name=target_port,json=targetPort,proto3" json:"target_port,omitempty"`
 	PublishedPort uint32      `protobuf:"varint,4,opt,name=published_port,json=publishedPort,proto3" json:"published_port,omitempty"`
 	Mode          PublishMode `protobuf:"varint,5,opt,name=mode,proto3,enum=shoal.v1.PublishMode" json:"mode,omitempty"`
+	// mesh and proxy_protocol apply to ingress ports: how the routing mesh
+	// carries a connection to the task and tells it the client's address.
+	Mesh          MeshMode      `protobuf:"varint,6,opt,name=mesh,proto3,enum=shoal.v1.MeshMode" json:"mesh,omitempty"`
+	ProxyProtocol ProxyProtocol `protobuf:"varint,7,opt,name=proxy_protocol,json=proxyProtocol,proto3,enum=shoal.v1.ProxyProtocol" json:"proxy_protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_service_proto_msgTypes[12]
+	mi := &file_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +1571,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[12]
+	mi := &file_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +1584,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{12}
+	return file_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PortConfig) GetName() string {
@@ -1367,6 +1622,20 @@ func (x *PortConfig) GetMode() PublishMode {
 	return PublishMode_PUBLISH_MODE_HOST
 }
 
+func (x *PortConfig) GetMesh() MeshMode {
+	if x != nil {
+		return x.Mesh
+	}
+	return MeshMode_MESH_MODE_TCP
+}
+
+func (x *PortConfig) GetProxyProtocol() ProxyProtocol {
+	if x != nil {
+		return x.ProxyProtocol
+	}
+	return ProxyProtocol_PROXY_PROTOCOL_NONE
+}
+
 type Task struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1391,7 +1660,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_service_proto_msgTypes[13]
+	mi := &file_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1672,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[13]
+	mi := &file_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1685,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{13}
+	return file_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Task) GetId() string {
@@ -1528,7 +1797,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_service_proto_msgTypes[14]
+	mi := &file_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1809,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[14]
+	mi := &file_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1822,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{14}
+	return file_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TaskStatus) GetState() TaskState {
@@ -1642,17 +1911,22 @@ const file_service_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12)\n" +
 	"\x04spec\x18\x02 \x01(\v2\x15.shoal.v1.ServiceSpecR\x04spec\x12;\n" +
 	"\vreplaced_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"replacedAt\"\xad\x02\n" +
+	"replacedAt\"\xe1\x02\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\x06labels\x18\x02 \x03(\v2!.shoal.v1.ServiceSpec.LabelsEntryR\x06labels\x12)\n" +
 	"\x04mode\x18\x03 \x01(\x0e2\x15.shoal.v1.ServiceModeR\x04mode\x12\x1a\n" +
 	"\breplicas\x18\x04 \x01(\x04R\breplicas\x12%\n" +
 	"\x0emax_concurrent\x18\x05 \x01(\x04R\rmaxConcurrent\x12&\n" +
-	"\x04task\x18\x06 \x01(\v2\x12.shoal.v1.TaskSpecR\x04task\x1a9\n" +
+	"\x04task\x18\x06 \x01(\v2\x12.shoal.v1.TaskSpecR\x04task\x122\n" +
+	"\bendpoint\x18\a \x01(\v2\x16.shoal.v1.EndpointSpecR\bendpoint\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
+	"\fEndpointSpec\x12*\n" +
+	"\x04mode\x18\x01 \x01(\x0e2\x16.shoal.v1.EndpointModeR\x04mode\"#\n" +
+	"\x0fServiceEndpoint\x12\x10\n" +
+	"\x03vip\x18\x01 \x01(\tR\x03vip\"\xa9\x02\n" +
 	"\bTaskSpec\x125\n" +
 	"\tcontainer\x18\x01 \x01(\v2\x17.shoal.v1.ContainerSpecR\tcontainer\x121\n" +
 	"\tresources\x18\x02 \x01(\v2\x13.shoal.v1.ResourcesR\tresources\x121\n" +
@@ -1712,7 +1986,7 @@ const file_service_proto_rawDesc = "" +
 	"\vpreferences\x18\x02 \x03(\v2\x1d.shoal.v1.PlacementPreferenceR\vpreferences\x121\n" +
 	"\x15max_replicas_per_node\x18\x03 \x01(\x04R\x12maxReplicasPerNode\"-\n" +
 	"\x13PlacementPreference\x12\x16\n" +
-	"\x06spread\x18\x01 \x01(\tR\x06spread\"\xaf\x01\n" +
+	"\x06spread\x18\x01 \x01(\tR\x06spread\"\x97\x02\n" +
 	"\n" +
 	"PortConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
@@ -1720,7 +1994,9 @@ const file_service_proto_rawDesc = "" +
 	"\vtarget_port\x18\x03 \x01(\rR\n" +
 	"targetPort\x12%\n" +
 	"\x0epublished_port\x18\x04 \x01(\rR\rpublishedPort\x12)\n" +
-	"\x04mode\x18\x05 \x01(\x0e2\x15.shoal.v1.PublishModeR\x04mode\"\x9b\x03\n" +
+	"\x04mode\x18\x05 \x01(\x0e2\x15.shoal.v1.PublishModeR\x04mode\x12&\n" +
+	"\x04mesh\x18\x06 \x01(\x0e2\x12.shoal.v1.MeshModeR\x04mesh\x12>\n" +
+	"\x0eproxy_protocol\x18\a \x01(\x0e2\x17.shoal.v1.ProxyProtocolR\rproxyProtocol\"\x9b\x03\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.shoal.v1.MetaR\x04meta\x12\x1d\n" +
@@ -1754,7 +2030,10 @@ const file_service_proto_rawDesc = "" +
 	"\x17SERVICE_MODE_REPLICATED\x10\x00\x12\x17\n" +
 	"\x13SERVICE_MODE_GLOBAL\x10\x01\x12\x1f\n" +
 	"\x1bSERVICE_MODE_REPLICATED_JOB\x10\x02\x12\x1b\n" +
-	"\x17SERVICE_MODE_GLOBAL_JOB\x10\x03*M\n" +
+	"\x17SERVICE_MODE_GLOBAL_JOB\x10\x03*>\n" +
+	"\fEndpointMode\x12\x15\n" +
+	"\x11ENDPOINT_MODE_VIP\x10\x00\x12\x17\n" +
+	"\x13ENDPOINT_MODE_DNSRR\x10\x01*M\n" +
 	"\tMountType\x12\x13\n" +
 	"\x0fMOUNT_TYPE_BIND\x10\x00\x12\x15\n" +
 	"\x11MOUNT_TYPE_VOLUME\x10\x01\x12\x14\n" +
@@ -1765,7 +2044,14 @@ const file_service_proto_rawDesc = "" +
 	"\x16RESTART_CONDITION_NONE\x10\x02*>\n" +
 	"\vPublishMode\x12\x15\n" +
 	"\x11PUBLISH_MODE_HOST\x10\x00\x12\x18\n" +
-	"\x14PUBLISH_MODE_INGRESS\x10\x01*\xc6\x02\n" +
+	"\x14PUBLISH_MODE_INGRESS\x10\x01*1\n" +
+	"\bMeshMode\x12\x11\n" +
+	"\rMESH_MODE_TCP\x10\x00\x12\x12\n" +
+	"\x0eMESH_MODE_HTTP\x10\x01*V\n" +
+	"\rProxyProtocol\x12\x17\n" +
+	"\x13PROXY_PROTOCOL_NONE\x10\x00\x12\x15\n" +
+	"\x11PROXY_PROTOCOL_V1\x10\x01\x12\x15\n" +
+	"\x11PROXY_PROTOCOL_V2\x10\x02*\xc6\x02\n" +
 	"\tTaskState\x12\x12\n" +
 	"\x0eTASK_STATE_NEW\x10\x00\x12\x16\n" +
 	"\x12TASK_STATE_PENDING\x10\x01\x12\x17\n" +
@@ -1799,71 +2085,80 @@ func file_service_proto_rawDescGZIP() []byte {
 	return file_service_proto_rawDescData
 }
 
-var file_service_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_service_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_service_proto_goTypes = []any{
 	(ServiceMode)(0),              // 0: shoal.v1.ServiceMode
-	(MountType)(0),                // 1: shoal.v1.MountType
-	(RestartCondition)(0),         // 2: shoal.v1.RestartCondition
-	(PublishMode)(0),              // 3: shoal.v1.PublishMode
-	(TaskState)(0),                // 4: shoal.v1.TaskState
-	(HealthState)(0),              // 5: shoal.v1.HealthState
-	(*Service)(nil),               // 6: shoal.v1.Service
-	(*VersionedSpec)(nil),         // 7: shoal.v1.VersionedSpec
-	(*ServiceSpec)(nil),           // 8: shoal.v1.ServiceSpec
-	(*TaskSpec)(nil),              // 9: shoal.v1.TaskSpec
-	(*ContainerSpec)(nil),         // 10: shoal.v1.ContainerSpec
-	(*HealthCheck)(nil),           // 11: shoal.v1.HealthCheck
-	(*Mount)(nil),                 // 12: shoal.v1.Mount
-	(*Resources)(nil),             // 13: shoal.v1.Resources
-	(*ResourceSet)(nil),           // 14: shoal.v1.ResourceSet
-	(*RestartPolicy)(nil),         // 15: shoal.v1.RestartPolicy
-	(*Placement)(nil),             // 16: shoal.v1.Placement
-	(*PlacementPreference)(nil),   // 17: shoal.v1.PlacementPreference
-	(*PortConfig)(nil),            // 18: shoal.v1.PortConfig
-	(*Task)(nil),                  // 19: shoal.v1.Task
-	(*TaskStatus)(nil),            // 20: shoal.v1.TaskStatus
-	nil,                           // 21: shoal.v1.ServiceSpec.LabelsEntry
-	nil,                           // 22: shoal.v1.ContainerSpec.LabelsEntry
-	(*Meta)(nil),                  // 23: shoal.v1.Meta
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(EndpointMode)(0),             // 1: shoal.v1.EndpointMode
+	(MountType)(0),                // 2: shoal.v1.MountType
+	(RestartCondition)(0),         // 3: shoal.v1.RestartCondition
+	(PublishMode)(0),              // 4: shoal.v1.PublishMode
+	(MeshMode)(0),                 // 5: shoal.v1.MeshMode
+	(ProxyProtocol)(0),            // 6: shoal.v1.ProxyProtocol
+	(TaskState)(0),                // 7: shoal.v1.TaskState
+	(HealthState)(0),              // 8: shoal.v1.HealthState
+	(*Service)(nil),               // 9: shoal.v1.Service
+	(*VersionedSpec)(nil),         // 10: shoal.v1.VersionedSpec
+	(*ServiceSpec)(nil),           // 11: shoal.v1.ServiceSpec
+	(*EndpointSpec)(nil),          // 12: shoal.v1.EndpointSpec
+	(*ServiceEndpoint)(nil),       // 13: shoal.v1.ServiceEndpoint
+	(*TaskSpec)(nil),              // 14: shoal.v1.TaskSpec
+	(*ContainerSpec)(nil),         // 15: shoal.v1.ContainerSpec
+	(*HealthCheck)(nil),           // 16: shoal.v1.HealthCheck
+	(*Mount)(nil),                 // 17: shoal.v1.Mount
+	(*Resources)(nil),             // 18: shoal.v1.Resources
+	(*ResourceSet)(nil),           // 19: shoal.v1.ResourceSet
+	(*RestartPolicy)(nil),         // 20: shoal.v1.RestartPolicy
+	(*Placement)(nil),             // 21: shoal.v1.Placement
+	(*PlacementPreference)(nil),   // 22: shoal.v1.PlacementPreference
+	(*PortConfig)(nil),            // 23: shoal.v1.PortConfig
+	(*Task)(nil),                  // 24: shoal.v1.Task
+	(*TaskStatus)(nil),            // 25: shoal.v1.TaskStatus
+	nil,                           // 26: shoal.v1.ServiceSpec.LabelsEntry
+	nil,                           // 27: shoal.v1.ContainerSpec.LabelsEntry
+	(*Meta)(nil),                  // 28: shoal.v1.Meta
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
 }
 var file_service_proto_depIdxs = []int32{
-	23, // 0: shoal.v1.Service.meta:type_name -> shoal.v1.Meta
-	8,  // 1: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
-	7,  // 2: shoal.v1.Service.previous_specs:type_name -> shoal.v1.VersionedSpec
-	8,  // 3: shoal.v1.VersionedSpec.spec:type_name -> shoal.v1.ServiceSpec
-	24, // 4: shoal.v1.VersionedSpec.replaced_at:type_name -> google.protobuf.Timestamp
-	21, // 5: shoal.v1.ServiceSpec.labels:type_name -> shoal.v1.ServiceSpec.LabelsEntry
+	28, // 0: shoal.v1.Service.meta:type_name -> shoal.v1.Meta
+	11, // 1: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
+	10, // 2: shoal.v1.Service.previous_specs:type_name -> shoal.v1.VersionedSpec
+	11, // 3: shoal.v1.VersionedSpec.spec:type_name -> shoal.v1.ServiceSpec
+	29, // 4: shoal.v1.VersionedSpec.replaced_at:type_name -> google.protobuf.Timestamp
+	26, // 5: shoal.v1.ServiceSpec.labels:type_name -> shoal.v1.ServiceSpec.LabelsEntry
 	0,  // 6: shoal.v1.ServiceSpec.mode:type_name -> shoal.v1.ServiceMode
-	9,  // 7: shoal.v1.ServiceSpec.task:type_name -> shoal.v1.TaskSpec
-	10, // 8: shoal.v1.TaskSpec.container:type_name -> shoal.v1.ContainerSpec
-	13, // 9: shoal.v1.TaskSpec.resources:type_name -> shoal.v1.Resources
-	15, // 10: shoal.v1.TaskSpec.restart:type_name -> shoal.v1.RestartPolicy
-	16, // 11: shoal.v1.TaskSpec.placement:type_name -> shoal.v1.Placement
-	18, // 12: shoal.v1.TaskSpec.ports:type_name -> shoal.v1.PortConfig
-	22, // 13: shoal.v1.ContainerSpec.labels:type_name -> shoal.v1.ContainerSpec.LabelsEntry
-	12, // 14: shoal.v1.ContainerSpec.mounts:type_name -> shoal.v1.Mount
-	11, // 15: shoal.v1.ContainerSpec.healthcheck:type_name -> shoal.v1.HealthCheck
-	11, // 16: shoal.v1.ContainerSpec.readiness:type_name -> shoal.v1.HealthCheck
-	1,  // 17: shoal.v1.Mount.type:type_name -> shoal.v1.MountType
-	14, // 18: shoal.v1.Resources.limits:type_name -> shoal.v1.ResourceSet
-	14, // 19: shoal.v1.Resources.reservations:type_name -> shoal.v1.ResourceSet
-	2,  // 20: shoal.v1.RestartPolicy.condition:type_name -> shoal.v1.RestartCondition
-	17, // 21: shoal.v1.Placement.preferences:type_name -> shoal.v1.PlacementPreference
-	3,  // 22: shoal.v1.PortConfig.mode:type_name -> shoal.v1.PublishMode
-	23, // 23: shoal.v1.Task.meta:type_name -> shoal.v1.Meta
-	9,  // 24: shoal.v1.Task.spec:type_name -> shoal.v1.TaskSpec
-	4,  // 25: shoal.v1.Task.desired_state:type_name -> shoal.v1.TaskState
-	20, // 26: shoal.v1.Task.status:type_name -> shoal.v1.TaskStatus
-	4,  // 27: shoal.v1.TaskStatus.state:type_name -> shoal.v1.TaskState
-	24, // 28: shoal.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	5,  // 29: shoal.v1.TaskStatus.health:type_name -> shoal.v1.HealthState
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	14, // 7: shoal.v1.ServiceSpec.task:type_name -> shoal.v1.TaskSpec
+	12, // 8: shoal.v1.ServiceSpec.endpoint:type_name -> shoal.v1.EndpointSpec
+	1,  // 9: shoal.v1.EndpointSpec.mode:type_name -> shoal.v1.EndpointMode
+	15, // 10: shoal.v1.TaskSpec.container:type_name -> shoal.v1.ContainerSpec
+	18, // 11: shoal.v1.TaskSpec.resources:type_name -> shoal.v1.Resources
+	20, // 12: shoal.v1.TaskSpec.restart:type_name -> shoal.v1.RestartPolicy
+	21, // 13: shoal.v1.TaskSpec.placement:type_name -> shoal.v1.Placement
+	23, // 14: shoal.v1.TaskSpec.ports:type_name -> shoal.v1.PortConfig
+	27, // 15: shoal.v1.ContainerSpec.labels:type_name -> shoal.v1.ContainerSpec.LabelsEntry
+	17, // 16: shoal.v1.ContainerSpec.mounts:type_name -> shoal.v1.Mount
+	16, // 17: shoal.v1.ContainerSpec.healthcheck:type_name -> shoal.v1.HealthCheck
+	16, // 18: shoal.v1.ContainerSpec.readiness:type_name -> shoal.v1.HealthCheck
+	2,  // 19: shoal.v1.Mount.type:type_name -> shoal.v1.MountType
+	19, // 20: shoal.v1.Resources.limits:type_name -> shoal.v1.ResourceSet
+	19, // 21: shoal.v1.Resources.reservations:type_name -> shoal.v1.ResourceSet
+	3,  // 22: shoal.v1.RestartPolicy.condition:type_name -> shoal.v1.RestartCondition
+	22, // 23: shoal.v1.Placement.preferences:type_name -> shoal.v1.PlacementPreference
+	4,  // 24: shoal.v1.PortConfig.mode:type_name -> shoal.v1.PublishMode
+	5,  // 25: shoal.v1.PortConfig.mesh:type_name -> shoal.v1.MeshMode
+	6,  // 26: shoal.v1.PortConfig.proxy_protocol:type_name -> shoal.v1.ProxyProtocol
+	28, // 27: shoal.v1.Task.meta:type_name -> shoal.v1.Meta
+	14, // 28: shoal.v1.Task.spec:type_name -> shoal.v1.TaskSpec
+	7,  // 29: shoal.v1.Task.desired_state:type_name -> shoal.v1.TaskState
+	25, // 30: shoal.v1.Task.status:type_name -> shoal.v1.TaskStatus
+	7,  // 31: shoal.v1.TaskStatus.state:type_name -> shoal.v1.TaskState
+	29, // 32: shoal.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	8,  // 33: shoal.v1.TaskStatus.health:type_name -> shoal.v1.HealthState
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_service_proto_init() }
@@ -1877,8 +2172,8 @@ func file_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_service_proto_rawDesc), len(file_service_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   17,
+			NumEnums:      9,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -346,8 +346,15 @@ type ClusterSpec struct {
 	// default 24) and its tasks get addresses in that subnet.
 	TaskPool       string `protobuf:"bytes,5,opt,name=task_pool,json=taskPool,proto3" json:"task_pool,omitempty"`
 	NodeSubnetBits uint32 `protobuf:"varint,6,opt,name=node_subnet_bits,json=nodeSubnetBits,proto3" json:"node_subnet_bits,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// vip_pool is the CIDR services' virtual IPs come from (default
+	// 10.201.0.0/16); it must not overlap task_pool.
+	VipPool string `protobuf:"bytes,7,opt,name=vip_pool,json=vipPool,proto3" json:"vip_pool,omitempty"`
+	// dns_ttl_ms is the TTL of the nodes' DNS answers for cluster names
+	// (default 1000; -1 means 0). A task about to stop leaves DNS this long
+	// before it is sent its stop signal, so no client cache still holds it.
+	DnsTtlMs      int64 `protobuf:"varint,8,opt,name=dns_ttl_ms,json=dnsTtlMs,proto3" json:"dns_ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterSpec) Reset() {
@@ -418,6 +425,20 @@ func (x *ClusterSpec) GetTaskPool() string {
 func (x *ClusterSpec) GetNodeSubnetBits() uint32 {
 	if x != nil {
 		return x.NodeSubnetBits
+	}
+	return 0
+}
+
+func (x *ClusterSpec) GetVipPool() string {
+	if x != nil {
+		return x.VipPool
+	}
+	return ""
+}
+
+func (x *ClusterSpec) GetDnsTtlMs() int64 {
+	if x != nil {
+		return x.DnsTtlMs
 	}
 	return 0
 }
@@ -1069,14 +1090,17 @@ const file_types_proto_rawDesc = "" +
 	"joinTokens\x12\x1d\n" +
 	"\n" +
 	"gossip_key\x18\x06 \x01(\fR\tgossipKey\x12#\n" +
-	"\rremoved_nodes\x18\a \x03(\tR\fremovedNodes\"\xff\x01\n" +
+	"\rremoved_nodes\x18\a \x03(\tR\fremovedNodes\"\xb8\x02\n" +
 	"\vClusterSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\x18node_cert_expiry_seconds\x18\x02 \x01(\x03R\x15nodeCertExpirySeconds\x12.\n" +
 	"\x13heartbeat_period_ms\x18\x03 \x01(\x03R\x11heartbeatPeriodMs\x12,\n" +
 	"\x12task_history_limit\x18\x04 \x01(\x03R\x10taskHistoryLimit\x12\x1b\n" +
 	"\ttask_pool\x18\x05 \x01(\tR\btaskPool\x12(\n" +
-	"\x10node_subnet_bits\x18\x06 \x01(\rR\x0enodeSubnetBits\"^\n" +
+	"\x10node_subnet_bits\x18\x06 \x01(\rR\x0enodeSubnetBits\x12\x19\n" +
+	"\bvip_pool\x18\a \x01(\tR\avipPool\x12\x1c\n" +
+	"\n" +
+	"dns_ttl_ms\x18\b \x01(\x03R\bdnsTtlMs\"^\n" +
 	"\x06RootCA\x12\x19\n" +
 	"\bcert_pem\x18\x01 \x01(\fR\acertPem\x12\x17\n" +
 	"\akey_pem\x18\x02 \x01(\fR\x06keyPem\x12 \n" +
