@@ -13,6 +13,8 @@ command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
 command -v containerd >/dev/null || need_apt+=(containerd)
 command -v runc >/dev/null || need_apt+=(runc)
 command -v iptables >/dev/null || need_apt+=(iptables)
+# The service VIP load balancer (worker/lb) drives nft.
+command -v nft >/dev/null || need_apt+=(nftables)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v nsenter >/dev/null || need_apt+=(util-linux)
 command -v ping >/dev/null || need_apt+=(iputils-ping)
