@@ -3,6 +3,7 @@ package controlapi
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
@@ -36,9 +37,29 @@ func (s *Server) CreateService(ctx context.Context, req *shoalpb.CreateServiceRe
 	if isJob(spec.Mode) {
 		svc.JobIteration = 1
 	}
-	_, err := s.cfg.Store.Propose(ctx, &shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_CREATE, Target: &shoalpb.StoreAction_Service{Service: svc}})
-	if err != nil {
-		if errors.Is(err, state.ErrExists) {
+	for attempt := 1; ; attempt++ {
+		skip := 0
+		if attempt > 1 {
+			skip = rand.IntN(8 * attempt)
+		}
+		err := s.cfg.Store.CatchUp(ctx)
+		if err != nil {
+			return nil, s.StoreError(err)
+		}
+		s.cfg.Store.View(func(tx state.ReadTx) { svc.Endpoint, err = endpointFor(tx, svc, nil, skip) })
+		if err != nil {
+			return nil, err
+		}
+		_, err = s.cfg.Store.Propose(ctx, &shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_CREATE, Target: &shoalpb.StoreAction_Service{Service: svc}})
+		if err == nil {
+			break
+		}
+		var retry bool
+		s.cfg.Store.View(func(tx state.ReadTx) { retry = vipTaken(tx, svc, err) })
+		switch {
+		case retry && attempt < vipAttempts:
+			continue
+		case errors.Is(err, state.ErrExists) && !retry:
 			return nil, status.Errorf(codes.AlreadyExists, "--name: a service named %q already exists; pick another name or update it with 'shoal service update'", spec.Name)
 		}
 		return nil, s.StoreError(err)
@@ -192,6 +213,9 @@ func (s *Server) UpdateService(ctx context.Context, req *shoalpb.UpdateServiceRe
 			upd.PreviousSpecs = upd.PreviousSpecs[:MaxSpecHistory]
 		}
 		upd.Spec = spec
+		if upd.Endpoint, err = endpointFor(tx, upd, cur.GetEndpoint(), 0); err != nil {
+			return nil, err
+		}
 		upd.SpecVersion++
 		if isJob(spec.Mode) {
 			upd.JobIteration++

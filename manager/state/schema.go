@@ -48,6 +48,7 @@ const (
 // Secondary indexes.
 const (
 	indexServiceName = "name"
+	indexServiceVIP  = "vip"
 	indexServiceID   = "service_id"
 	indexNodeID      = "node_id"
 )
@@ -60,7 +61,7 @@ var tables = []*table{
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Node { return &s.Nodes }),
 	withIndexes(newTable(tableServices, (*shoalpb.StoreAction).GetService,
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Service { return &s.Services }),
-		map[string]string{indexServiceName: "Spec.Name"}, indexServiceName),
+		map[string]string{indexServiceName: "Spec.Name", indexServiceVIP: "Endpoint.Vip"}, indexServiceName, indexServiceVIP),
 	withIndexes(newTable(tableTasks, (*shoalpb.StoreAction).GetTask,
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Task { return &s.Tasks }),
 		map[string]string{indexServiceID: "ServiceId", indexNodeID: "NodeId"}),
