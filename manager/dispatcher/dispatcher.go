@@ -85,7 +85,8 @@ type Dispatcher struct {
 	writing     chan struct{} // cap 1: holds a token while node states are written
 	reports     chan *statusReport
 
-	peers peerTable // the nodes with a task subnet, for session messages
+	peers     peerTable     // the nodes with a task subnet, for session messages
+	endpoints endpointTable // services and ready tasks, for Endpoints streams
 }
 
 type session struct {
@@ -287,6 +288,7 @@ func (d *Dispatcher) kickLiveness() {
 // leader.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	d.resetPeers()
+	d.resetEndpoints()
 	d.mu.Lock()
 	d.active = true
 	d.leaderSince = time.Now()
@@ -310,6 +312,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				}
 				events = d.cfg.Store.Watch(ctx)
 				d.resetPeers()
+				d.resetEndpoints()
 				d.requestComplete()
 				d.pokeAll()
 				continue
@@ -343,6 +346,7 @@ func (d *Dispatcher) pokeAll() {
 }
 
 func (d *Dispatcher) onEvent(ev state.Event) {
+	d.endpoints.onEvent(ev)
 	switch obj := ev.Object.(type) {
 	case *shoalpb.Task:
 		d.routeTask(ev, obj)
@@ -360,6 +364,7 @@ func (d *Dispatcher) onEvent(ev state.Event) {
 	default:
 		if ev.Kind == state.EventReset {
 			d.resetPeers()
+			d.resetEndpoints()
 			d.requestComplete()
 			d.pokeAll()
 		}
