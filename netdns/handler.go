@@ -124,6 +124,9 @@ func (c *cluster) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 				}
 			}
 		}
+		if q.Qtype == dns.TypeSRV {
+			m.Answer = dedupSRV(m.Answer)
+		}
 		if len(m.Answer) > 1 && q.Qtype != dns.TypePTR {
 			rotate(m.Answer, int(c.rot.Add(1)%uint32(len(m.Answer))))
 		}
@@ -133,7 +136,7 @@ func (c *cluster) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 		renameOwners(m.Answer, name, q.Name)
 	}
 	if opt := r.IsEdns0(); opt != nil {
-		m.Extra = append(m.Extra, serverOPT)
+		m.Extra = append(m.Extra, newOPT())
 	}
 	_ = w.WriteMsg(m)
 }
@@ -165,6 +168,26 @@ func renameOwners(rrs []dns.RR, lower, asked string) {
 	}
 }
 
+// dedupSRV drops repeated SRV targets: a querier on two of a service's
+// networks reaches each task under one name, whose address records (one per
+// network) are all in the additional section.
+func dedupSRV(rrs []dns.RR) []dns.RR {
+	out := rrs[:0]
+	for i, rr := range rrs {
+		dup := false
+		for _, prev := range rrs[:i] {
+			if prev.(*dns.SRV).Target == rr.(*dns.SRV).Target {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, rr)
+		}
+	}
+	return out
+}
+
 // rotate moves the first k records to the end, in place.
 func rotate(rrs []dns.RR, k int) {
 	if k == 0 {
@@ -185,10 +208,13 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// serverOPT is the OPT record of every cluster answer to an EDNS0 query:
-// shared and never modified. 1232 is the payload size the DNS flag day 2020
-// recommends, fitting every path without fragmentation.
-var serverOPT = &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT, Class: 1232}}
+// newOPT is the OPT record of a cluster answer to an EDNS0 query (one per
+// answer: packing a message writes its rcode into the OPT). 1232 is the
+// payload size the DNS flag day 2020 recommends, fitting every path
+// without fragmentation.
+func newOPT() *dns.OPT {
+	return &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT, Class: 1232}}
+}
 
 // replyTo starts the response to r: same ID, opcode, question and RD,
 // recursion available (the server forwards).
