@@ -66,6 +66,10 @@ type Config struct {
 	// node's network can route to their tasks. It must not block; nil
 	// ignores them.
 	OnNetwork func(subnet, pool string, peers []*shoalpb.NodeSubnet)
+	// OnEndpoints is handed every message of the Endpoints stream (the
+	// services and ready tasks the node's DNS, VIPs and routing mesh
+	// serve); nil: the node does not open the stream. It must not block.
+	OnEndpoints func(*shoalpb.EndpointsMessage)
 	// SaveCreds persists the credentials after a renewal.
 	SaveCreds func() error
 	// Executor runs the node's tasks; nil for a node that runs none.
@@ -240,6 +244,9 @@ func (a *Agent) session(ctx context.Context, addr string, renew *time.Timer) err
 					go func() { heartbeatErr <- a.assignments(ctx, client, msg.SessionId) }()
 					go func() { heartbeatErr <- a.reportStatuses(ctx, client, msg.SessionId) }()
 				}
+				if a.cfg.OnEndpoints != nil {
+					go func() { heartbeatErr <- a.endpoints(ctx, client, msg.SessionId) }()
+				}
 			}
 			if a.cfg.OnManagers != nil && len(msg.Managers) > 0 {
 				a.cfg.OnManagers(msg.Managers)
@@ -340,6 +347,21 @@ func (a *Agent) assignments(ctx context.Context, client shoalpb.DispatcherClient
 			return fmt.Errorf("assignments: %w", err)
 		}
 		a.cfg.Executor.Assign(msg)
+	}
+}
+
+// endpoints feeds the leader's endpoint changes to OnEndpoints.
+func (a *Agent) endpoints(ctx context.Context, client shoalpb.DispatcherClient, sessionID string) error {
+	stream, err := client.Endpoints(ctx, &shoalpb.EndpointsRequest{SessionId: sessionID})
+	if err != nil {
+		return fmt.Errorf("endpoints: %w", err)
+	}
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("endpoints: %w", err)
+		}
+		a.cfg.OnEndpoints(msg)
 	}
 }
 

@@ -1,0 +1,293 @@
+// Package endpoints is the node's copy of the cluster's service endpoints:
+// the services and their ready tasks, as the leader's Endpoints stream sends
+// them (docs/networking.md). The agent applies each message; Run turns
+// every change into what the node serves: the DNS table (netdns), the VIP
+// rules (worker/lb) and the routing mesh's ports (worker/mesh). A burst of
+// changes costs one rebuild: Run reads the table whole after each wake-up,
+// never message by message.
+package endpoints
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"shoal/netdns"
+	shoalpb "shoal/proto"
+	"shoal/worker/lb"
+	"shoal/worker/mesh"
+)
+
+// DefaultNetwork is the one network every task is on until networks of
+// their own exist; DNS answers are scoped per network already.
+const DefaultNetwork = "default"
+
+// defaultDrain is a task's stop grace period when its spec sets none
+// (the executor's default).
+const defaultDrain = 10 * time.Second
+
+// Table holds the endpoints. Its methods are safe for concurrent use;
+// Apply never blocks.
+type Table struct {
+	mu       sync.Mutex
+	services map[string]*shoalpb.ServiceEndpoints
+	tasks    map[string]*shoalpb.EndpointTask
+	ttlMs    int64
+	synced   bool // a complete set has arrived
+	changed  chan struct{}
+}
+
+// New returns an empty table.
+func New() *Table {
+	return &Table{
+		services: map[string]*shoalpb.ServiceEndpoints{},
+		tasks:    map[string]*shoalpb.EndpointTask{},
+		ttlMs:    1000,
+		changed:  make(chan struct{}, 1),
+	}
+}
+
+// Apply records one message of the Endpoints stream.
+func (t *Table) Apply(msg *shoalpb.EndpointsMessage) {
+	t.mu.Lock()
+	if msg.GetComplete() {
+		t.services = map[string]*shoalpb.ServiceEndpoints{}
+		t.tasks = map[string]*shoalpb.EndpointTask{}
+		t.synced = true
+	}
+	for _, s := range msg.GetServices() {
+		t.services[s.GetServiceId()] = s
+	}
+	for _, id := range msg.GetRemoveServices() {
+		delete(t.services, id)
+	}
+	for _, et := range msg.GetTasks() {
+		t.tasks[et.GetTaskId()] = et
+	}
+	for _, id := range msg.GetRemoveTasks() {
+		delete(t.tasks, id)
+	}
+	if ttl := msg.GetDnsTtlMs(); ttl != 0 {
+		t.ttlMs = ttl
+	}
+	t.mu.Unlock()
+	t.poke()
+}
+
+func (t *Table) poke() {
+	select {
+	case t.changed <- struct{}{}:
+	default:
+	}
+}
+
+// retryAfter is how soon Run tries again after a sink failed.
+const retryAfter = time.Second
+
+// TTL is the cluster's DNS TTL.
+func (t *Table) TTL() time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ttlMs < 0 {
+		return 0
+	}
+	return time.Duration(t.ttlMs) * time.Millisecond
+}
+
+// Snapshot is a consistent copy of the table: services sorted by name, each
+// with its endpoints sorted by task ID.
+type Snapshot struct {
+	Services []Service
+	TTL      time.Duration
+}
+
+// Service is one service with its ready tasks.
+type Service struct {
+	*shoalpb.ServiceEndpoints
+	Tasks []*shoalpb.EndpointTask
+}
+
+// Snapshot copies the table. Tasks whose service is unknown (a message
+// about the service still to come) are left out.
+func (t *Table) Snapshot() Snapshot {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	byService := make(map[string][]*shoalpb.EndpointTask, len(t.services))
+	for _, et := range t.tasks {
+		byService[et.GetServiceId()] = append(byService[et.GetServiceId()], et)
+	}
+	snap := Snapshot{Services: make([]Service, 0, len(t.services))}
+	if t.ttlMs > 0 {
+		snap.TTL = time.Duration(t.ttlMs) * time.Millisecond
+	}
+	for id, se := range t.services {
+		tasks := byService[id]
+		sort.Slice(tasks, func(i, j int) bool { return tasks[i].GetTaskId() < tasks[j].GetTaskId() })
+		snap.Services = append(snap.Services, Service{ServiceEndpoints: se, Tasks: tasks})
+	}
+	sort.Slice(snap.Services, func(i, j int) bool { return snap.Services[i].GetName() < snap.Services[j].GetName() })
+	return snap
+}
+
+// Names are the DNS names of a service: its name and, in a stack,
+// <service>.<stack> (the service's name without the "<stack>_" prefix
+// that stack deploy gives it).
+func Names(se *shoalpb.ServiceEndpoints) []string {
+	name := strings.ToLower(se.GetName())
+	names := []string{name}
+	if stack := strings.ToLower(se.GetStack()); stack != "" {
+		short := strings.TrimPrefix(name, stack+"_")
+		names = append(names, short+"."+stack)
+	}
+	return names
+}
+
+// DNS is the snapshot as the node's DNS records.
+func (s Snapshot) DNS() netdns.Records {
+	r := netdns.Records{Services: make([]netdns.Service, 0, len(s.Services))}
+	for _, svc := range s.Services {
+		ds := netdns.Service{
+			ID:    svc.GetServiceId(),
+			Names: Names(svc.ServiceEndpoints),
+			DNSRR: svc.GetMode() == shoalpb.EndpointMode_ENDPOINT_MODE_DNSRR,
+		}
+		att := netdns.Attachment{Network: DefaultNetwork}
+		if vip, err := netip.ParseAddr(svc.GetVip()); err == nil && !ds.DNSRR {
+			att.VIP = vip
+		}
+		ds.Networks = []netdns.Attachment{att}
+		for _, p := range svc.GetPorts() {
+			ds.Ports = append(ds.Ports, netdns.Port{Name: p.GetName(), Protocol: p.GetProtocol(), Port: uint16(p.GetTargetPort())})
+		}
+		for _, et := range svc.Tasks {
+			if a, err := netip.ParseAddr(et.GetAddress()); err == nil {
+				ds.Tasks = append(ds.Tasks, netdns.Task{Name: et.GetName(), Addrs: map[string]netip.Addr{DefaultNetwork: a}})
+			}
+		}
+		r.Services = append(r.Services, ds)
+	}
+	return r
+}
+
+// VIPs is the snapshot as the node's VIP rules: every service with a VIP,
+// balanced over its ready tasks (none: connections are refused).
+func (s Snapshot) VIPs() []lb.Service {
+	var out []lb.Service
+	for _, svc := range s.Services {
+		vip, err := netip.ParseAddr(svc.GetVip())
+		if err != nil || svc.GetMode() == shoalpb.EndpointMode_ENDPOINT_MODE_DNSRR {
+			continue
+		}
+		ls := lb.Service{ID: svc.GetServiceId(), VIP: vip}
+		for _, et := range svc.Tasks {
+			if a, err := netip.ParseAddr(et.GetAddress()); err == nil {
+				ls.Backends = append(ls.Backends, a)
+			}
+		}
+		out = append(out, ls)
+	}
+	return out
+}
+
+// Ingress is the snapshot as the routing mesh's ports: every port
+// published in ingress mode, over its service's ready tasks anywhere.
+func (s Snapshot) Ingress() []mesh.Port {
+	var out []mesh.Port
+	for _, svc := range s.Services {
+		for _, p := range svc.GetPorts() {
+			if p.GetMode() != shoalpb.PublishMode_PUBLISH_MODE_INGRESS || p.GetPublishedPort() == 0 {
+				continue
+			}
+			mp := mesh.Port{
+				Published: uint16(p.GetPublishedPort()),
+				Protocol:  p.GetProtocol(),
+				Mode:      meshMode(p.GetMesh()),
+				Proxy:     proxyProtocol(p.GetProxyProtocol()),
+				Service:   svc.GetName(),
+			}
+			for _, et := range svc.Tasks {
+				a, err := netip.ParseAddr(et.GetAddress())
+				if err != nil {
+					continue
+				}
+				drain := time.Duration(et.GetDrainMs()) * time.Millisecond
+				if drain <= 0 {
+					drain = defaultDrain
+				}
+				mp.Backends = append(mp.Backends, mesh.Backend{ID: et.GetTaskId(), Addr: netip.AddrPortFrom(a, uint16(p.GetTargetPort())), Drain: drain})
+			}
+			out = append(out, mp)
+		}
+	}
+	return out
+}
+
+func meshMode(m shoalpb.MeshMode) mesh.Mode {
+	if m == shoalpb.MeshMode_MESH_MODE_HTTP {
+		return mesh.ModeHTTP
+	}
+	return mesh.ModeTCP
+}
+
+func proxyProtocol(p shoalpb.ProxyProtocol) mesh.ProxyProtocol {
+	switch p {
+	case shoalpb.ProxyProtocol_PROXY_PROTOCOL_V1:
+		return mesh.ProxyV1
+	case shoalpb.ProxyProtocol_PROXY_PROTOCOL_V2:
+		return mesh.ProxyV2
+	}
+	return mesh.ProxyNone
+}
+
+// Sinks are what Run keeps in step with the table; a nil one is skipped.
+type Sinks struct {
+	DNS  func(netdns.Records, time.Duration)
+	VIPs func([]lb.Service) error
+	Mesh func([]mesh.Port) map[uint16]error
+}
+
+// Run hands every change of the table to sinks until ctx ends. Nothing is
+// served before the first complete set arrives: an empty table would
+// answer NXDOMAIN for names that exist and refuse VIP connections.
+func (t *Table) Run(ctx context.Context, sinks Sinks, log *slog.Logger) {
+	portErrs := map[uint16]string{} // logged once until they change
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.changed:
+		}
+		t.mu.Lock()
+		synced := t.synced
+		t.mu.Unlock()
+		if !synced {
+			continue
+		}
+		snap := t.Snapshot()
+		if sinks.DNS != nil {
+			sinks.DNS(snap.DNS(), snap.TTL)
+		}
+		if sinks.VIPs != nil {
+			if err := sinks.VIPs(snap.VIPs()); err != nil {
+				log.Warn("updating service VIP rules failed; retrying", "err", err)
+				time.AfterFunc(retryAfter, t.poke)
+			}
+		}
+		if sinks.Mesh != nil {
+			errs := sinks.Mesh(snap.Ingress())
+			for port, err := range errs {
+				if portErrs[port] != err.Error() {
+					log.Warn("routing mesh cannot publish a port on this node", "port", port, "err", err)
+				}
+			}
+			clear(portErrs)
+			for port, err := range errs {
+				portErrs[port] = err.Error()
+			}
+		}
+	}
+}
