@@ -1,0 +1,59 @@
+// Package lb is a node's load balancer for service virtual IPs: every new
+// connection from a task (or from the node itself) to VIP:port goes to one
+// of the service's ready tasks, same port, on this node or another.
+//
+// Why nftables DNAT: Docker Swarm and kube-proxy balance VIPs with IPVS,
+// which the kernels shoal runs on may lack. Destination NAT in nftables
+// needs nothing but conntrack and nf_tables, and keeps the balancing in the
+// kernel: no proxy process, no copy, the backend sees the client's address.
+// The LB drives the nft command with a generated script on its standard
+// input, as go-iptables drives iptables: no netlink library for nftables.
+//
+// The table (family ip, Config.Table, one per node on a machine):
+//
+//   - map vips (VIP → jump svc_<hash of service ID>), looked up from a nat
+//     chain on prerouting (tasks' packets arrive through the bridge) and
+//     one on output (the node's own connections). A service's chain holds
+//     one rule: "dnat to numgen random mod N map { 0 : b0, 1 : b1, … }".
+//   - set closed: VIPs of services with no ready task. Filter chains on
+//     prerouting and output reject connections to them at once, TCP with
+//     a reset and anything else with ICMP port unreachable (the node's own
+//     datagrams fail in write with EPERM), so a client never waits on a
+//     black hole. The chains run after DNAT, so only packets left with a
+//     closed VIP as destination match.
+//   - set hairpin ("b . b" for every backend b) and a postrouting nat rule
+//     masquerading DNATed packets whose source and destination are the
+//     same address: a task reaching itself through its service's VIP
+//     would otherwise see a packet from its own address and drop it as a
+//     martian. It then sees the connection come from the bridge's gateway.
+//
+// Atomicity and cost: Apply takes the whole desired set. It compares it
+// with what it applied last and writes only the difference (elements of
+// vips, closed and hairpin deleted and added, a changed service's chain
+// flushed and refilled) as one nft script, which nft commits as one
+// transaction: no packet sees a VIP without its rule, or a mix of old and
+// new backends. An Apply that changes nothing does not start nft. If the
+// difference is refused (someone edited the table), or when the LB does
+// not know the table's contents (a table found at New, after Destroy), the
+// table is replaced whole, again in one transaction ("add table; delete
+// table; table { … }"). A table left by an earlier run of the agent is kept
+// until the first Apply, so VIPs keep answering across an agent restart.
+//
+// Conntrack and draining: only a connection's first packet goes through
+// the nat chains; conntrack keeps the chosen backend for the rest, so a
+// task removed from a service keeps the connections it has until they end
+// (draining comes free) and a task that is gone answers them with a reset.
+// UDP has no end a client notices, so Apply deletes, through netlink, the
+// conntrack entries of UDP flows from a VIP to a backend it removed: the
+// next datagram is balanced again.
+//
+// Assumptions about the node: a client task and its backend on the same
+// bridge talk at layer 2 on the way back, so replies are un-DNATed only
+// when bridged traffic passes netfilter (br_netfilter loaded,
+// net.bridge.bridge-nf-call-iptables=1, as Docker and Kubernetes need too);
+// New logs a warning when it does not. The node's own connections need a
+// route to the VIP (the default route serves) before the output hook can
+// rewrite them. Replies from a backend on another node come back through
+// this node because the client's address is routed here, so no source NAT
+// is needed.
+package lb
