@@ -287,6 +287,7 @@ func (c *controller) stop(ctx context.Context, h runtime.Handle) error {
 	if grace <= 0 {
 		grace = defaultStopGrace
 	}
+	c.deregister(ctx, false)
 	if err := h.Stop(ctx, spec.GetStopSignal(), grace); err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}

@@ -81,8 +81,8 @@ func (c *controller) healthChanged(v verdict, failure string) {
 		return
 	}
 	if failure != "" {
-		// Not reported as RUNNING and unhealthy: the FAILED status that
-		// carries the failure follows at once.
+		// Reported by failUnhealthy: as not ready first if the task may
+		// receive traffic, then as FAILED with the failure.
 		c.unhealthy = failure
 		c.interruptLocked()
 		c.mu.Unlock()
@@ -120,6 +120,7 @@ func (c *controller) failUnhealthy(ctx context.Context, h runtime.Handle, failur
 		grace = defaultStopGrace
 	}
 	c.e.log.Warn("task unhealthy; stopping it", "task", c.id, "err", failure)
+	c.deregister(ctx, true)
 	if err := h.Stop(ctx, spec.GetStopSignal(), grace); err != nil {
 		return fmt.Errorf("stop unhealthy task: %w", err)
 	}
@@ -133,4 +134,40 @@ func (c *controller) failUnhealthy(ctx context.Context, h runtime.Handle, failur
 	st.Pid, st.ContainerId = h.Info().PID, h.Info().ContainerID
 	c.setStatus(st)
 	return nil
+}
+
+// deregister keeps a task that may be receiving traffic running until no
+// node sends it any more: the caller is about to stop it. A task stopped
+// on its desired state has left every node's endpoints already (the
+// leader drops it when its desired state changes); a failing one (report)
+// is first reported not ready, which drops it. Then it waits the node's
+// DeregisterDelay, or until ctx ends.
+func (c *controller) deregister(ctx context.Context, report bool) {
+	c.mu.Lock()
+	st := c.task.GetStatus()
+	endpoint := st.GetState() == running && st.GetReady() && c.task.GetAddress() != ""
+	var rec encodedRecord
+	reported := endpoint && report
+	if reported {
+		st = proto.Clone(st).(*shoalpb.TaskStatus)
+		st.Ready, st.Health = false, healthUnhealthy
+		c.task.Status = st
+		rec = c.recordLocked()
+		if !c.forget {
+			c.e.updates.publish(c.id, st)
+		}
+	}
+	c.mu.Unlock()
+	if reported {
+		c.save(rec)
+	}
+	if !endpoint || c.e.cfg.DeregisterDelay == nil {
+		return
+	}
+	t := time.NewTimer(c.e.cfg.DeregisterDelay())
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }

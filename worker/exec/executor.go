@@ -17,6 +17,7 @@
 package exec
 
 import (
+	"time"
 	"context"
 	"errors"
 	"fmt"
@@ -46,6 +47,12 @@ type Config struct {
 	NodeID  string
 	Runtime runtime.Runtime
 	Logger  *slog.Logger
+	// DeregisterDelay, when set, is how long a task that may be receiving
+	// traffic (running, ready, with an address) is kept running after it
+	// stops being an endpoint and before its stop signal: the cluster's
+	// DNS TTL plus the time the change takes to reach every node
+	// (docs/networking.md). Nil: stop at once.
+	DeregisterDelay func() time.Duration
 }
 
 // Executor runs the tasks assigned to this node.
