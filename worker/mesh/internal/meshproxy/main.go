@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,7 +40,17 @@ func main() {
 	port := flag.Uint("port", 0, "published port")
 	mode := flag.String("mode", "tcp", "tcp or http")
 	flag.Var(&backends, "backend", "backend address ip:port (repeat)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file until stopped")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "meshproxy:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if *port == 0 || *port > 65535 || len(backends) == 0 {
 		fmt.Fprintln(os.Stderr, "meshproxy: -port and at least one -backend are required")
 		os.Exit(2)
