@@ -519,7 +519,9 @@ type Service struct {
 	// previous_specs holds up to 10 earlier specs, newest first, for rollback.
 	PreviousSpecs []*VersionedSpec `protobuf:"bytes,5,rep,name=previous_specs,json=previousSpecs,proto3" json:"previous_specs,omitempty"`
 	// job_iteration counts runs of a job; an update of a job starts a new run.
-	JobIteration  uint64 `protobuf:"varint,6,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	JobIteration uint64 `protobuf:"varint,6,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	// endpoint is what the cluster allocated for the service (its VIP).
+	Endpoint      *ServiceEndpoint `protobuf:"bytes,7,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -594,6 +596,13 @@ func (x *Service) GetJobIteration() uint64 {
 		return x.JobIteration
 	}
 	return 0
+}
+
+func (x *Service) GetEndpoint() *ServiceEndpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
 }
 
 type VersionedSpec struct {
@@ -1899,14 +1908,15 @@ var File_service_proto protoreflect.FileDescriptor
 
 const file_service_proto_rawDesc = "" +
 	"\n" +
-	"\rservice.proto\x12\bshoal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\vtypes.proto\"\xf0\x01\n" +
+	"\rservice.proto\x12\bshoal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\vtypes.proto\"\xa7\x02\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.shoal.v1.MetaR\x04meta\x12)\n" +
 	"\x04spec\x18\x03 \x01(\v2\x15.shoal.v1.ServiceSpecR\x04spec\x12!\n" +
 	"\fspec_version\x18\x04 \x01(\x04R\vspecVersion\x12>\n" +
 	"\x0eprevious_specs\x18\x05 \x03(\v2\x17.shoal.v1.VersionedSpecR\rpreviousSpecs\x12#\n" +
-	"\rjob_iteration\x18\x06 \x01(\x04R\fjobIteration\"\x91\x01\n" +
+	"\rjob_iteration\x18\x06 \x01(\x04R\fjobIteration\x125\n" +
+	"\bendpoint\x18\a \x01(\v2\x19.shoal.v1.ServiceEndpointR\bendpoint\"\x91\x01\n" +
 	"\rVersionedSpec\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12)\n" +
 	"\x04spec\x18\x02 \x01(\v2\x15.shoal.v1.ServiceSpecR\x04spec\x12;\n" +
@@ -2123,42 +2133,43 @@ var file_service_proto_depIdxs = []int32{
 	28, // 0: shoal.v1.Service.meta:type_name -> shoal.v1.Meta
 	11, // 1: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
 	10, // 2: shoal.v1.Service.previous_specs:type_name -> shoal.v1.VersionedSpec
-	11, // 3: shoal.v1.VersionedSpec.spec:type_name -> shoal.v1.ServiceSpec
-	29, // 4: shoal.v1.VersionedSpec.replaced_at:type_name -> google.protobuf.Timestamp
-	26, // 5: shoal.v1.ServiceSpec.labels:type_name -> shoal.v1.ServiceSpec.LabelsEntry
-	0,  // 6: shoal.v1.ServiceSpec.mode:type_name -> shoal.v1.ServiceMode
-	14, // 7: shoal.v1.ServiceSpec.task:type_name -> shoal.v1.TaskSpec
-	12, // 8: shoal.v1.ServiceSpec.endpoint:type_name -> shoal.v1.EndpointSpec
-	1,  // 9: shoal.v1.EndpointSpec.mode:type_name -> shoal.v1.EndpointMode
-	15, // 10: shoal.v1.TaskSpec.container:type_name -> shoal.v1.ContainerSpec
-	18, // 11: shoal.v1.TaskSpec.resources:type_name -> shoal.v1.Resources
-	20, // 12: shoal.v1.TaskSpec.restart:type_name -> shoal.v1.RestartPolicy
-	21, // 13: shoal.v1.TaskSpec.placement:type_name -> shoal.v1.Placement
-	23, // 14: shoal.v1.TaskSpec.ports:type_name -> shoal.v1.PortConfig
-	27, // 15: shoal.v1.ContainerSpec.labels:type_name -> shoal.v1.ContainerSpec.LabelsEntry
-	17, // 16: shoal.v1.ContainerSpec.mounts:type_name -> shoal.v1.Mount
-	16, // 17: shoal.v1.ContainerSpec.healthcheck:type_name -> shoal.v1.HealthCheck
-	16, // 18: shoal.v1.ContainerSpec.readiness:type_name -> shoal.v1.HealthCheck
-	2,  // 19: shoal.v1.Mount.type:type_name -> shoal.v1.MountType
-	19, // 20: shoal.v1.Resources.limits:type_name -> shoal.v1.ResourceSet
-	19, // 21: shoal.v1.Resources.reservations:type_name -> shoal.v1.ResourceSet
-	3,  // 22: shoal.v1.RestartPolicy.condition:type_name -> shoal.v1.RestartCondition
-	22, // 23: shoal.v1.Placement.preferences:type_name -> shoal.v1.PlacementPreference
-	4,  // 24: shoal.v1.PortConfig.mode:type_name -> shoal.v1.PublishMode
-	5,  // 25: shoal.v1.PortConfig.mesh:type_name -> shoal.v1.MeshMode
-	6,  // 26: shoal.v1.PortConfig.proxy_protocol:type_name -> shoal.v1.ProxyProtocol
-	28, // 27: shoal.v1.Task.meta:type_name -> shoal.v1.Meta
-	14, // 28: shoal.v1.Task.spec:type_name -> shoal.v1.TaskSpec
-	7,  // 29: shoal.v1.Task.desired_state:type_name -> shoal.v1.TaskState
-	25, // 30: shoal.v1.Task.status:type_name -> shoal.v1.TaskStatus
-	7,  // 31: shoal.v1.TaskStatus.state:type_name -> shoal.v1.TaskState
-	29, // 32: shoal.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	8,  // 33: shoal.v1.TaskStatus.health:type_name -> shoal.v1.HealthState
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	13, // 3: shoal.v1.Service.endpoint:type_name -> shoal.v1.ServiceEndpoint
+	11, // 4: shoal.v1.VersionedSpec.spec:type_name -> shoal.v1.ServiceSpec
+	29, // 5: shoal.v1.VersionedSpec.replaced_at:type_name -> google.protobuf.Timestamp
+	26, // 6: shoal.v1.ServiceSpec.labels:type_name -> shoal.v1.ServiceSpec.LabelsEntry
+	0,  // 7: shoal.v1.ServiceSpec.mode:type_name -> shoal.v1.ServiceMode
+	14, // 8: shoal.v1.ServiceSpec.task:type_name -> shoal.v1.TaskSpec
+	12, // 9: shoal.v1.ServiceSpec.endpoint:type_name -> shoal.v1.EndpointSpec
+	1,  // 10: shoal.v1.EndpointSpec.mode:type_name -> shoal.v1.EndpointMode
+	15, // 11: shoal.v1.TaskSpec.container:type_name -> shoal.v1.ContainerSpec
+	18, // 12: shoal.v1.TaskSpec.resources:type_name -> shoal.v1.Resources
+	20, // 13: shoal.v1.TaskSpec.restart:type_name -> shoal.v1.RestartPolicy
+	21, // 14: shoal.v1.TaskSpec.placement:type_name -> shoal.v1.Placement
+	23, // 15: shoal.v1.TaskSpec.ports:type_name -> shoal.v1.PortConfig
+	27, // 16: shoal.v1.ContainerSpec.labels:type_name -> shoal.v1.ContainerSpec.LabelsEntry
+	17, // 17: shoal.v1.ContainerSpec.mounts:type_name -> shoal.v1.Mount
+	16, // 18: shoal.v1.ContainerSpec.healthcheck:type_name -> shoal.v1.HealthCheck
+	16, // 19: shoal.v1.ContainerSpec.readiness:type_name -> shoal.v1.HealthCheck
+	2,  // 20: shoal.v1.Mount.type:type_name -> shoal.v1.MountType
+	19, // 21: shoal.v1.Resources.limits:type_name -> shoal.v1.ResourceSet
+	19, // 22: shoal.v1.Resources.reservations:type_name -> shoal.v1.ResourceSet
+	3,  // 23: shoal.v1.RestartPolicy.condition:type_name -> shoal.v1.RestartCondition
+	22, // 24: shoal.v1.Placement.preferences:type_name -> shoal.v1.PlacementPreference
+	4,  // 25: shoal.v1.PortConfig.mode:type_name -> shoal.v1.PublishMode
+	5,  // 26: shoal.v1.PortConfig.mesh:type_name -> shoal.v1.MeshMode
+	6,  // 27: shoal.v1.PortConfig.proxy_protocol:type_name -> shoal.v1.ProxyProtocol
+	28, // 28: shoal.v1.Task.meta:type_name -> shoal.v1.Meta
+	14, // 29: shoal.v1.Task.spec:type_name -> shoal.v1.TaskSpec
+	7,  // 30: shoal.v1.Task.desired_state:type_name -> shoal.v1.TaskState
+	25, // 31: shoal.v1.Task.status:type_name -> shoal.v1.TaskStatus
+	7,  // 32: shoal.v1.TaskStatus.state:type_name -> shoal.v1.TaskState
+	29, // 33: shoal.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	8,  // 34: shoal.v1.TaskStatus.health:type_name -> shoal.v1.HealthState
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_service_proto_init() }
