@@ -39,6 +39,15 @@
 // table; table { … }"). A table left by an earlier run of the agent is kept
 // until the first Apply, so VIPs keep answering across an agent restart.
 //
+// Costs measured (BenchmarkApply, 1,000 services × 10 backends, on a
+// 2-core VM whose load average was about 10 from other builds, so the
+// figures are loose upper bounds): replacing the whole table 0.5–1.0 s;
+// one service changed 80–310 ms, nearly all of it starting nft (about
+// 70 ms even for "nft list tables" on that machine) and nft reading the
+// table's 1,000 chains into its cache; nothing changed 1.5–20 ms, no nft
+// run. A nat chain only sees a connection's first packet, and the lookup
+// of the VIP is one hash-map probe whatever the number of services.
+//
 // Conntrack and draining: only a connection's first packet goes through
 // the nat chains; conntrack keeps the chosen backend for the rest, so a
 // task removed from a service keeps the connections it has until they end

@@ -71,8 +71,9 @@ type LB struct {
 	// the next Apply rebuilds the whole table in one transaction.
 	applied map[string]service
 	synced  bool
-	// transactions counts nft runs, so tests can see a no-op Apply.
-	transactions int
+	// transactions counts nft runs and rebuilds whole-table replacements,
+	// so tests can see a no-op or an incremental Apply.
+	transactions, rebuilds int
 }
 
 // service is a validated Service: backends sorted and unique, chain named.
@@ -197,6 +198,7 @@ func (l *LB) Apply(services []Service) error {
 
 // rebuild replaces the whole table with one holding want. Callers hold mu.
 func (l *LB) rebuild(want map[string]service) error {
+	l.rebuilds++
 	if err := l.transact(fullScript(l.table, want)); err != nil {
 		l.synced, l.applied = false, nil
 		return err

@@ -77,6 +77,9 @@ func fullScript(table string, services map[string]service) string {
 // only what differs, or returns "" when nothing does. Deletions come first
 // so that a VIP moving from one service to another is free when added.
 func updateScript(table string, old, want map[string]service) string {
+	if unchanged(old, want) {
+		return ""
+	}
 	var delVips, delClosed, delChains, addVips, addClosed []string
 	var rules strings.Builder
 	for _, o := range sorted(old) {
@@ -138,6 +141,20 @@ func updateScript(table string, old, want map[string]service) string {
 	addElements(&b, table, "closed", addClosed)
 	addElements(&b, table, "hairpin", hairpinElements(addHairpin))
 	return b.String()
+}
+
+// unchanged tells whether old and want hold the same services, cheaply:
+// the agent calls Apply on every resync.
+func unchanged(old, want map[string]service) bool {
+	if len(old) != len(want) {
+		return false
+	}
+	for id, n := range want {
+		if o, ok := old[id]; !ok || !o.equal(n) {
+			return false
+		}
+	}
+	return true
 }
 
 // dnatRule sends a new connection to one of backends (at least one), the
