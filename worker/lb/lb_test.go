@@ -4,11 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netlink"
+
+	"shoal/internal/testutil"
 )
 
 var vip = netip.MustParseAddr("10.201.0.10")
@@ -287,4 +291,16 @@ func udpFlowsTo(tb testing.TB, l *LB, backend netip.Addr) int {
 		tb.Fatal(err)
 	}
 	return n
+}
+
+func TestPingVIP(t *testing.T) {
+	topo := newTopology(t, "t1", "client")
+	testutil.RequireRoot(t, "ping", "ip")
+	l := topo.newLB(t)
+	apply(t, l, Service{ID: "web", VIP: vip, Backends: topo.addrs("t1")})
+	// ICMP echo is DNATed like any protocol: the backend answers for the VIP.
+	out, err := exec.Command("ip", "netns", "exec", filepath.Base(topo.tasks["client"].ns), "ping", "-c", "1", "-W", "3", vip.String()).CombinedOutput()
+	if err != nil {
+		t.Errorf("ping %s from a task: %v\n%s", vip, err, out)
+	}
 }

@@ -176,3 +176,26 @@ func tableState(tb testing.TB, l *LB) []string {
 	slices.Sort(state)
 	return state
 }
+
+func TestRemovedBackends(t *testing.T) {
+	old, _ := validate([]Service{
+		{ID: "a", VIP: netip.MustParseAddr("10.201.0.1"), Backends: addrs("10.0.0.1", "10.0.0.2")},
+		{ID: "b", VIP: netip.MustParseAddr("10.201.0.2"), Backends: addrs("10.0.0.3")},
+		{ID: "c", VIP: netip.MustParseAddr("10.201.0.3"), Backends: addrs("10.0.0.4")},
+	})
+	want, _ := validate([]Service{
+		{ID: "a", VIP: netip.MustParseAddr("10.201.0.1"), Backends: addrs("10.0.0.2")},
+		// c's VIP, moved to a new service with the same backend: the flow
+		// still leads somewhere right.
+		{ID: "d", VIP: netip.MustParseAddr("10.201.0.3"), Backends: addrs("10.0.0.4")},
+	})
+	got := removedBackends(old, want)
+	slices.SortFunc(got, func(x, y flowKey) int { return x.backend.Compare(y.backend) })
+	wantGone := []flowKey{
+		{netip.MustParseAddr("10.201.0.1"), netip.MustParseAddr("10.0.0.1")},
+		{netip.MustParseAddr("10.201.0.2"), netip.MustParseAddr("10.0.0.3")},
+	}
+	if !slices.Equal(got, wantGone) {
+		t.Errorf("removed = %v, want %v", got, wantGone)
+	}
+}
