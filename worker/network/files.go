@@ -18,7 +18,7 @@ var hostResolvConf = "/etc/resolv.conf"
 
 // writeFiles writes the task's hosts and resolv.conf, which the runtime
 // bind-mounts into the container.
-func (n *Network) writeFiles(t *shoalpb.Task, r *taskRecord, ip net.IP) error {
+func (n *Network) writeFiles(t *shoalpb.Task, r *taskRecord, ip, gateway net.IP) error {
 	dir := n.taskDir(r.TaskID)
 	hostname := t.GetSpec().GetContainer().GetHostname()
 	if hostname == "" {
@@ -32,11 +32,15 @@ func (n *Network) writeFiles(t *shoalpb.Task, r *taskRecord, ip net.IP) error {
 	if err := os.WriteFile(filepath.Join(dir, "hosts"), hosts.Bytes(), 0o644); err != nil {
 		return err
 	}
+	var resolv bytes.Buffer
+	if n.clusterDNS {
+		fmt.Fprintf(&resolv, "nameserver %s\noptions ndots:0\n", gateway)
+		return os.WriteFile(filepath.Join(dir, "resolv.conf"), resolv.Bytes(), 0o644)
+	}
 	servers := n.dns
 	if len(servers) == 0 {
 		servers = hostNameservers()
 	}
-	var resolv bytes.Buffer
 	if len(servers) == 0 {
 		resolv.WriteString("# shoal: the host has no nameserver a task can reach\n")
 	}

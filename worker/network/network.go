@@ -44,8 +44,12 @@ type Config struct {
 	Bridge string
 	// DNS, when set, are the nameservers written to every task's
 	// resolv.conf instead of the host's.
-	DNS    []string
-	Logger *slog.Logger
+	DNS []string
+	// ClusterDNS points every task's resolv.conf at the node's own DNS
+	// server on the bridge's gateway address (netdns), with ndots:0 so
+	// that service names are asked as they are. It overrides DNS.
+	ClusterDNS bool
+	Logger     *slog.Logger
 }
 
 // Network implements runtime.Network on one node. All methods are safe for
@@ -55,12 +59,13 @@ type Config struct {
 // being attached or detached is marked busy, and another call for the same
 // task, Prune and SetSubnet wait until it is not.
 type Network struct {
-	bridge  string
-	dir     string // DataDir/network
-	nodeTag string // 8 hex digits naming this node's namespaces and veths
-	dns     []string
-	log     *slog.Logger
-	ipt     *iptables.IPTables
+	bridge     string
+	dir        string // DataDir/network
+	nodeTag    string // 8 hex digits naming this node's namespaces and veths
+	dns        []string
+	clusterDNS bool
+	log        *slog.Logger
+	ipt        *iptables.IPTables
 
 	mu    sync.Mutex
 	idle  *sync.Cond // signalled (with mu) when a task stops being busy
@@ -102,14 +107,15 @@ func New(cfg Config) (*Network, error) {
 	}
 	sum := sha256.Sum256([]byte(abs))
 	n := &Network{
-		bridge:  cfg.Bridge,
-		dir:     filepath.Join(abs, "network"),
-		nodeTag: hex.EncodeToString(sum[:4]),
-		dns:     cfg.DNS,
-		log:     cfg.Logger.With("component", "network", "bridge", cfg.Bridge),
-		ipt:     ipt,
-		tasks:   map[string]*taskRecord{},
-		busy:    map[string]bool{},
+		bridge:     cfg.Bridge,
+		dir:        filepath.Join(abs, "network"),
+		nodeTag:    hex.EncodeToString(sum[:4]),
+		dns:        cfg.DNS,
+		clusterDNS: cfg.ClusterDNS,
+		log:        cfg.Logger.With("component", "network", "bridge", cfg.Bridge),
+		ipt:        ipt,
+		tasks:      map[string]*taskRecord{},
+		busy:       map[string]bool{},
 	}
 	n.idle = sync.NewCond(&n.mu)
 	if err := os.MkdirAll(filepath.Join(n.dir, "tasks"), 0o755); err != nil {
@@ -283,7 +289,7 @@ func (n *Network) build(t *shoalpb.Task, r *taskRecord, addr *net.IPNet, subnet 
 			return fmt.Errorf("publish port %d/%s: %w", p.Published, p.Protocol, err)
 		}
 	}
-	return n.writeFiles(t, r, addr.IP)
+	return n.writeFiles(t, r, addr.IP, gatewayOf(subnet))
 }
 
 // Detach implements runtime.Network.
@@ -485,3 +491,7 @@ func (n *Network) vethName(taskID string) string {
 }
 
 const vethPrefix = "shv"
+
+// Tag is the 8 hex digits that name this node's namespaces, veths and other
+// kernel objects, unique per data dir on a machine.
+func (n *Network) Tag() string { return n.nodeTag }
