@@ -86,8 +86,10 @@
 // `200 ok`, wrk with 64 keep-alive connections, the mesh as its own process
 // with GOMAXPROCS 2, nginx with 2 workers and keep-alive upstreams as the
 // peer, on the project's 2-core VM while other work kept its load average
-// near 9: mesh TCP mode 14,074 requests/s (0.58× nginx), HTTP mode 7,190
-// (0.30×), nginx 24,084; p99 77, 68 and 62 ms. A CPU profile of HTTP mode
+// near 9, two runs: mesh TCP mode 14,074 and 16,119 requests/s (0.58× and
+// 0.75× nginx), HTTP mode 7,190 and 6,744 (0.30× and 0.31×), nginx 24,084
+// and 21,520; p99 77/43, 68/58 and 62/85 ms. Below the 0.8× target in HTTP
+// mode (and TCP mode in one run). A CPU profile of HTTP mode
 // under that load spends 43% in system calls (one read and one write on
 // each side per request, as nginx does) and most of the rest in net/http's
 // per-request parsing, header copies and allocation; splice and a plain
