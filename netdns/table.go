@@ -63,6 +63,8 @@ const DefaultTTL = time.Second
 type Table struct {
 	records Records
 	ttl     uint32
+	// ownTTL: built by NewTableTTL, served with its own TTL.
+	ownTTL bool
 	// names maps a lower-case fully qualified name (with the trailing dot,
 	// as it comes off the wire) to what it answers.
 	names map[string]*entry
@@ -104,9 +106,17 @@ func NewTable(r Records) *Table {
 	return newTable(r, DefaultTTL)
 }
 
+// NewTableTTL indexes r with the given TTL, which a Server keeps: for a
+// TTL that changes while the server runs (the cluster's DNS TTL).
+func NewTableTTL(r Records, ttl time.Duration) *Table {
+	t := newTable(r, ttl)
+	t.ownTTL = true
+	return t
+}
+
 // withTTL returns t, or t rebuilt with another TTL.
 func (t *Table) withTTL(ttl time.Duration) *Table {
-	if t == nil || t.ttl == ttlSeconds(ttl) {
+	if t == nil || t.ownTTL || t.ttl == ttlSeconds(ttl) {
 		return t
 	}
 	return newTable(t.records, ttl)
