@@ -122,7 +122,8 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(clusterSrv, healthSrv)
 	shoalpb.RegisterNodeServiceServer(localSrv, &nodeService{n: n})
-	executor := exec.New(exec.Config{DataDir: n.cfg.DataDir, NodeID: id.NodeID, Runtime: n.tasks.rt, Logger: n.log})
+	executor := exec.New(exec.Config{DataDir: n.cfg.DataDir, NodeID: id.NodeID, Runtime: n.tasks.rt, Logger: n.log,
+		DeregisterDelay: n.tasks.deregisterDelay()})
 	shoalpb.RegisterTaskLogsServer(clusterSrv, exec.NewLogServer(executor))
 	imagesCfg := images.Config{NodeID: id.NodeID, Store: n.tasks.images, Logger: n.log,
 		// Peers are workers as well as managers: accept either certificate.
@@ -181,6 +182,7 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 		OnManagers:  n.rememberManagers,
 		SaveCreds:   n.saveCreds,
 		OnNetwork:   n.onNetwork(n.tasks),
+		OnEndpoints: n.tasks.onEndpoints(),
 		Executor:    executor,
 		Logger:      n.log,
 	})

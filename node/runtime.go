@@ -33,6 +33,7 @@ type taskRuntime struct {
 	rt      runtime.Runtime
 	images  images.Store     // nil for the process runtime
 	network *network.Network // nil for the process runtime
+	svcnet  *serviceNet      // nil for the process runtime
 	volumes *volumes.Store
 	close   func()
 }
@@ -53,9 +54,13 @@ func (n *Node) openRuntime(ctx context.Context, fail func(error)) (*taskRuntime,
 		}
 		return &taskRuntime{rt: rt, volumes: vols, close: func() {}}, nil
 	}
-	netw, err := network.New(network.Config{DataDir: n.cfg.DataDir, Logger: n.log})
+	netw, err := network.New(network.Config{DataDir: n.cfg.DataDir, ClusterDNS: true, Logger: n.log})
 	if err != nil {
 		return nil, fmt.Errorf("task network: %w", err)
+	}
+	svcnet, err := openServiceNet(ctx, netw, n.log)
+	if err != nil {
+		return nil, err
 	}
 	// Leftovers of a crash: namespaces and rules of tasks the executor
 	// holds no record of (it adopts or removes all the others).
@@ -82,7 +87,8 @@ func (n *Node) openRuntime(ctx context.Context, fail func(error)) (*taskRuntime,
 			fail(fmt.Errorf("containerd runtime: %w", starting.err))
 		}
 	}()
-	return &taskRuntime{rt: starting, images: starting, network: netw, volumes: vols, close: func() {
+	return &taskRuntime{rt: starting, images: starting, network: netw, svcnet: svcnet, volumes: vols, close: func() {
+		svcnet.close()
 		<-starting.ready
 		if starting.rt == nil {
 			return
@@ -117,6 +123,7 @@ func purge(ctx context.Context, dataDir string) error {
 		netw, err := network.New(network.Config{DataDir: dataDir})
 		if err == nil {
 			err = netw.Destroy(ctx)
+			errs = append(errs, destroyVIPs(netw))
 		}
 		errs = append(errs, err)
 	}
@@ -152,7 +159,26 @@ func (n *Node) onNetwork(tr *taskRuntime) func(subnet, pool string, peers []*sho
 		if err := tr.network.SetPeers(peers); err != nil {
 			n.log.Warn("routing to other nodes' tasks", "err", err)
 		}
+		tr.svcnet.setSubnet(subnet)
 	}
+}
+
+// onEndpoints is the agent's OnEndpoints: nil for a node without service
+// networking (the process runtime).
+func (tr *taskRuntime) onEndpoints() func(*shoalpb.EndpointsMessage) {
+	if tr.svcnet == nil {
+		return nil
+	}
+	return tr.svcnet.endpoints.Apply
+}
+
+// deregisterDelay is the executor's DeregisterDelay: nil without service
+// networking.
+func (tr *taskRuntime) deregisterDelay() func() time.Duration {
+	if tr.svcnet == nil {
+		return nil
+	}
+	return tr.svcnet.deregisterDelay
 }
 
 // dialManager connects to the first manager that answers, for the image

@@ -35,6 +35,7 @@ type specFlags struct {
 	workdir, user, hostname     string
 	publish, mounts             []string
 	entrypoint                  string
+	endpointMode                string
 	health, readiness           checkFlags
 }
 
@@ -58,6 +59,7 @@ func (f *specFlags) registerScalars(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.user, "user", "u", "", "user the task runs as: name or UID[:GID]")
 	fs.StringVar(&f.hostname, "hostname", "", "task hostname (containers)")
 	fs.StringVar(&f.entrypoint, "entrypoint", "", "replace the image's entrypoint")
+	fs.StringVar(&f.endpointMode, "endpoint-mode", "vip", "how the service's name resolves: vip (one virtual IP balanced over the ready tasks) or dnsrr (the ready tasks' addresses)")
 	f.health.register(fs, "health", "liveness check")
 	f.readiness.register(fs, "readiness", "readiness check")
 }
@@ -71,7 +73,7 @@ func (f *specFlags) registerLists(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.containerLabels, "container-label", nil, "task label KEY=VALUE")
 	fs.StringArrayVar(&f.constraints, "constraint", nil, "placement constraint, e.g. node.labels.zone==eu or node.role!=manager")
 	fs.StringArrayVar(&f.placementPrefs, "placement-pref", nil, "placement preference spread=node.labels.KEY")
-	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a port: published=P,target=T[,mode=host][,protocol=tcp|udp] or P:T[/udp]")
+	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a port: published=P,target=T[,mode=ingress|host][,protocol=tcp|udp][,mesh=tcp|http][,proxy-protocol=v1|v2][,name=N] or P:T[/udp]")
 	fs.StringArrayVar(&f.mounts, "mount", nil, "mount: type=bind|volume|tmpfs,source=S,target=T[,readonly]")
 }
 
@@ -130,6 +132,16 @@ func (f *specFlags) applyScalars(spec *shoalpb.ServiceSpec, fs *pflag.FlagSet, c
 	}
 	if set("stop-signal") {
 		c.StopSignal = f.stopSignal
+	}
+	if set("endpoint-mode") {
+		switch f.endpointMode {
+		case "vip":
+			spec.Endpoint = nil
+		case "dnsrr":
+			spec.Endpoint = &shoalpb.EndpointSpec{Mode: shoalpb.EndpointMode_ENDPOINT_MODE_DNSRR}
+		default:
+			return fmt.Errorf("--endpoint-mode %q: use vip or dnsrr", f.endpointMode)
+		}
 	}
 	if set("workdir") {
 		c.Workdir = f.workdir
@@ -361,12 +373,14 @@ func parseMode(s string) (shoalpb.ServiceMode, error) {
 	return 0, fmt.Errorf("--mode %q: use replicated, global, replicated-job or global-job", s)
 }
 
-// parsePublish accepts the long form published=P,target=T,mode=host,protocol=udp
-// and the short form P:T[/udp].
+// parsePublish accepts the long form
+// published=P,target=T,mode=ingress|host,protocol=tcp|udp,mesh=tcp|http,proxy-protocol=v1|v2,name=N
+// and the short form P:T[/udp]. Ports are published in ingress mode (the
+// routing mesh, on every node) unless mode=host says otherwise.
 func parsePublish(s string) (*shoalpb.PortConfig, error) {
-	p := &shoalpb.PortConfig{Protocol: "tcp", Mode: shoalpb.PublishMode_PUBLISH_MODE_HOST}
+	p := &shoalpb.PortConfig{Protocol: "tcp", Mode: shoalpb.PublishMode_PUBLISH_MODE_INGRESS}
 	bad := func(why string) error {
-		return fmt.Errorf("--publish %q: %s; use published=8080,target=80[,mode=host][,protocol=tcp] or 8080:80", s, why)
+		return fmt.Errorf("--publish %q: %s; use published=8080,target=80[,mode=ingress|host][,protocol=tcp|udp][,mesh=tcp|http][,proxy-protocol=v1|v2] or 8080:80", s, why)
 	}
 	port := func(v string) (uint32, error) {
 		n, err := strconv.ParseUint(v, 10, 16)
@@ -416,6 +430,24 @@ func parsePublish(s string) (*shoalpb.PortConfig, error) {
 			}
 		case "name":
 			p.Name = v
+		case "mesh":
+			switch v {
+			case "tcp":
+				p.Mesh = shoalpb.MeshMode_MESH_MODE_TCP
+			case "http":
+				p.Mesh = shoalpb.MeshMode_MESH_MODE_HTTP
+			default:
+				err = bad(fmt.Sprintf("mesh %q is not tcp or http", v))
+			}
+		case "proxy-protocol":
+			switch v {
+			case "v1":
+				p.ProxyProtocol = shoalpb.ProxyProtocol_PROXY_PROTOCOL_V1
+			case "v2":
+				p.ProxyProtocol = shoalpb.ProxyProtocol_PROXY_PROTOCOL_V2
+			default:
+				err = bad(fmt.Sprintf("proxy-protocol %q is not v1 or v2", v))
+			}
 		default:
 			err = bad(fmt.Sprintf("unknown field %q", k))
 		}

@@ -53,7 +53,8 @@ func TestServiceFlagsFillTheSpec(t *testing.T) {
 		"--restart-condition", "on-failure", "--restart-delay", "2s", "--restart-max-attempts", "3", "--restart-window", "1m",
 		"--stop-grace-period", "30s", "--stop-signal", "SIGINT",
 		"--workdir", "/srv", "--user", "1000:1000", "--hostname", "web",
-		"--publish", "published=8080,target=80", "--publish", "5353:53/udp",
+		"--publish", "published=8080,target=80,mesh=http", "--publish", "5353:53/udp", "--publish", "published=9000,target=90,mode=host,proxy-protocol=v2,name=admin",
+		"--endpoint-mode", "dnsrr",
 		"--mount", "type=bind,source=/etc/web,target=/etc/web,readonly", "--mount", "type=tmpfs,target=/tmp",
 	)
 	if err != nil {
@@ -62,6 +63,7 @@ func TestServiceFlagsFillTheSpec(t *testing.T) {
 	want := &shoalpb.ServiceSpec{
 		Replicas: 4,
 		Labels:   map[string]string{"team": "web"},
+		Endpoint: &shoalpb.EndpointSpec{Mode: shoalpb.EndpointMode_ENDPOINT_MODE_DNSRR},
 		Task: &shoalpb.TaskSpec{
 			Container: &shoalpb.ContainerSpec{
 				Env:               []string{"FROM_FILE=1", "DB=postgres://db", "LOG=debug"},
@@ -85,8 +87,9 @@ func TestServiceFlagsFillTheSpec(t *testing.T) {
 				MaxReplicasPerNode: 2,
 			},
 			Ports: []*shoalpb.PortConfig{
-				{Protocol: "tcp", PublishedPort: 8080, TargetPort: 80, Mode: shoalpb.PublishMode_PUBLISH_MODE_HOST},
-				{Protocol: "udp", PublishedPort: 5353, TargetPort: 53, Mode: shoalpb.PublishMode_PUBLISH_MODE_HOST},
+				{Protocol: "tcp", PublishedPort: 8080, TargetPort: 80, Mode: shoalpb.PublishMode_PUBLISH_MODE_INGRESS, Mesh: shoalpb.MeshMode_MESH_MODE_HTTP},
+				{Protocol: "udp", PublishedPort: 5353, TargetPort: 53, Mode: shoalpb.PublishMode_PUBLISH_MODE_INGRESS},
+				{Name: "admin", Protocol: "tcp", PublishedPort: 9000, TargetPort: 90, Mode: shoalpb.PublishMode_PUBLISH_MODE_HOST, ProxyProtocol: shoalpb.ProxyProtocol_PROXY_PROTOCOL_V2},
 			},
 		},
 	}
