@@ -92,6 +92,9 @@ func (a *async) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) 
 		_ = w.WriteMsg(errorReply(r, dns.RcodeServerFailure))
 		return
 	}
+	if d, ok := w.(interface{ detach() dns.ResponseWriter }); ok {
+		w = d.detach()
+	}
 	go func() {
 		defer func() { <-a.sem }()
 		a.next.ServeDNS(ctx, w, r)

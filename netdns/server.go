@@ -266,23 +266,6 @@ func listen(ctx context.Context, addr string) ([]*net.UDPConn, net.Listener, str
 	return nil, nil, "", fmt.Errorf("netdns: listen on %s/udp: %w", addr, lastErr)
 }
 
-// serveUDP is one socket's loop. Cluster names are answered inline (no
-// goroutine per query); forwarded queries get their own goroutine.
-func (s *Server) serveUDP(ctx context.Context, c *net.UDPConn) {
-	buf := make([]byte, 65536)
-	for {
-		n, src, err := c.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.log.Warn("dns udp read", "err", err)
-			continue
-		}
-		s.servePacket(ctx, &udpWriter{conn: c, src: src}, buf[:n])
-	}
-}
-
 // servePacket decodes one UDP query and answers it, as miekg/dns's server
 // does for TCP: no answer to garbage or to responses, FORMERR or NOTIMP
 // to what the header shows we will not answer.
@@ -290,14 +273,7 @@ func (s *Server) servePacket(ctx context.Context, w *udpWriter, pkt []byte) {
 	if len(pkt) < 12 {
 		return // not even a header: any reply could be used to amplify
 	}
-	h := dns.Header{
-		Id:      binary.BigEndian.Uint16(pkt),
-		Bits:    binary.BigEndian.Uint16(pkt[2:]),
-		Qdcount: binary.BigEndian.Uint16(pkt[4:]),
-		Ancount: binary.BigEndian.Uint16(pkt[6:]),
-		Nscount: binary.BigEndian.Uint16(pkt[8:]),
-		Arcount: binary.BigEndian.Uint16(pkt[10:]),
-	}
+	h := headerOf(pkt)
 	w.size = dns.MinMsgSize
 	req := new(dns.Msg)
 	switch accept(h) {
@@ -316,6 +292,18 @@ func (s *Server) servePacket(ctx context.Context, w *udpWriter, pkt []byte) {
 	}
 	w.size = clientUDPSize(req)
 	s.serveMsg(ctx, w, req, s.udp)
+}
+
+// headerOf reads the header of a packet of at least 12 bytes.
+func headerOf(pkt []byte) dns.Header {
+	return dns.Header{
+		Id:      binary.BigEndian.Uint16(pkt),
+		Bits:    binary.BigEndian.Uint16(pkt[2:]),
+		Qdcount: binary.BigEndian.Uint16(pkt[4:]),
+		Ancount: binary.BigEndian.Uint16(pkt[6:]),
+		Nscount: binary.BigEndian.Uint16(pkt[8:]),
+		Arcount: binary.BigEndian.Uint16(pkt[10:]),
+	}
 }
 
 // headerReply answers a query we could not or would not parse.

@@ -166,7 +166,8 @@ func TestServerBadInput(t *testing.T) {
 		{"AXFR", q(func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeAXFR }), dns.RcodeNotImplemented},
 		{"a response", q(func(m *dns.Msg) { m.Response = true }), -1},
 		{"truncated question", q(func(m *dns.Msg) {})[:16], dns.RcodeFormatError},
-		{"oversized query", append(q(func(m *dns.Msg) {}), make([]byte, 3000)...), dns.RcodeSuccess},
+		{"query with trailing bytes", append(q(func(m *dns.Msg) {}), make([]byte, 3000)...), dns.RcodeSuccess},
+		{"query bigger than 4096 bytes", append(q(func(m *dns.Msg) {}), make([]byte, 5000)...), dns.RcodeFormatError},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := net.Dial("udp", addr)

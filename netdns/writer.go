@@ -28,12 +28,32 @@ type udpWriter struct {
 	conn udpConn
 	src  netip.AddrPort
 	size int
+	// batch, when set, collects the answer for the socket loop's next
+	// sendmmsg instead of sending it; addr is src for it.
+	batch *batcher
+	addr  net.Addr
+}
+
+// detach returns a writer that sends by itself, for an answer written
+// after the socket loop moved on (a forwarded query).
+func (w *udpWriter) detach() dns.ResponseWriter {
+	return &udpWriter{conn: w.conn, src: w.src, size: w.size}
 }
 
 func (w *udpWriter) remoteAddrPort() netip.AddrPort { return w.src }
 
 func (w *udpWriter) WriteMsg(m *dns.Msg) error {
 	m.Truncate(w.size)
+	if b := w.batch; b != nil && b.n < len(b.out) {
+		packed, err := m.PackBuffer(b.bufs[b.n])
+		if err != nil {
+			return err
+		}
+		b.out[b.n].Buffers[0] = packed
+		b.out[b.n].Addr = w.addr
+		b.n++
+		return nil
+	}
 	bp := packBufs.Get().(*[]byte)
 	defer packBufs.Put(bp)
 	b, err := m.PackBuffer(*bp)
