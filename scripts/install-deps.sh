@@ -8,6 +8,9 @@ need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/timestamp.proto ] || need_apt+=(libprotobuf-dev)
 command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
+# The DNS tests' upstream and the DNS benchmark's peer and load generator.
+command -v dnsmasq >/dev/null || need_apt+=(dnsmasq-base)
+command -v dnsperf >/dev/null || need_apt+=(dnsperf)
 # The containerd runtime, and the network namespaces, bridges and NAT rules
 # of task networking (and of the tests' simulated hosts).
 command -v containerd >/dev/null || need_apt+=(containerd)
