@@ -219,3 +219,28 @@ func TestSwapWhileServing(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestTableDedup: a record reached twice (names that differ only in case,
+// an alias equal to a name, a task listed twice) is answered once.
+func TestTableDedup(t *testing.T) {
+	r := testRecords()
+	r.Services[0].Names = append(r.Services[0].Names, "WEB")
+	r.Services[0].Networks[0].Aliases = append(r.Services[0].Networks[0].Aliases, "web")
+	r.Services[0].Tasks = append(r.Services[0].Tasks, r.Services[0].Tasks[0])
+	var p atomic.Pointer[Table]
+	p.Store(NewTable(r))
+	c := &cluster{table: &p, next: &fakeNext{}}
+	for _, tc := range []struct {
+		qname string
+		qtype uint16
+		n     int
+	}{{"web.", dns.TypeA, 2}, {"tasks.web.", dns.TypeA, 4}, {"_http._tcp.web.", dns.TypeSRV, 2}, {"10.0.0.10.in-addr.arpa.", dns.TypePTR, 1}} {
+		r := new(dns.Msg)
+		r.SetQuestion(tc.qname, tc.qtype)
+		w := &recWriter{src: unknown}
+		c.ServeDNS(context.Background(), w, r)
+		if got := rrStrings(w.msgs[0].Answer); len(got) != tc.n || len(slices.Compact(got)) != tc.n {
+			t.Errorf("%s: %q, want %d distinct records", tc.qname, got, tc.n)
+		}
+	}
+}

@@ -131,15 +131,30 @@ func ttlSeconds(d time.Duration) uint32 {
 
 // builder collects records per name and network while a Table is built.
 type builder struct {
-	t    *Table
-	seen map[string]map[string]bool // owner name + type -> dedup keys
+	t *Table
 }
 
 func newTable(r Records, ttl time.Duration) *Table {
 	t := &Table{records: r, ttl: ttlSeconds(ttl), names: map[string]*entry{}}
-	b := &builder{t: t, seen: map[string]map[string]bool{}}
+	// Sized up front: growing the map was a good part of the build.
+	names := 0
+	for i := range r.Services {
+		svc := &r.Services[i]
+		aliases := 0
+		for _, att := range svc.Networks {
+			aliases += len(att.Aliases)
+		}
+		names += (len(svc.Names)*len(svc.Networks)+aliases)*(2+len(svc.Ports)) + 2*len(svc.Tasks) + len(svc.Networks)
+	}
+	t.names = make(map[string]*entry, names)
+	b := &builder{t: t}
 	for i := range r.Services {
 		b.addService(&r.Services[i])
+	}
+	for _, e := range t.names {
+		for _, s := range e.sets {
+			s.dedup()
+		}
 	}
 	return t
 }
@@ -166,25 +181,8 @@ func (b *builder) set(name, network string) *rrset {
 	return s
 }
 
-// once reports whether key is new for name: the same record reached twice
-// (two names of a service that collide, a task on a network twice) is
-// answered once.
-func (b *builder) once(name, network, key string) bool {
-	k := name + " " + network
-	m := b.seen[k]
-	if m == nil {
-		m = map[string]bool{}
-		b.seen[k] = m
-	}
-	if m[key] {
-		return false
-	}
-	m[key] = true
-	return true
-}
-
 func (b *builder) addAddr(name, network string, addr netip.Addr) {
-	if !addr.IsValid() || !b.once(name, network, addr.String()) {
+	if !addr.IsValid() {
 		return
 	}
 	s := b.set(name, network)
@@ -203,7 +201,7 @@ func (b *builder) addPTR(addr netip.Addr, network, target string) {
 		return
 	}
 	rev, err := dns.ReverseAddr(addr.Unmap().String())
-	if err != nil || !b.once(rev, network, target) {
+	if err != nil {
 		return
 	}
 	s := b.set(rev, network)
@@ -285,9 +283,6 @@ func (b *builder) addServiceName(svc *Service, att Attachment, name string) {
 				continue
 			}
 			target := fqdn(task.Name)
-			if !b.once(srvName, att.Network, target) {
-				continue
-			}
 			s.srv = append(s.srv, &dns.SRV{
 				Hdr:      dns.RR_Header{Name: srvName, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: b.t.ttl},
 				Priority: 0, Weight: 1, Port: p.Port, Target: target,
