@@ -31,7 +31,8 @@ type Config struct {
 	// asked in order; empty: the nameservers of the host's
 	// /etc/resolv.conf.
 	Upstreams []string
-	// TTL of cluster answers; 0 means TTL 0. Use DefaultTTL for 1 s.
+	// TTL of cluster answers, rounded up to whole seconds; 0 means TTL 0
+	// (answers are not cached). Use DefaultTTL for 1 s.
 	TTL time.Duration
 	// Scope returns the networks of the querying task; known=false (the
 	// host itself, a debug client) sees every network. nil: every querier
@@ -124,7 +125,8 @@ func (s *Server) Swap(t *Table) {
 	s.table.Store(t.withTTL(s.cfg.TTL))
 }
 
-// Ready is closed once the server listens on every address.
+// Ready is closed once the server listens on every address. If Run fails
+// to listen it returns the error and Ready stays open: wait for both.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Addrs lists the bound addresses ("ip:port", the same port for UDP and

@@ -265,3 +265,41 @@ func TestNewServerRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestServerSwapWhileServing swaps tables through Server.Swap while real
+// UDP and TCP clients query (run with -race).
+func TestServerSwapWhileServing(t *testing.T) {
+	s, addr := startServer(t, Config{TTL: 2 * time.Second})
+	// One table built with the server's TTL, one rebuilt by Swap.
+	other := testRecords()
+	other.Services[0].Networks[0].VIP = netip.MustParseAddr("10.0.0.3")
+	tables := []*Table{NewTableTTL(testRecords(), 2*time.Second), NewTable(other)}
+	s.Swap(tables[0])
+	stop := make(chan struct{})
+	swapped := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				swapped <- n
+				return
+			default:
+				s.Swap(tables[n%2])
+				n++
+			}
+		}
+	}()
+	for i := range 200 {
+		network := []string{"udp", "tcp"}[i%2]
+		resp := exchange(t, network, addr, query("web.", dns.TypeA))
+		got := rrStrings(resp.Answer)
+		if len(got) != 2 || (got[0] != "web. A 10.0.0.2" && got[0] != "web. A 10.0.0.3") || resp.Answer[0].Header().Ttl != 2 {
+			t.Fatalf("%s answer %q during swaps", network, got)
+		}
+	}
+	close(stop)
+	if n := <-swapped; n == 0 {
+		t.Fatal("no swap happened while querying")
+	}
+}

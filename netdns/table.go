@@ -100,8 +100,9 @@ func (s *rrset) byType(qtype uint16) []dns.RR {
 	return nil
 }
 
-// NewTable indexes r with the default TTL (1 s); a Server rebuilds it with
-// its own TTL when they differ.
+// NewTable indexes r with the default TTL (1 s). Server.Swap rebuilds such
+// a table when Config.TTL differs; NewTableTTL builds one with its own TTL
+// (rounded up to whole seconds), which Swap keeps.
 func NewTable(r Records) *Table {
 	return newTable(r, DefaultTTL)
 }
