@@ -113,7 +113,27 @@
 //
 // # Performance
 //
-// See the figures at the end of this comment (measured by
-// bench/dns_test.go's BenchmarkDNS with dnsperf on 127.0.0.1, the same
-// names served by dnsmasq from a hosts file in the same run).
+// Measured by bench/dns_test.go's BenchmarkDNS on the project's 2-vCPU
+// machine: dnsperf 2.10 on 127.0.0.1, 100 service names (A), the same
+// names served by dnsmasq 2.90 from a hosts file in the same run, dnsperf
+// sharing the 2 vCPUs with the server (and, during these runs, with other
+// builds: load average 4 to 14).
+//
+//	                                   queries/s   per CPU core   vs dnsmasq
+//	one recvfrom/sendto per query         57,500         76,000        0.94×
+//	recvmmsg/sendmmsg, 32 per batch   81,000–93,000  153,000–166,000  1.4–1.6×
+//	dnsmasq (same runs)               52,000–61,000   97,000–108,000
+//
+// A profile under dnsperf shows two thirds of the server's CPU in the
+// kernel's UDP receive and send; answering itself (decode, table lookup,
+// encode) is about 0.6–0.9 µs and 5 allocations per query
+// (BenchmarkServePacket), which is why batching the system calls, not the
+// Go code, doubled the rate. p99 latency at a fixed 10,000 queries/s is in
+// the low milliseconds for both servers and moves with the machine's load
+// (0.9 to 4 ms for netdns, 0.9 to 2.6 ms for dnsmasq over several runs).
+//
+// Building a Table (the agent's rebuild on every change) takes 35–55 ms
+// for 1,000 services of 10 ready tasks with a named port each
+// (BenchmarkNewTable), off the serving path; a Swap followed by a query
+// sees the new table in under 1–3 ms for the 100-service table.
 package netdns
