@@ -303,3 +303,51 @@ func TestServerSwapWhileServing(t *testing.T) {
 		t.Fatal("no swap happened while querying")
 	}
 }
+
+// TestLimitListener: past its slots Accept waits until a connection
+// closes; the waiting client is served then.
+func TestLimitListener(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &limitListener{Listener: inner, slots: make(chan struct{}, 1)}
+	t.Cleanup(func() { _ = l.Close() })
+	accepted := make(chan net.Conn, 2)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	for range 2 {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	first := <-accepted
+	select {
+	case c := <-accepted:
+		c.Close()
+		t.Fatal("a second connection was accepted while the only slot was taken")
+	default:
+	}
+	_ = first.Close()
+	second := <-accepted // blocks until the slot is free: the test's timeout bounds it
+	_ = second.Close()
+	_ = first.Close() // a second Close frees nothing more
+	// The loop's next Accept holds the slot while it waits; closing the
+	// listener gives it back.
+	_ = l.Close()
+	<-done
+	if len(l.slots) != 0 {
+		t.Fatalf("%d slots held after both connections closed", len(l.slots))
+	}
+}
