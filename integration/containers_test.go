@@ -59,8 +59,10 @@ func nodeOf(t *testing.T, c *testutil.Cluster, task *shoalpb.Task) *testutil.Nod
 
 // The demo apps run as real containers spread over three hosts: the images
 // are loaded on the manager only, the workers fetch them from the cluster,
-// and a request to the web front's published port crosses to the app and
-// the database on other hosts by task address.
+// the apps find each other by service name (the nodes' DNS answers the
+// services' VIPs, which every node balances over the ready tasks), and the
+// web front's port, published through the routing mesh, answers on every
+// node, including one that runs no web task.
 func TestDemoAppsAcrossHosts(t *testing.T) {
 	c := containerCluster(t, 1, 2)
 	m := c.Managers[0]
@@ -71,11 +73,11 @@ func TestDemoAppsAcrossHosts(t *testing.T) {
 		"--mount", "type=volume,source=words,target=/data", "words-db:v1")
 	db := waitConverged(t, api, "db", 1, convergeTimeout)[0]
 	mustShoal(t, m, "service", "create", "--name", "app", "--replicas", "2",
-		"--env", "DB_HOST="+taskIP(t, db)+":7000", "words-app:v1")
+		"--env", "DB_HOST=db:7000", "words-app:v1")
 	apps := waitConverged(t, api, "app", 2, convergeTimeout)
 	mustShoal(t, m, "service", "create", "--name", "web", "--constraint", "node.id!="+db.GetNodeId(),
-		"--env", "APP_NAME="+taskIP(t, apps[0])+":8080", "--env", "USERS=demo:secret",
-		"--publish", "published=8088,target=80,mode=host", "words-web:v1")
+		"--env", "APP_NAME=app:8080", "--env", "USERS=demo:secret",
+		"--publish", "published=8088,target=80", "words-web:v1")
 	web := waitConverged(t, api, "web", 1, convergeTimeout)[0]
 	if web.GetNodeId() == db.GetNodeId() {
 		t.Fatalf("web and db both run on %s; the constraint should keep them apart", db.GetNodeId())
@@ -86,28 +88,31 @@ func TestDemoAppsAcrossHosts(t *testing.T) {
 		}
 	}
 
-	url := "http://" + nodeOf(t, c, web).IP + ":8088/api/words"
-	post := func() error {
-		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("shoal"))
-		req.SetBasicAuth("demo", "secret")
-		return do(httpClient, req, http.StatusOK, http.StatusCreated)
-	}
-	testutil.Eventually(t, convergeTimeout, post)
-	testutil.Eventually(t, convergeTimeout, func() error {
+	for _, n := range c.Nodes() {
+		url := "http://" + n.IP + ":8088/api/words"
+		word := "shoal-" + n.Name
+		post := func() error {
+			req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(word))
+			req.SetBasicAuth("demo", "secret")
+			return do(httpClient, req, http.StatusOK, http.StatusCreated)
+		}
+		testutil.Eventually(t, convergeTimeout, post)
+		testutil.Eventually(t, convergeTimeout, func() error {
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
+			req.SetBasicAuth("demo", "secret")
+			body, err := get(httpClient, req)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(body, word) {
+				return fmt.Errorf("GET %s = %q, want the word posted through it", url, body)
+			}
+			return nil
+		})
 		req, _ := http.NewRequest(http.MethodGet, url, nil)
-		req.SetBasicAuth("demo", "secret")
-		body, err := get(httpClient, req)
-		if err != nil {
-			return err
+		if err := do(httpClient, req, http.StatusUnauthorized); err != nil {
+			t.Errorf("without credentials: %v", err)
 		}
-		if !strings.Contains(body, "shoal") {
-			return fmt.Errorf("GET %s = %q, want the word posted through it", url, body)
-		}
-		return nil
-	})
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	if err := do(httpClient, req, http.StatusUnauthorized); err != nil {
-		t.Errorf("without credentials: %v", err)
 	}
 }
 

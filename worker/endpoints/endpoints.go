@@ -37,8 +37,8 @@ type Table struct {
 	services map[string]*shoalpb.ServiceEndpoints
 	tasks    map[string]*shoalpb.EndpointTask
 	ttlMs    int64
-	synced   bool // a complete set has arrived
-	changed  chan struct{}
+	synced   bool            // a complete set has arrived
+	watchers []chan struct{} // one per sink loop (cap 1): the table changed
 }
 
 // New returns an empty table.
@@ -47,7 +47,6 @@ func New() *Table {
 		services: map[string]*shoalpb.ServiceEndpoints{},
 		tasks:    map[string]*shoalpb.EndpointTask{},
 		ttlMs:    1000,
-		changed:  make(chan struct{}, 1),
 	}
 }
 
@@ -74,15 +73,13 @@ func (t *Table) Apply(msg *shoalpb.EndpointsMessage) {
 	if ttl := msg.GetDnsTtlMs(); ttl != 0 {
 		t.ttlMs = ttl
 	}
-	t.mu.Unlock()
-	t.poke()
-}
-
-func (t *Table) poke() {
-	select {
-	case t.changed <- struct{}{}:
-	default:
+	for _, w := range t.watchers {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
 	}
+	t.mu.Unlock()
 }
 
 // retryAfter is how soon Run tries again after a sink failed.
@@ -250,44 +247,75 @@ type Sinks struct {
 	Mesh func([]mesh.Port) map[uint16]error
 }
 
-// Run hands every change of the table to sinks until ctx ends. Nothing is
-// served before the first complete set arrives: an empty table would
-// answer NXDOMAIN for names that exist and refuse VIP connections.
+// Run hands every change of the table to sinks until ctx ends, each sink
+// on its own loop: a slow one (nft under load takes a second) never holds
+// back another (DNS swaps in microseconds). Nothing is served before the
+// first complete set arrives: an empty table would answer NXDOMAIN for
+// names that exist and refuse VIP connections.
 func (t *Table) Run(ctx context.Context, sinks Sinks, log *slog.Logger) {
-	portErrs := map[uint16]string{} // logged once until they change
+	var loops sync.WaitGroup
+	if sinks.DNS != nil {
+		loops.Go(func() {
+			t.follow(ctx, func(snap Snapshot) bool { sinks.DNS(snap.DNS(), snap.TTL); return true })
+		})
+	}
+	if sinks.VIPs != nil {
+		loops.Go(func() {
+			t.follow(ctx, func(snap Snapshot) bool {
+				if err := sinks.VIPs(snap.VIPs()); err != nil {
+					log.Warn("updating service VIP rules failed; retrying", "err", err)
+					return false
+				}
+				return true
+			})
+		})
+	}
+	if sinks.Mesh != nil {
+		portErrs := map[uint16]string{} // logged once until they change
+		loops.Go(func() {
+			t.follow(ctx, func(snap Snapshot) bool {
+				errs := sinks.Mesh(snap.Ingress())
+				for port, err := range errs {
+					if portErrs[port] != err.Error() {
+						log.Warn("routing mesh cannot publish a port on this node", "port", port, "err", err)
+					}
+				}
+				clear(portErrs)
+				for port, err := range errs {
+					portErrs[port] = err.Error()
+				}
+				return true
+			})
+		})
+	}
+	loops.Wait()
+}
+
+// follow calls apply with a new snapshot after every change (coalesced)
+// until ctx ends; when apply fails it is called again after retryAfter.
+func (t *Table) follow(ctx context.Context, apply func(Snapshot) bool) {
+	changed := make(chan struct{}, 1)
+	t.mu.Lock()
+	t.watchers = append(t.watchers, changed)
+	t.mu.Unlock()
+	changed <- struct{}{}
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.changed:
+		case <-changed:
+		case <-retry:
 		}
+		retry = nil
 		t.mu.Lock()
 		synced := t.synced
 		t.mu.Unlock()
 		if !synced {
 			continue
 		}
-		snap := t.Snapshot()
-		if sinks.DNS != nil {
-			sinks.DNS(snap.DNS(), snap.TTL)
-		}
-		if sinks.VIPs != nil {
-			if err := sinks.VIPs(snap.VIPs()); err != nil {
-				log.Warn("updating service VIP rules failed; retrying", "err", err)
-				time.AfterFunc(retryAfter, t.poke)
-			}
-		}
-		if sinks.Mesh != nil {
-			errs := sinks.Mesh(snap.Ingress())
-			for port, err := range errs {
-				if portErrs[port] != err.Error() {
-					log.Warn("routing mesh cannot publish a port on this node", "port", port, "err", err)
-				}
-			}
-			clear(portErrs)
-			for port, err := range errs {
-				portErrs[port] = err.Error()
-			}
+		if !apply(t.Snapshot()) {
+			retry = time.After(retryAfter)
 		}
 	}
 }

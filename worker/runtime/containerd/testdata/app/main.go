@@ -104,6 +104,8 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Println("netns=" + ns)
+	case "serve":
+		serve(args)
 	case "cat":
 		b, err := os.ReadFile(args[0])
 		if err != nil {
