@@ -21,6 +21,7 @@ build: deps
 # every test with the race detector.
 test: build lint proto-check
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzServe$$' -fuzztime 30s ./netdns/
 
 test-unit: deps
 	$(GO) test -race -count=1 -short ./...

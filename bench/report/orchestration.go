@@ -6,8 +6,9 @@ import (
 )
 
 // allFigures is every figure of the report, in order: the cluster core's
-// (figures), then those of services and scheduling, then of containers.
-var allFigures = append(append(slices.Clone(figures), orchestrationFigures...), containerFigures...)
+// (figures), then those of services and scheduling, of containers, and of
+// service networking (DNS, routing mesh).
+var allFigures = slices.Concat(figures, orchestrationFigures, containerFigures, dnsFigures, meshFigures)
 
 // Benchmarks of services and scheduling.
 const (
