@@ -121,7 +121,7 @@
 //
 //	                                   queries/s   per CPU core   vs dnsmasq
 //	one recvfrom/sendto per query         57,500         76,000        0.94×
-//	recvmmsg/sendmmsg, 32 per batch   81,000–93,000  153,000–166,000  1.4–1.6×
+//	recvmmsg/sendmmsg, 32 per batch   81,000–93,000  138,000–166,000  1.4–1.6×
 //	dnsmasq (same runs)               52,000–61,000   97,000–108,000
 //
 // A profile under dnsperf shows two thirds of the server's CPU in the
