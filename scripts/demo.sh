@@ -104,19 +104,6 @@ start() { # start NAME ARGS...: the node's daemon, in the background
 
 all_ready() { [ "$("$SHOAL" node ls --format '{{.Status}}' | grep -c '^ready$')" -eq 3 ]; }
 
-# task FIELD SERVICE: FIELD of the service's running tasks, one a line.
-task() {
-  "$SHOAL" service ps --filter desired-state=running --format "{{.$1}}" "$2" 2>/dev/null
-}
-node_ip() { # node_ip NODE-ADDRESS: the host IP of a `service ps` NODE column
-  echo "${1%:*}"
-}
-# running_task SERVICE: the service has a running task with an address.
-running_task() {
-  local out
-  out=$("$SHOAL" service ps --filter desired-state=running --format '{{.CurrentState}} {{.Address}}' "$1")
-  grep -Eq '^running .* [0-9]+\.[0-9.]+$' <<<"$out"
-}
 # containers_gone: no node's containerd runs a container task any more.
 containers_gone() {
   local n out
@@ -128,11 +115,6 @@ containers_gone() {
 has_service() { "$SHOAL" service inspect "$1" >/dev/null 2>&1; }
 # Commands' output is captured before it is searched: with pipefail, a
 # `grep -q` that stops reading early would fail the pipeline.
-env_of() { # env_of SERVICE KEY: KEY's value in the service's current spec
-  local out
-  out=$("$SHOAL" service inspect "$1" | tr ',[]{}' '\n\n\n\n\n' | tr -d ' "')
-  grep -m1 "^$2=" <<<"$out" | cut -d= -f2-
-}
 answers() { # answers IP WORD: the web front lists WORD
   local out
   out=$(curl -sf -m 5 -u "$LOGIN" "http://$1:$WEB_PORT/api/words") && grep -q "$2" <<<"$out"
@@ -148,32 +130,21 @@ load_images() {
   done
 }
 
-# services creates db, app and web unless they exist, and wires them by task
-# address: there is no service DNS yet, so app gets the db task's address and
-# web the address of one app task. When a wired-to task has been replaced
-# since (a new address), the env is updated.
+# services creates db, app and web unless they exist. They find each other
+# by service name (each node's DNS answers the service's VIP), and web's
+# port is published through the routing mesh, so it answers on every host.
 services() {
-  local db app
   if ! has_service db; then
     "$SHOAL" service create --name db --constraint node.role==worker \
       --mount type=volume,source=words,target=/data words-db:v1 >/dev/null
   fi
-  wait_for 120 "a running db task" running_task db
-  db=$(task Address db)
-  db=${db%%$'\n'*}
   if ! has_service app; then
-    "$SHOAL" service create --name app --replicas 2 --env "DB_HOST=$db:7000" words-app:v1 >/dev/null
-  elif [ "$(env_of app DB_HOST)" != "$db:7000" ]; then
-    "$SHOAL" service update --env-add "DB_HOST=$db:7000" app >/dev/null
+    "$SHOAL" service create --name app --replicas 2 --env "DB_HOST=db:7000" words-app:v1 >/dev/null
   fi
-  wait_for 120 "a running app task" running_task app
-  app=$(task Address app)
   if ! has_service web; then
     "$SHOAL" service create --name web --constraint node.role==manager \
-      --env "APP_NAME=${app%%$'\n'*}:8080" --env "USERS=$LOGIN" \
-      --publish "published=$WEB_PORT,target=80,mode=host" words-web:v1 >/dev/null
-  elif ! grep -qx "$(env_of web APP_NAME | cut -d: -f1)" <<<"$app"; then
-    "$SHOAL" service update --env-add "APP_NAME=${app%%$'\n'*}:8080" web >/dev/null
+      --env "APP_NAME=app:8080" --env "USERS=$LOGIN" \
+      --publish "published=$WEB_PORT,target=80" words-web:v1 >/dev/null
   fi
 }
 
@@ -209,8 +180,8 @@ up() {
   echo
   load_images
   services
-  local web_ip
-  web_ip=$(node_ip "$(task Node web)")
+  # The mesh answers web's port on every host; the manager's is the one shown.
+  local web_ip=$MANAGER_IP
   wait_for 60 "the web front to answer at http://$web_ip:$WEB_PORT/" \
     curl -sf -m 5 -u "$LOGIN" "http://$web_ip:$WEB_PORT/api/words"
   if $fresh || ! answers "$web_ip" shoal; then
@@ -231,9 +202,10 @@ containers: db (volume "words", on a worker), app (2 tasks), web (port $WEB_PORT
 
     Open http://$web_ip:$WEB_PORT/   login: ${LOGIN%%:*}  password: ${LOGIN#*:}
 
-The apps are wired by task address (app's DB_HOST, web's APP_NAME): DNS names
-come with the service-networking work. Run 'make demo' again to re-wire them
-after db or the app task web uses has been replaced. Try:
+The apps find each other by service name (app's DB_HOST=db:7000, web's
+APP_NAME=app:8080: each node's DNS answers the service's VIP), and web's port
+is published through the routing mesh: every host answers it
+(http://${PREFIX}2:$WEB_PORT/ too). Try:
 
     export SHOAL_HOST=$SHOAL_HOST
     bin/shoal service ps db app web
