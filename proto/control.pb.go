@@ -26,6 +26,317 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type CreateNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *NetworkSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNetworkRequest) Reset() {
+	*x = CreateNetworkRequest{}
+	mi := &file_control_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNetworkRequest) ProtoMessage() {}
+
+func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
+func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CreateNetworkRequest) GetSpec() *NetworkSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type GetNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       string                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNetworkRequest) Reset() {
+	*x = GetNetworkRequest{}
+	mi := &file_control_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNetworkRequest) ProtoMessage() {}
+
+func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNetworkRequest.ProtoReflect.Descriptor instead.
+func (*GetNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetNetworkRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+type ListNetworksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNetworksRequest) Reset() {
+	*x = ListNetworksRequest{}
+	mi := &file_control_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNetworksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNetworksRequest) ProtoMessage() {}
+
+func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
+func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{2}
+}
+
+type ListNetworksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Networks      []*NetworkView         `protobuf:"bytes,1,rep,name=networks,proto3" json:"networks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNetworksResponse) Reset() {
+	*x = ListNetworksResponse{}
+	mi := &file_control_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNetworksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNetworksResponse) ProtoMessage() {}
+
+func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
+func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListNetworksResponse) GetNetworks() []*NetworkView {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+// NetworkView is a network with what uses it.
+type NetworkView struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Network *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	// services are the names of the services on the network.
+	Services []string `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"`
+	// default marks the cluster's default network.
+	Default       bool `protobuf:"varint,3,opt,name=default,proto3" json:"default,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkView) Reset() {
+	*x = NetworkView{}
+	mi := &file_control_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkView) ProtoMessage() {}
+
+func (x *NetworkView) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkView.ProtoReflect.Descriptor instead.
+func (*NetworkView) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *NetworkView) GetNetwork() *Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+func (x *NetworkView) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *NetworkView) GetDefault() bool {
+	if x != nil {
+		return x.Default
+	}
+	return false
+}
+
+type RemoveNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       string                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNetworkRequest) Reset() {
+	*x = RemoveNetworkRequest{}
+	mi := &file_control_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNetworkRequest) ProtoMessage() {}
+
+func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNetworkRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RemoveNetworkRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+type RemoveNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNetworkResponse) Reset() {
+	*x = RemoveNetworkResponse{}
+	mi := &file_control_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNetworkResponse) ProtoMessage() {}
+
+func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNetworkResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{6}
+}
+
 type UpdateClusterSpecRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// task_history_limit is set when > 0.
@@ -36,7 +347,7 @@ type UpdateClusterSpecRequest struct {
 
 func (x *UpdateClusterSpecRequest) Reset() {
 	*x = UpdateClusterSpecRequest{}
-	mi := &file_control_proto_msgTypes[0]
+	mi := &file_control_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +359,7 @@ func (x *UpdateClusterSpecRequest) String() string {
 func (*UpdateClusterSpecRequest) ProtoMessage() {}
 
 func (x *UpdateClusterSpecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[0]
+	mi := &file_control_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +372,7 @@ func (x *UpdateClusterSpecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterSpecRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClusterSpecRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{0}
+	return file_control_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UpdateClusterSpecRequest) GetTaskHistoryLimit() int64 {
@@ -80,7 +391,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_control_proto_msgTypes[1]
+	mi := &file_control_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -92,7 +403,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[1]
+	mi := &file_control_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -105,7 +416,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{1}
+	return file_control_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -124,7 +435,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_control_proto_msgTypes[2]
+	mi := &file_control_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -136,7 +447,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[2]
+	mi := &file_control_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -149,7 +460,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{2}
+	return file_control_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetServiceRequest) GetService() string {
@@ -169,7 +480,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_control_proto_msgTypes[3]
+	mi := &file_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -181,7 +492,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[3]
+	mi := &file_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -194,7 +505,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{3}
+	return file_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListServicesRequest) GetFilters() map[string]string {
@@ -219,7 +530,7 @@ type ServiceView struct {
 
 func (x *ServiceView) Reset() {
 	*x = ServiceView{}
-	mi := &file_control_proto_msgTypes[4]
+	mi := &file_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -231,7 +542,7 @@ func (x *ServiceView) String() string {
 func (*ServiceView) ProtoMessage() {}
 
 func (x *ServiceView) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[4]
+	mi := &file_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -244,7 +555,7 @@ func (x *ServiceView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceView.ProtoReflect.Descriptor instead.
 func (*ServiceView) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{4}
+	return file_control_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ServiceView) GetService() *Service {
@@ -284,7 +595,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_control_proto_msgTypes[5]
+	mi := &file_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -296,7 +607,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[5]
+	mi := &file_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -309,7 +620,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{5}
+	return file_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListServicesResponse) GetServices() []*ServiceView {
@@ -330,7 +641,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_control_proto_msgTypes[6]
+	mi := &file_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +653,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[6]
+	mi := &file_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +666,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{6}
+	return file_control_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateServiceRequest) GetService() string {
@@ -388,7 +699,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_control_proto_msgTypes[7]
+	mi := &file_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +711,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[7]
+	mi := &file_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +724,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{7}
+	return file_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RemoveServiceRequest) GetService() string {
@@ -431,7 +742,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_control_proto_msgTypes[8]
+	mi := &file_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +754,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[8]
+	mi := &file_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +767,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{8}
+	return file_control_proto_rawDescGZIP(), []int{15}
 }
 
 type ListTasksRequest struct {
@@ -469,7 +780,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_control_proto_msgTypes[9]
+	mi := &file_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +792,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[9]
+	mi := &file_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +805,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{9}
+	return file_control_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListTasksRequest) GetFilters() map[string]string {
@@ -513,7 +824,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_control_proto_msgTypes[10]
+	mi := &file_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -525,7 +836,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[10]
+	mi := &file_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -538,7 +849,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{10}
+	return file_control_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -560,7 +871,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_control_proto_msgTypes[11]
+	mi := &file_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +883,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[11]
+	mi := &file_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +896,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{11}
+	return file_control_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ServiceLogsRequest) GetService() string {
@@ -627,7 +938,7 @@ type ServiceLogMessage struct {
 
 func (x *ServiceLogMessage) Reset() {
 	*x = ServiceLogMessage{}
-	mi := &file_control_proto_msgTypes[12]
+	mi := &file_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +950,7 @@ func (x *ServiceLogMessage) String() string {
 func (*ServiceLogMessage) ProtoMessage() {}
 
 func (x *ServiceLogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[12]
+	mi := &file_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +963,7 @@ func (x *ServiceLogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogMessage.ProtoReflect.Descriptor instead.
 func (*ServiceLogMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{12}
+	return file_control_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ServiceLogMessage) GetLog() *LogMessage {
@@ -679,7 +990,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_control_proto_msgTypes[13]
+	mi := &file_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +1002,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[13]
+	mi := &file_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +1015,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{13}
+	return file_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EventsRequest) GetFilters() map[string]string {
@@ -730,7 +1041,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_control_proto_msgTypes[14]
+	mi := &file_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +1053,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[14]
+	mi := &file_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +1066,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{14}
+	return file_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Event) GetTime() *timestamppb.Timestamp {
@@ -812,7 +1123,7 @@ type NodeView struct {
 
 func (x *NodeView) Reset() {
 	*x = NodeView{}
-	mi := &file_control_proto_msgTypes[15]
+	mi := &file_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +1135,7 @@ func (x *NodeView) String() string {
 func (*NodeView) ProtoMessage() {}
 
 func (x *NodeView) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[15]
+	mi := &file_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +1148,7 @@ func (x *NodeView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeView.ProtoReflect.Descriptor instead.
 func (*NodeView) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{15}
+	return file_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *NodeView) GetNode() *Node {
@@ -864,7 +1175,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_control_proto_msgTypes[16]
+	mi := &file_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +1187,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[16]
+	mi := &file_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +1200,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{16}
+	return file_control_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListNodesRequest) GetFilters() map[string]string {
@@ -908,7 +1219,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_control_proto_msgTypes[17]
+	mi := &file_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1231,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[17]
+	mi := &file_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1244,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{17}
+	return file_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeView {
@@ -954,7 +1265,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_control_proto_msgTypes[18]
+	mi := &file_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1277,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[18]
+	mi := &file_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1290,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{18}
+	return file_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetNodeRequest) GetNode() string {
@@ -1004,7 +1315,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_control_proto_msgTypes[19]
+	mi := &file_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1327,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[19]
+	mi := &file_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1340,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{19}
+	return file_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -1084,7 +1395,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_control_proto_msgTypes[20]
+	mi := &file_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1407,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[20]
+	mi := &file_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1420,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{20}
+	return file_control_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -1134,7 +1445,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1457,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1470,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{21}
+	return file_control_proto_rawDescGZIP(), []int{28}
 }
 
 type GetJoinTokensRequest struct {
@@ -1170,7 +1481,7 @@ type GetJoinTokensRequest struct {
 
 func (x *GetJoinTokensRequest) Reset() {
 	*x = GetJoinTokensRequest{}
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1493,7 @@ func (x *GetJoinTokensRequest) String() string {
 func (*GetJoinTokensRequest) ProtoMessage() {}
 
 func (x *GetJoinTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1506,7 @@ func (x *GetJoinTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokensRequest.ProtoReflect.Descriptor instead.
 func (*GetJoinTokensRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{22}
+	return file_control_proto_rawDescGZIP(), []int{29}
 }
 
 type RotateJoinTokenRequest struct {
@@ -1208,7 +1519,7 @@ type RotateJoinTokenRequest struct {
 
 func (x *RotateJoinTokenRequest) Reset() {
 	*x = RotateJoinTokenRequest{}
-	mi := &file_control_proto_msgTypes[23]
+	mi := &file_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1531,7 @@ func (x *RotateJoinTokenRequest) String() string {
 func (*RotateJoinTokenRequest) ProtoMessage() {}
 
 func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[23]
+	mi := &file_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1544,7 @@ func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{23}
+	return file_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RotateJoinTokenRequest) GetRole() NodeRole {
@@ -1254,7 +1565,7 @@ type IssueClientCertificateRequest struct {
 
 func (x *IssueClientCertificateRequest) Reset() {
 	*x = IssueClientCertificateRequest{}
-	mi := &file_control_proto_msgTypes[24]
+	mi := &file_control_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1577,7 @@ func (x *IssueClientCertificateRequest) String() string {
 func (*IssueClientCertificateRequest) ProtoMessage() {}
 
 func (x *IssueClientCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[24]
+	mi := &file_control_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1590,7 @@ func (x *IssueClientCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueClientCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueClientCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{24}
+	return file_control_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *IssueClientCertificateRequest) GetCsr() []byte {
@@ -1306,7 +1617,7 @@ type IssueClientCertificateResponse struct {
 
 func (x *IssueClientCertificateResponse) Reset() {
 	*x = IssueClientCertificateResponse{}
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1629,7 @@ func (x *IssueClientCertificateResponse) String() string {
 func (*IssueClientCertificateResponse) ProtoMessage() {}
 
 func (x *IssueClientCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1642,7 @@ func (x *IssueClientCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueClientCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueClientCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{25}
+	return file_control_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *IssueClientCertificateResponse) GetCertPem() []byte {
@@ -1356,7 +1667,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1679,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1692,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{26}
+	return file_control_proto_rawDescGZIP(), []int{33}
 }
 
 type InfoResponse struct {
@@ -1410,7 +1721,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_control_proto_msgTypes[27]
+	mi := &file_control_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1733,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[27]
+	mi := &file_control_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1746,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{27}
+	return file_control_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *InfoResponse) GetNodeId() string {
@@ -1559,7 +1870,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_control_proto_msgTypes[28]
+	mi := &file_control_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1882,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[28]
+	mi := &file_control_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1895,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{28}
+	return file_control_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LeaveRequest) GetForce() bool {
@@ -1602,7 +1913,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1925,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,14 +1938,28 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{29}
+	return file_control_proto_rawDescGZIP(), []int{36}
 }
 
 var File_control_proto protoreflect.FileDescriptor
 
 const file_control_proto_rawDesc = "" +
 	"\n" +
-	"\rcontrol.proto\x12\bshoal.v1\x1a\x10dispatcher.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\rservice.proto\x1a\vtypes.proto\"H\n" +
+	"\rcontrol.proto\x12\bshoal.v1\x1a\x10dispatcher.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\rservice.proto\x1a\vtypes.proto\"A\n" +
+	"\x14CreateNetworkRequest\x12)\n" +
+	"\x04spec\x18\x01 \x01(\v2\x15.shoal.v1.NetworkSpecR\x04spec\"-\n" +
+	"\x11GetNetworkRequest\x12\x18\n" +
+	"\anetwork\x18\x01 \x01(\tR\anetwork\"\x15\n" +
+	"\x13ListNetworksRequest\"I\n" +
+	"\x14ListNetworksResponse\x121\n" +
+	"\bnetworks\x18\x01 \x03(\v2\x15.shoal.v1.NetworkViewR\bnetworks\"p\n" +
+	"\vNetworkView\x12+\n" +
+	"\anetwork\x18\x01 \x01(\v2\x11.shoal.v1.NetworkR\anetwork\x12\x1a\n" +
+	"\bservices\x18\x02 \x03(\tR\bservices\x12\x18\n" +
+	"\adefault\x18\x03 \x01(\bR\adefault\"0\n" +
+	"\x14RemoveNetworkRequest\x12\x18\n" +
+	"\anetwork\x18\x01 \x01(\tR\anetwork\"\x17\n" +
+	"\x15RemoveNetworkResponse\"H\n" +
 	"\x18UpdateClusterSpecRequest\x12,\n" +
 	"\x12task_history_limit\x18\x01 \x01(\x03R\x10taskHistoryLimit\"A\n" +
 	"\x14CreateServiceRequest\x12)\n" +
@@ -1750,7 +2075,7 @@ const file_control_proto_rawDesc = "" +
 	"\x13cert_not_after_unix\x18\x10 \x01(\x03R\x10certNotAfterUnix\"$\n" +
 	"\fLeaveRequest\x12\x14\n" +
 	"\x05force\x18\x01 \x01(\bR\x05force\"\x0f\n" +
-	"\rLeaveResponse2\x95\t\n" +
+	"\rLeaveResponse2\xc0\v\n" +
 	"\x0eControlService\x12D\n" +
 	"\tListNodes\x12\x1a.shoal.v1.ListNodesRequest\x1a\x1b.shoal.v1.ListNodesResponse\x127\n" +
 	"\aGetNode\x12\x18.shoal.v1.GetNodeRequest\x1a\x12.shoal.v1.NodeView\x12=\n" +
@@ -1770,7 +2095,12 @@ const file_control_proto_rawDesc = "" +
 	"\rRemoveService\x12\x1e.shoal.v1.RemoveServiceRequest\x1a\x1f.shoal.v1.RemoveServiceResponse\x12D\n" +
 	"\tListTasks\x12\x1a.shoal.v1.ListTasksRequest\x1a\x1b.shoal.v1.ListTasksResponse\x12J\n" +
 	"\vServiceLogs\x12\x1c.shoal.v1.ServiceLogsRequest\x1a\x1b.shoal.v1.ServiceLogMessage0\x01\x124\n" +
-	"\x06Events\x12\x17.shoal.v1.EventsRequest\x1a\x0f.shoal.v1.Event0\x012~\n" +
+	"\x06Events\x12\x17.shoal.v1.EventsRequest\x1a\x0f.shoal.v1.Event0\x01\x12F\n" +
+	"\rCreateNetwork\x12\x1e.shoal.v1.CreateNetworkRequest\x1a\x15.shoal.v1.NetworkView\x12@\n" +
+	"\n" +
+	"GetNetwork\x12\x1b.shoal.v1.GetNetworkRequest\x1a\x15.shoal.v1.NetworkView\x12M\n" +
+	"\fListNetworks\x12\x1d.shoal.v1.ListNetworksRequest\x1a\x1e.shoal.v1.ListNetworksResponse\x12P\n" +
+	"\rRemoveNetwork\x12\x1e.shoal.v1.RemoveNetworkRequest\x1a\x1f.shoal.v1.RemoveNetworkResponse2~\n" +
 	"\vNodeService\x125\n" +
 	"\x04Info\x12\x15.shoal.v1.InfoRequest\x1a\x16.shoal.v1.InfoResponse\x128\n" +
 	"\x05Leave\x12\x16.shoal.v1.LeaveRequest\x1a\x17.shoal.v1.LeaveResponseB\x15Z\x13shoal/proto;shoalpbb\x06proto3"
@@ -1787,119 +2117,139 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_control_proto_goTypes = []any{
-	(*UpdateClusterSpecRequest)(nil),       // 0: shoal.v1.UpdateClusterSpecRequest
-	(*CreateServiceRequest)(nil),           // 1: shoal.v1.CreateServiceRequest
-	(*GetServiceRequest)(nil),              // 2: shoal.v1.GetServiceRequest
-	(*ListServicesRequest)(nil),            // 3: shoal.v1.ListServicesRequest
-	(*ServiceView)(nil),                    // 4: shoal.v1.ServiceView
-	(*ListServicesResponse)(nil),           // 5: shoal.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),           // 6: shoal.v1.UpdateServiceRequest
-	(*RemoveServiceRequest)(nil),           // 7: shoal.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),          // 8: shoal.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),               // 9: shoal.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),              // 10: shoal.v1.ListTasksResponse
-	(*ServiceLogsRequest)(nil),             // 11: shoal.v1.ServiceLogsRequest
-	(*ServiceLogMessage)(nil),              // 12: shoal.v1.ServiceLogMessage
-	(*EventsRequest)(nil),                  // 13: shoal.v1.EventsRequest
-	(*Event)(nil),                          // 14: shoal.v1.Event
-	(*NodeView)(nil),                       // 15: shoal.v1.NodeView
-	(*ListNodesRequest)(nil),               // 16: shoal.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),              // 17: shoal.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),                 // 18: shoal.v1.GetNodeRequest
-	(*UpdateNodeRequest)(nil),              // 19: shoal.v1.UpdateNodeRequest
-	(*RemoveNodeRequest)(nil),              // 20: shoal.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),             // 21: shoal.v1.RemoveNodeResponse
-	(*GetJoinTokensRequest)(nil),           // 22: shoal.v1.GetJoinTokensRequest
-	(*RotateJoinTokenRequest)(nil),         // 23: shoal.v1.RotateJoinTokenRequest
-	(*IssueClientCertificateRequest)(nil),  // 24: shoal.v1.IssueClientCertificateRequest
-	(*IssueClientCertificateResponse)(nil), // 25: shoal.v1.IssueClientCertificateResponse
-	(*InfoRequest)(nil),                    // 26: shoal.v1.InfoRequest
-	(*InfoResponse)(nil),                   // 27: shoal.v1.InfoResponse
-	(*LeaveRequest)(nil),                   // 28: shoal.v1.LeaveRequest
-	(*LeaveResponse)(nil),                  // 29: shoal.v1.LeaveResponse
-	nil,                                    // 30: shoal.v1.ListServicesRequest.FiltersEntry
-	nil,                                    // 31: shoal.v1.ListTasksRequest.FiltersEntry
-	nil,                                    // 32: shoal.v1.EventsRequest.FiltersEntry
-	nil,                                    // 33: shoal.v1.Event.AttributesEntry
-	nil,                                    // 34: shoal.v1.ListNodesRequest.FiltersEntry
-	nil,                                    // 35: shoal.v1.UpdateNodeRequest.LabelAddEntry
-	(*ServiceSpec)(nil),                    // 36: shoal.v1.ServiceSpec
-	(*Service)(nil),                        // 37: shoal.v1.Service
-	(*Task)(nil),                           // 38: shoal.v1.Task
-	(*timestamppb.Timestamp)(nil),          // 39: google.protobuf.Timestamp
-	(*LogMessage)(nil),                     // 40: shoal.v1.LogMessage
-	(*Node)(nil),                           // 41: shoal.v1.Node
-	(NodeAvailability)(0),                  // 42: shoal.v1.NodeAvailability
-	(NodeRole)(0),                          // 43: shoal.v1.NodeRole
-	(*ManagerAddr)(nil),                    // 44: shoal.v1.ManagerAddr
-	(*JoinTokens)(nil),                     // 45: shoal.v1.JoinTokens
-	(*ClusterSpec)(nil),                    // 46: shoal.v1.ClusterSpec
+	(*CreateNetworkRequest)(nil),           // 0: shoal.v1.CreateNetworkRequest
+	(*GetNetworkRequest)(nil),              // 1: shoal.v1.GetNetworkRequest
+	(*ListNetworksRequest)(nil),            // 2: shoal.v1.ListNetworksRequest
+	(*ListNetworksResponse)(nil),           // 3: shoal.v1.ListNetworksResponse
+	(*NetworkView)(nil),                    // 4: shoal.v1.NetworkView
+	(*RemoveNetworkRequest)(nil),           // 5: shoal.v1.RemoveNetworkRequest
+	(*RemoveNetworkResponse)(nil),          // 6: shoal.v1.RemoveNetworkResponse
+	(*UpdateClusterSpecRequest)(nil),       // 7: shoal.v1.UpdateClusterSpecRequest
+	(*CreateServiceRequest)(nil),           // 8: shoal.v1.CreateServiceRequest
+	(*GetServiceRequest)(nil),              // 9: shoal.v1.GetServiceRequest
+	(*ListServicesRequest)(nil),            // 10: shoal.v1.ListServicesRequest
+	(*ServiceView)(nil),                    // 11: shoal.v1.ServiceView
+	(*ListServicesResponse)(nil),           // 12: shoal.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),           // 13: shoal.v1.UpdateServiceRequest
+	(*RemoveServiceRequest)(nil),           // 14: shoal.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),          // 15: shoal.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),               // 16: shoal.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),              // 17: shoal.v1.ListTasksResponse
+	(*ServiceLogsRequest)(nil),             // 18: shoal.v1.ServiceLogsRequest
+	(*ServiceLogMessage)(nil),              // 19: shoal.v1.ServiceLogMessage
+	(*EventsRequest)(nil),                  // 20: shoal.v1.EventsRequest
+	(*Event)(nil),                          // 21: shoal.v1.Event
+	(*NodeView)(nil),                       // 22: shoal.v1.NodeView
+	(*ListNodesRequest)(nil),               // 23: shoal.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),              // 24: shoal.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),                 // 25: shoal.v1.GetNodeRequest
+	(*UpdateNodeRequest)(nil),              // 26: shoal.v1.UpdateNodeRequest
+	(*RemoveNodeRequest)(nil),              // 27: shoal.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),             // 28: shoal.v1.RemoveNodeResponse
+	(*GetJoinTokensRequest)(nil),           // 29: shoal.v1.GetJoinTokensRequest
+	(*RotateJoinTokenRequest)(nil),         // 30: shoal.v1.RotateJoinTokenRequest
+	(*IssueClientCertificateRequest)(nil),  // 31: shoal.v1.IssueClientCertificateRequest
+	(*IssueClientCertificateResponse)(nil), // 32: shoal.v1.IssueClientCertificateResponse
+	(*InfoRequest)(nil),                    // 33: shoal.v1.InfoRequest
+	(*InfoResponse)(nil),                   // 34: shoal.v1.InfoResponse
+	(*LeaveRequest)(nil),                   // 35: shoal.v1.LeaveRequest
+	(*LeaveResponse)(nil),                  // 36: shoal.v1.LeaveResponse
+	nil,                                    // 37: shoal.v1.ListServicesRequest.FiltersEntry
+	nil,                                    // 38: shoal.v1.ListTasksRequest.FiltersEntry
+	nil,                                    // 39: shoal.v1.EventsRequest.FiltersEntry
+	nil,                                    // 40: shoal.v1.Event.AttributesEntry
+	nil,                                    // 41: shoal.v1.ListNodesRequest.FiltersEntry
+	nil,                                    // 42: shoal.v1.UpdateNodeRequest.LabelAddEntry
+	(*NetworkSpec)(nil),                    // 43: shoal.v1.NetworkSpec
+	(*Network)(nil),                        // 44: shoal.v1.Network
+	(*ServiceSpec)(nil),                    // 45: shoal.v1.ServiceSpec
+	(*Service)(nil),                        // 46: shoal.v1.Service
+	(*Task)(nil),                           // 47: shoal.v1.Task
+	(*timestamppb.Timestamp)(nil),          // 48: google.protobuf.Timestamp
+	(*LogMessage)(nil),                     // 49: shoal.v1.LogMessage
+	(*Node)(nil),                           // 50: shoal.v1.Node
+	(NodeAvailability)(0),                  // 51: shoal.v1.NodeAvailability
+	(NodeRole)(0),                          // 52: shoal.v1.NodeRole
+	(*ManagerAddr)(nil),                    // 53: shoal.v1.ManagerAddr
+	(*JoinTokens)(nil),                     // 54: shoal.v1.JoinTokens
+	(*ClusterSpec)(nil),                    // 55: shoal.v1.ClusterSpec
 }
 var file_control_proto_depIdxs = []int32{
-	36, // 0: shoal.v1.CreateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
-	30, // 1: shoal.v1.ListServicesRequest.filters:type_name -> shoal.v1.ListServicesRequest.FiltersEntry
-	37, // 2: shoal.v1.ServiceView.service:type_name -> shoal.v1.Service
-	4,  // 3: shoal.v1.ListServicesResponse.services:type_name -> shoal.v1.ServiceView
-	36, // 4: shoal.v1.UpdateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
-	31, // 5: shoal.v1.ListTasksRequest.filters:type_name -> shoal.v1.ListTasksRequest.FiltersEntry
-	38, // 6: shoal.v1.ListTasksResponse.tasks:type_name -> shoal.v1.Task
-	39, // 7: shoal.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
-	40, // 8: shoal.v1.ServiceLogMessage.log:type_name -> shoal.v1.LogMessage
-	32, // 9: shoal.v1.EventsRequest.filters:type_name -> shoal.v1.EventsRequest.FiltersEntry
-	39, // 10: shoal.v1.Event.time:type_name -> google.protobuf.Timestamp
-	33, // 11: shoal.v1.Event.attributes:type_name -> shoal.v1.Event.AttributesEntry
-	41, // 12: shoal.v1.NodeView.node:type_name -> shoal.v1.Node
-	34, // 13: shoal.v1.ListNodesRequest.filters:type_name -> shoal.v1.ListNodesRequest.FiltersEntry
-	15, // 14: shoal.v1.ListNodesResponse.nodes:type_name -> shoal.v1.NodeView
-	42, // 15: shoal.v1.UpdateNodeRequest.availability:type_name -> shoal.v1.NodeAvailability
-	35, // 16: shoal.v1.UpdateNodeRequest.label_add:type_name -> shoal.v1.UpdateNodeRequest.LabelAddEntry
-	43, // 17: shoal.v1.UpdateNodeRequest.desired_role:type_name -> shoal.v1.NodeRole
-	43, // 18: shoal.v1.RotateJoinTokenRequest.role:type_name -> shoal.v1.NodeRole
-	43, // 19: shoal.v1.InfoResponse.role:type_name -> shoal.v1.NodeRole
-	44, // 20: shoal.v1.InfoResponse.managers:type_name -> shoal.v1.ManagerAddr
-	16, // 21: shoal.v1.ControlService.ListNodes:input_type -> shoal.v1.ListNodesRequest
-	18, // 22: shoal.v1.ControlService.GetNode:input_type -> shoal.v1.GetNodeRequest
-	19, // 23: shoal.v1.ControlService.UpdateNode:input_type -> shoal.v1.UpdateNodeRequest
-	20, // 24: shoal.v1.ControlService.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
-	22, // 25: shoal.v1.ControlService.GetJoinTokens:input_type -> shoal.v1.GetJoinTokensRequest
-	23, // 26: shoal.v1.ControlService.RotateJoinToken:input_type -> shoal.v1.RotateJoinTokenRequest
-	24, // 27: shoal.v1.ControlService.IssueClientCertificate:input_type -> shoal.v1.IssueClientCertificateRequest
-	0,  // 28: shoal.v1.ControlService.UpdateClusterSpec:input_type -> shoal.v1.UpdateClusterSpecRequest
-	1,  // 29: shoal.v1.ControlService.CreateService:input_type -> shoal.v1.CreateServiceRequest
-	2,  // 30: shoal.v1.ControlService.GetService:input_type -> shoal.v1.GetServiceRequest
-	3,  // 31: shoal.v1.ControlService.ListServices:input_type -> shoal.v1.ListServicesRequest
-	6,  // 32: shoal.v1.ControlService.UpdateService:input_type -> shoal.v1.UpdateServiceRequest
-	7,  // 33: shoal.v1.ControlService.RemoveService:input_type -> shoal.v1.RemoveServiceRequest
-	9,  // 34: shoal.v1.ControlService.ListTasks:input_type -> shoal.v1.ListTasksRequest
-	11, // 35: shoal.v1.ControlService.ServiceLogs:input_type -> shoal.v1.ServiceLogsRequest
-	13, // 36: shoal.v1.ControlService.Events:input_type -> shoal.v1.EventsRequest
-	26, // 37: shoal.v1.NodeService.Info:input_type -> shoal.v1.InfoRequest
-	28, // 38: shoal.v1.NodeService.Leave:input_type -> shoal.v1.LeaveRequest
-	17, // 39: shoal.v1.ControlService.ListNodes:output_type -> shoal.v1.ListNodesResponse
-	15, // 40: shoal.v1.ControlService.GetNode:output_type -> shoal.v1.NodeView
-	15, // 41: shoal.v1.ControlService.UpdateNode:output_type -> shoal.v1.NodeView
-	21, // 42: shoal.v1.ControlService.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
-	45, // 43: shoal.v1.ControlService.GetJoinTokens:output_type -> shoal.v1.JoinTokens
-	45, // 44: shoal.v1.ControlService.RotateJoinToken:output_type -> shoal.v1.JoinTokens
-	25, // 45: shoal.v1.ControlService.IssueClientCertificate:output_type -> shoal.v1.IssueClientCertificateResponse
-	46, // 46: shoal.v1.ControlService.UpdateClusterSpec:output_type -> shoal.v1.ClusterSpec
-	37, // 47: shoal.v1.ControlService.CreateService:output_type -> shoal.v1.Service
-	37, // 48: shoal.v1.ControlService.GetService:output_type -> shoal.v1.Service
-	5,  // 49: shoal.v1.ControlService.ListServices:output_type -> shoal.v1.ListServicesResponse
-	37, // 50: shoal.v1.ControlService.UpdateService:output_type -> shoal.v1.Service
-	8,  // 51: shoal.v1.ControlService.RemoveService:output_type -> shoal.v1.RemoveServiceResponse
-	10, // 52: shoal.v1.ControlService.ListTasks:output_type -> shoal.v1.ListTasksResponse
-	12, // 53: shoal.v1.ControlService.ServiceLogs:output_type -> shoal.v1.ServiceLogMessage
-	14, // 54: shoal.v1.ControlService.Events:output_type -> shoal.v1.Event
-	27, // 55: shoal.v1.NodeService.Info:output_type -> shoal.v1.InfoResponse
-	29, // 56: shoal.v1.NodeService.Leave:output_type -> shoal.v1.LeaveResponse
-	39, // [39:57] is the sub-list for method output_type
-	21, // [21:39] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	43, // 0: shoal.v1.CreateNetworkRequest.spec:type_name -> shoal.v1.NetworkSpec
+	4,  // 1: shoal.v1.ListNetworksResponse.networks:type_name -> shoal.v1.NetworkView
+	44, // 2: shoal.v1.NetworkView.network:type_name -> shoal.v1.Network
+	45, // 3: shoal.v1.CreateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
+	37, // 4: shoal.v1.ListServicesRequest.filters:type_name -> shoal.v1.ListServicesRequest.FiltersEntry
+	46, // 5: shoal.v1.ServiceView.service:type_name -> shoal.v1.Service
+	11, // 6: shoal.v1.ListServicesResponse.services:type_name -> shoal.v1.ServiceView
+	45, // 7: shoal.v1.UpdateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
+	38, // 8: shoal.v1.ListTasksRequest.filters:type_name -> shoal.v1.ListTasksRequest.FiltersEntry
+	47, // 9: shoal.v1.ListTasksResponse.tasks:type_name -> shoal.v1.Task
+	48, // 10: shoal.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
+	49, // 11: shoal.v1.ServiceLogMessage.log:type_name -> shoal.v1.LogMessage
+	39, // 12: shoal.v1.EventsRequest.filters:type_name -> shoal.v1.EventsRequest.FiltersEntry
+	48, // 13: shoal.v1.Event.time:type_name -> google.protobuf.Timestamp
+	40, // 14: shoal.v1.Event.attributes:type_name -> shoal.v1.Event.AttributesEntry
+	50, // 15: shoal.v1.NodeView.node:type_name -> shoal.v1.Node
+	41, // 16: shoal.v1.ListNodesRequest.filters:type_name -> shoal.v1.ListNodesRequest.FiltersEntry
+	22, // 17: shoal.v1.ListNodesResponse.nodes:type_name -> shoal.v1.NodeView
+	51, // 18: shoal.v1.UpdateNodeRequest.availability:type_name -> shoal.v1.NodeAvailability
+	42, // 19: shoal.v1.UpdateNodeRequest.label_add:type_name -> shoal.v1.UpdateNodeRequest.LabelAddEntry
+	52, // 20: shoal.v1.UpdateNodeRequest.desired_role:type_name -> shoal.v1.NodeRole
+	52, // 21: shoal.v1.RotateJoinTokenRequest.role:type_name -> shoal.v1.NodeRole
+	52, // 22: shoal.v1.InfoResponse.role:type_name -> shoal.v1.NodeRole
+	53, // 23: shoal.v1.InfoResponse.managers:type_name -> shoal.v1.ManagerAddr
+	23, // 24: shoal.v1.ControlService.ListNodes:input_type -> shoal.v1.ListNodesRequest
+	25, // 25: shoal.v1.ControlService.GetNode:input_type -> shoal.v1.GetNodeRequest
+	26, // 26: shoal.v1.ControlService.UpdateNode:input_type -> shoal.v1.UpdateNodeRequest
+	27, // 27: shoal.v1.ControlService.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
+	29, // 28: shoal.v1.ControlService.GetJoinTokens:input_type -> shoal.v1.GetJoinTokensRequest
+	30, // 29: shoal.v1.ControlService.RotateJoinToken:input_type -> shoal.v1.RotateJoinTokenRequest
+	31, // 30: shoal.v1.ControlService.IssueClientCertificate:input_type -> shoal.v1.IssueClientCertificateRequest
+	7,  // 31: shoal.v1.ControlService.UpdateClusterSpec:input_type -> shoal.v1.UpdateClusterSpecRequest
+	8,  // 32: shoal.v1.ControlService.CreateService:input_type -> shoal.v1.CreateServiceRequest
+	9,  // 33: shoal.v1.ControlService.GetService:input_type -> shoal.v1.GetServiceRequest
+	10, // 34: shoal.v1.ControlService.ListServices:input_type -> shoal.v1.ListServicesRequest
+	13, // 35: shoal.v1.ControlService.UpdateService:input_type -> shoal.v1.UpdateServiceRequest
+	14, // 36: shoal.v1.ControlService.RemoveService:input_type -> shoal.v1.RemoveServiceRequest
+	16, // 37: shoal.v1.ControlService.ListTasks:input_type -> shoal.v1.ListTasksRequest
+	18, // 38: shoal.v1.ControlService.ServiceLogs:input_type -> shoal.v1.ServiceLogsRequest
+	20, // 39: shoal.v1.ControlService.Events:input_type -> shoal.v1.EventsRequest
+	0,  // 40: shoal.v1.ControlService.CreateNetwork:input_type -> shoal.v1.CreateNetworkRequest
+	1,  // 41: shoal.v1.ControlService.GetNetwork:input_type -> shoal.v1.GetNetworkRequest
+	2,  // 42: shoal.v1.ControlService.ListNetworks:input_type -> shoal.v1.ListNetworksRequest
+	5,  // 43: shoal.v1.ControlService.RemoveNetwork:input_type -> shoal.v1.RemoveNetworkRequest
+	33, // 44: shoal.v1.NodeService.Info:input_type -> shoal.v1.InfoRequest
+	35, // 45: shoal.v1.NodeService.Leave:input_type -> shoal.v1.LeaveRequest
+	24, // 46: shoal.v1.ControlService.ListNodes:output_type -> shoal.v1.ListNodesResponse
+	22, // 47: shoal.v1.ControlService.GetNode:output_type -> shoal.v1.NodeView
+	22, // 48: shoal.v1.ControlService.UpdateNode:output_type -> shoal.v1.NodeView
+	28, // 49: shoal.v1.ControlService.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
+	54, // 50: shoal.v1.ControlService.GetJoinTokens:output_type -> shoal.v1.JoinTokens
+	54, // 51: shoal.v1.ControlService.RotateJoinToken:output_type -> shoal.v1.JoinTokens
+	32, // 52: shoal.v1.ControlService.IssueClientCertificate:output_type -> shoal.v1.IssueClientCertificateResponse
+	55, // 53: shoal.v1.ControlService.UpdateClusterSpec:output_type -> shoal.v1.ClusterSpec
+	46, // 54: shoal.v1.ControlService.CreateService:output_type -> shoal.v1.Service
+	46, // 55: shoal.v1.ControlService.GetService:output_type -> shoal.v1.Service
+	12, // 56: shoal.v1.ControlService.ListServices:output_type -> shoal.v1.ListServicesResponse
+	46, // 57: shoal.v1.ControlService.UpdateService:output_type -> shoal.v1.Service
+	15, // 58: shoal.v1.ControlService.RemoveService:output_type -> shoal.v1.RemoveServiceResponse
+	17, // 59: shoal.v1.ControlService.ListTasks:output_type -> shoal.v1.ListTasksResponse
+	19, // 60: shoal.v1.ControlService.ServiceLogs:output_type -> shoal.v1.ServiceLogMessage
+	21, // 61: shoal.v1.ControlService.Events:output_type -> shoal.v1.Event
+	4,  // 62: shoal.v1.ControlService.CreateNetwork:output_type -> shoal.v1.NetworkView
+	4,  // 63: shoal.v1.ControlService.GetNetwork:output_type -> shoal.v1.NetworkView
+	3,  // 64: shoal.v1.ControlService.ListNetworks:output_type -> shoal.v1.ListNetworksResponse
+	6,  // 65: shoal.v1.ControlService.RemoveNetwork:output_type -> shoal.v1.RemoveNetworkResponse
+	34, // 66: shoal.v1.NodeService.Info:output_type -> shoal.v1.InfoResponse
+	36, // 67: shoal.v1.NodeService.Leave:output_type -> shoal.v1.LeaveResponse
+	46, // [46:68] is the sub-list for method output_type
+	24, // [24:46] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -1916,7 +2266,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -173,7 +173,10 @@ type ServiceEndpoints struct {
 	Vip string `protobuf:"bytes,5,opt,name=vip,proto3" json:"vip,omitempty"`
 	// ports are the service's declared ports (ingress ones go to the mesh,
 	// named ones to DNS SRV records).
-	Ports         []*PortConfig `protobuf:"bytes,6,rep,name=ports,proto3" json:"ports,omitempty"`
+	Ports []*PortConfig `protobuf:"bytes,6,rep,name=ports,proto3" json:"ports,omitempty"`
+	// networks are the service's networks with their aliases (network IDs;
+	// the default network when the spec lists none).
+	Networks      []*NetworkAttachmentConfig `protobuf:"bytes,7,rep,name=networks,proto3" json:"networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -250,18 +253,27 @@ func (x *ServiceEndpoints) GetPorts() []*PortConfig {
 	return nil
 }
 
+func (x *ServiceEndpoints) GetNetworks() []*NetworkAttachmentConfig {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
 type EndpointTask struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	TaskId    string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	ServiceId string                 `protobuf:"bytes,2,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
 	// name is <service>.<slot>.<task-id> (global: <service>.<node-id>.<task-id>).
 	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	// address is the task's IP, without prefix length.
+	// address is the task's IP on its primary network, without prefix length.
 	Address string `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
 	NodeId  string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// drain_ms is the task's stop grace period: how long the mesh lets its
 	// open connections last once it stops being an endpoint.
-	DrainMs       int64 `protobuf:"varint,6,opt,name=drain_ms,json=drainMs,proto3" json:"drain_ms,omitempty"`
+	DrainMs int64 `protobuf:"varint,6,opt,name=drain_ms,json=drainMs,proto3" json:"drain_ms,omitempty"`
+	// networks are the task's addresses per network (without prefix length).
+	Networks      []*TaskNetwork `protobuf:"bytes,7,rep,name=networks,proto3" json:"networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -336,6 +348,13 @@ func (x *EndpointTask) GetDrainMs() int64 {
 		return x.DrainMs
 	}
 	return 0
+}
+
+func (x *EndpointTask) GetNetworks() []*TaskNetwork {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
 }
 
 type AssignmentsRequest struct {
@@ -806,7 +825,11 @@ type SessionMessage struct {
 	Peers []*NodeSubnet `protobuf:"bytes,5,rep,name=peers,proto3" json:"peers,omitempty"`
 	// task_pool is the cluster's task address pool (ClusterSpec.task_pool), so
 	// the agent can route the whole pool through its own bridge or overlay.
-	TaskPool      string `protobuf:"bytes,6,opt,name=task_pool,json=taskPool,proto3" json:"task_pool,omitempty"`
+	TaskPool string `protobuf:"bytes,6,opt,name=task_pool,json=taskPool,proto3" json:"task_pool,omitempty"`
+	// networks are every network of the cluster, the default one first, so
+	// the agent can make its slice of each, route to the other nodes' slices
+	// and keep the networks apart. Sent whole; a change is pushed again.
+	Networks      []*Network `protobuf:"bytes,7,rep,name=networks,proto3" json:"networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -881,6 +904,13 @@ func (x *SessionMessage) GetTaskPool() string {
 		return x.TaskPool
 	}
 	return ""
+}
+
+func (x *SessionMessage) GetNetworks() []*Network {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
 }
 
 type HeartbeatRequest struct {
@@ -986,7 +1016,7 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\x05tasks\x18\x04 \x03(\v2\x16.shoal.v1.EndpointTaskR\x05tasks\x12!\n" +
 	"\fremove_tasks\x18\x05 \x03(\tR\vremoveTasks\x12\x1c\n" +
 	"\n" +
-	"dns_ttl_ms\x18\x06 \x01(\x03R\bdnsTtlMs\"\xc5\x01\n" +
+	"dns_ttl_ms\x18\x06 \x01(\x03R\bdnsTtlMs\"\x84\x02\n" +
 	"\x10ServiceEndpoints\x12\x1d\n" +
 	"\n" +
 	"service_id\x18\x01 \x01(\tR\tserviceId\x12\x12\n" +
@@ -994,7 +1024,8 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\x05stack\x18\x03 \x01(\tR\x05stack\x12*\n" +
 	"\x04mode\x18\x04 \x01(\x0e2\x16.shoal.v1.EndpointModeR\x04mode\x12\x10\n" +
 	"\x03vip\x18\x05 \x01(\tR\x03vip\x12*\n" +
-	"\x05ports\x18\x06 \x03(\v2\x14.shoal.v1.PortConfigR\x05ports\"\xa8\x01\n" +
+	"\x05ports\x18\x06 \x03(\v2\x14.shoal.v1.PortConfigR\x05ports\x12=\n" +
+	"\bnetworks\x18\a \x03(\v2!.shoal.v1.NetworkAttachmentConfigR\bnetworks\"\xdb\x01\n" +
 	"\fEndpointTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1d\n" +
 	"\n" +
@@ -1002,7 +1033,8 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x17\n" +
 	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x19\n" +
-	"\bdrain_ms\x18\x06 \x01(\x03R\adrainMs\"3\n" +
+	"\bdrain_ms\x18\x06 \x01(\x03R\adrainMs\x121\n" +
+	"\bnetworks\x18\a \x03(\v2\x15.shoal.v1.TaskNetworkR\bnetworks\"3\n" +
 	"\x12AssignmentsRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"p\n" +
@@ -1033,7 +1065,7 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\x04line\x18\x06 \x01(\fR\x04line\"a\n" +
 	"\x0eSessionRequest\x12;\n" +
 	"\vdescription\x18\x01 \x01(\v2\x19.shoal.v1.NodeDescriptionR\vdescription\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xff\x01\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xae\x02\n" +
 	"\x0eSessionMessage\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x121\n" +
@@ -1041,7 +1073,8 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\x13heartbeat_period_ms\x18\x03 \x01(\x03R\x11heartbeatPeriodMs\x12\"\n" +
 	"\x04node\x18\x04 \x01(\v2\x0e.shoal.v1.NodeR\x04node\x12*\n" +
 	"\x05peers\x18\x05 \x03(\v2\x14.shoal.v1.NodeSubnetR\x05peers\x12\x1b\n" +
-	"\ttask_pool\x18\x06 \x01(\tR\btaskPool\"1\n" +
+	"\ttask_pool\x18\x06 \x01(\tR\btaskPool\x12-\n" +
+	"\bnetworks\x18\a \x03(\v2\x11.shoal.v1.NetworkR\bnetworks\"1\n" +
 	"\x10HeartbeatRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"C\n" +
@@ -1088,45 +1121,51 @@ var file_dispatcher_proto_goTypes = []any{
 	(*HeartbeatResponse)(nil),        // 14: shoal.v1.HeartbeatResponse
 	(EndpointMode)(0),                // 15: shoal.v1.EndpointMode
 	(*PortConfig)(nil),               // 16: shoal.v1.PortConfig
-	(*Task)(nil),                     // 17: shoal.v1.Task
-	(*TaskStatus)(nil),               // 18: shoal.v1.TaskStatus
-	(*timestamppb.Timestamp)(nil),    // 19: google.protobuf.Timestamp
-	(*NodeDescription)(nil),          // 20: shoal.v1.NodeDescription
-	(*ManagerAddr)(nil),              // 21: shoal.v1.ManagerAddr
-	(*Node)(nil),                     // 22: shoal.v1.Node
-	(*NodeSubnet)(nil),               // 23: shoal.v1.NodeSubnet
+	(*NetworkAttachmentConfig)(nil),  // 17: shoal.v1.NetworkAttachmentConfig
+	(*TaskNetwork)(nil),              // 18: shoal.v1.TaskNetwork
+	(*Task)(nil),                     // 19: shoal.v1.Task
+	(*TaskStatus)(nil),               // 20: shoal.v1.TaskStatus
+	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
+	(*NodeDescription)(nil),          // 22: shoal.v1.NodeDescription
+	(*ManagerAddr)(nil),              // 23: shoal.v1.ManagerAddr
+	(*Node)(nil),                     // 24: shoal.v1.Node
+	(*NodeSubnet)(nil),               // 25: shoal.v1.NodeSubnet
+	(*Network)(nil),                  // 26: shoal.v1.Network
 }
 var file_dispatcher_proto_depIdxs = []int32{
 	2,  // 0: shoal.v1.EndpointsMessage.services:type_name -> shoal.v1.ServiceEndpoints
 	3,  // 1: shoal.v1.EndpointsMessage.tasks:type_name -> shoal.v1.EndpointTask
 	15, // 2: shoal.v1.ServiceEndpoints.mode:type_name -> shoal.v1.EndpointMode
 	16, // 3: shoal.v1.ServiceEndpoints.ports:type_name -> shoal.v1.PortConfig
-	17, // 4: shoal.v1.AssignmentsMessage.update:type_name -> shoal.v1.Task
-	18, // 5: shoal.v1.TaskStatusUpdate.status:type_name -> shoal.v1.TaskStatus
-	6,  // 6: shoal.v1.UpdateTaskStatusRequest.updates:type_name -> shoal.v1.TaskStatusUpdate
-	19, // 7: shoal.v1.TaskLogsRequest.since:type_name -> google.protobuf.Timestamp
-	19, // 8: shoal.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
-	20, // 9: shoal.v1.SessionRequest.description:type_name -> shoal.v1.NodeDescription
-	21, // 10: shoal.v1.SessionMessage.managers:type_name -> shoal.v1.ManagerAddr
-	22, // 11: shoal.v1.SessionMessage.node:type_name -> shoal.v1.Node
-	23, // 12: shoal.v1.SessionMessage.peers:type_name -> shoal.v1.NodeSubnet
-	11, // 13: shoal.v1.Dispatcher.Session:input_type -> shoal.v1.SessionRequest
-	13, // 14: shoal.v1.Dispatcher.Heartbeat:input_type -> shoal.v1.HeartbeatRequest
-	4,  // 15: shoal.v1.Dispatcher.Assignments:input_type -> shoal.v1.AssignmentsRequest
-	7,  // 16: shoal.v1.Dispatcher.UpdateTaskStatus:input_type -> shoal.v1.UpdateTaskStatusRequest
-	0,  // 17: shoal.v1.Dispatcher.Endpoints:input_type -> shoal.v1.EndpointsRequest
-	9,  // 18: shoal.v1.TaskLogs.Read:input_type -> shoal.v1.TaskLogsRequest
-	12, // 19: shoal.v1.Dispatcher.Session:output_type -> shoal.v1.SessionMessage
-	14, // 20: shoal.v1.Dispatcher.Heartbeat:output_type -> shoal.v1.HeartbeatResponse
-	5,  // 21: shoal.v1.Dispatcher.Assignments:output_type -> shoal.v1.AssignmentsMessage
-	8,  // 22: shoal.v1.Dispatcher.UpdateTaskStatus:output_type -> shoal.v1.UpdateTaskStatusResponse
-	1,  // 23: shoal.v1.Dispatcher.Endpoints:output_type -> shoal.v1.EndpointsMessage
-	10, // 24: shoal.v1.TaskLogs.Read:output_type -> shoal.v1.LogMessage
-	19, // [19:25] is the sub-list for method output_type
-	13, // [13:19] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	17, // 4: shoal.v1.ServiceEndpoints.networks:type_name -> shoal.v1.NetworkAttachmentConfig
+	18, // 5: shoal.v1.EndpointTask.networks:type_name -> shoal.v1.TaskNetwork
+	19, // 6: shoal.v1.AssignmentsMessage.update:type_name -> shoal.v1.Task
+	20, // 7: shoal.v1.TaskStatusUpdate.status:type_name -> shoal.v1.TaskStatus
+	6,  // 8: shoal.v1.UpdateTaskStatusRequest.updates:type_name -> shoal.v1.TaskStatusUpdate
+	21, // 9: shoal.v1.TaskLogsRequest.since:type_name -> google.protobuf.Timestamp
+	21, // 10: shoal.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
+	22, // 11: shoal.v1.SessionRequest.description:type_name -> shoal.v1.NodeDescription
+	23, // 12: shoal.v1.SessionMessage.managers:type_name -> shoal.v1.ManagerAddr
+	24, // 13: shoal.v1.SessionMessage.node:type_name -> shoal.v1.Node
+	25, // 14: shoal.v1.SessionMessage.peers:type_name -> shoal.v1.NodeSubnet
+	26, // 15: shoal.v1.SessionMessage.networks:type_name -> shoal.v1.Network
+	11, // 16: shoal.v1.Dispatcher.Session:input_type -> shoal.v1.SessionRequest
+	13, // 17: shoal.v1.Dispatcher.Heartbeat:input_type -> shoal.v1.HeartbeatRequest
+	4,  // 18: shoal.v1.Dispatcher.Assignments:input_type -> shoal.v1.AssignmentsRequest
+	7,  // 19: shoal.v1.Dispatcher.UpdateTaskStatus:input_type -> shoal.v1.UpdateTaskStatusRequest
+	0,  // 20: shoal.v1.Dispatcher.Endpoints:input_type -> shoal.v1.EndpointsRequest
+	9,  // 21: shoal.v1.TaskLogs.Read:input_type -> shoal.v1.TaskLogsRequest
+	12, // 22: shoal.v1.Dispatcher.Session:output_type -> shoal.v1.SessionMessage
+	14, // 23: shoal.v1.Dispatcher.Heartbeat:output_type -> shoal.v1.HeartbeatResponse
+	5,  // 24: shoal.v1.Dispatcher.Assignments:output_type -> shoal.v1.AssignmentsMessage
+	8,  // 25: shoal.v1.Dispatcher.UpdateTaskStatus:output_type -> shoal.v1.UpdateTaskStatusResponse
+	1,  // 26: shoal.v1.Dispatcher.Endpoints:output_type -> shoal.v1.EndpointsMessage
+	10, // 27: shoal.v1.TaskLogs.Read:output_type -> shoal.v1.LogMessage
+	22, // [22:28] is the sub-list for method output_type
+	16, // [16:22] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_dispatcher_proto_init() }

@@ -138,6 +138,7 @@ type StoreAction struct {
 	//	*StoreAction_Service
 	//	*StoreAction_Task
 	//	*StoreAction_TaskStatus
+	//	*StoreAction_Network
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -232,6 +233,15 @@ func (x *StoreAction) GetTaskStatus() *TaskStatusChange {
 	return nil
 }
 
+func (x *StoreAction) GetNetwork() *Network {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_Network); ok {
+			return x.Network
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -256,6 +266,10 @@ type StoreAction_TaskStatus struct {
 	TaskStatus *TaskStatusChange `protobuf:"bytes,6,opt,name=task_status,json=taskStatus,proto3,oneof"`
 }
 
+type StoreAction_Network struct {
+	Network *Network `protobuf:"bytes,7,opt,name=network,proto3,oneof"`
+}
+
 func (*StoreAction_Cluster) isStoreAction_Target() {}
 
 func (*StoreAction_Node) isStoreAction_Target() {}
@@ -265,6 +279,8 @@ func (*StoreAction_Service) isStoreAction_Target() {}
 func (*StoreAction_Task) isStoreAction_Target() {}
 
 func (*StoreAction_TaskStatus) isStoreAction_Target() {}
+
+func (*StoreAction_Network) isStoreAction_Target() {}
 
 // TaskStatusChange is an UPDATE of a stored task that replaces its status
 // only, without carrying the rest of the task (its spec is most of its size).
@@ -343,6 +359,7 @@ type Snapshot struct {
 	Nodes         []*Node                `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	Services      []*Service             `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
 	Tasks         []*Task                `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Networks      []*Network             `protobuf:"bytes,5,rep,name=networks,proto3" json:"networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -401,6 +418,13 @@ func (x *Snapshot) GetServices() []*Service {
 func (x *Snapshot) GetTasks() []*Task {
 	if x != nil {
 		return x.Tasks
+	}
+	return nil
+}
+
+func (x *Snapshot) GetNetworks() []*Network {
+	if x != nil {
+		return x.Networks
 	}
 	return nil
 }
@@ -811,7 +835,7 @@ const file_raft_proto_rawDesc = "" +
 	"\n" +
 	"raft.proto\x12\bshoal.v1\x1a\rservice.proto\x1a\vtypes.proto\":\n" +
 	"\aCommand\x12/\n" +
-	"\aactions\x18\x01 \x03(\v2\x15.shoal.v1.StoreActionR\aactions\"\xaf\x02\n" +
+	"\aactions\x18\x01 \x03(\v2\x15.shoal.v1.StoreActionR\aactions\"\xde\x02\n" +
 	"\vStoreAction\x12-\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.shoal.v1.StoreActionKindR\x04kind\x12-\n" +
 	"\acluster\x18\x02 \x01(\v2\x11.shoal.v1.ClusterH\x00R\acluster\x12$\n" +
@@ -819,17 +843,19 @@ const file_raft_proto_rawDesc = "" +
 	"\aservice\x18\x04 \x01(\v2\x11.shoal.v1.ServiceH\x00R\aservice\x12$\n" +
 	"\x04task\x18\x05 \x01(\v2\x0e.shoal.v1.TaskH\x00R\x04task\x12=\n" +
 	"\vtask_status\x18\x06 \x01(\v2\x1a.shoal.v1.TaskStatusChangeH\x00R\n" +
-	"taskStatusB\b\n" +
+	"taskStatus\x12-\n" +
+	"\anetwork\x18\a \x01(\v2\x11.shoal.v1.NetworkH\x00R\anetworkB\b\n" +
 	"\x06target\"s\n" +
 	"\x10TaskStatusChange\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12,\n" +
-	"\x06status\x18\x03 \x01(\v2\x14.shoal.v1.TaskStatusR\x06status\"\xb4\x01\n" +
+	"\x06status\x18\x03 \x01(\v2\x14.shoal.v1.TaskStatusR\x06status\"\xe3\x01\n" +
 	"\bSnapshot\x12-\n" +
 	"\bclusters\x18\x01 \x03(\v2\x11.shoal.v1.ClusterR\bclusters\x12$\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x0e.shoal.v1.NodeR\x05nodes\x12-\n" +
 	"\bservices\x18\x03 \x03(\v2\x11.shoal.v1.ServiceR\bservices\x12$\n" +
-	"\x05tasks\x18\x04 \x03(\v2\x0e.shoal.v1.TaskR\x05tasks\"+\n" +
+	"\x05tasks\x18\x04 \x03(\v2\x0e.shoal.v1.TaskR\x05tasks\x12-\n" +
+	"\bnetworks\x18\x05 \x03(\v2\x11.shoal.v1.NetworkR\bnetworks\"+\n" +
 	"\x10LeaveRaftRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x13\n" +
 	"\x11LeaveRaftResponse\"G\n" +
@@ -893,7 +919,8 @@ var file_raft_proto_goTypes = []any{
 	(*Node)(nil),              // 15: shoal.v1.Node
 	(*Service)(nil),           // 16: shoal.v1.Service
 	(*Task)(nil),              // 17: shoal.v1.Task
-	(*TaskStatus)(nil),        // 18: shoal.v1.TaskStatus
+	(*Network)(nil),           // 18: shoal.v1.Network
+	(*TaskStatus)(nil),        // 19: shoal.v1.TaskStatus
 }
 var file_raft_proto_depIdxs = []int32{
 	2,  // 0: shoal.v1.Command.actions:type_name -> shoal.v1.StoreAction
@@ -903,25 +930,27 @@ var file_raft_proto_depIdxs = []int32{
 	16, // 4: shoal.v1.StoreAction.service:type_name -> shoal.v1.Service
 	17, // 5: shoal.v1.StoreAction.task:type_name -> shoal.v1.Task
 	3,  // 6: shoal.v1.StoreAction.task_status:type_name -> shoal.v1.TaskStatusChange
-	18, // 7: shoal.v1.TaskStatusChange.status:type_name -> shoal.v1.TaskStatus
-	14, // 8: shoal.v1.Snapshot.clusters:type_name -> shoal.v1.Cluster
-	15, // 9: shoal.v1.Snapshot.nodes:type_name -> shoal.v1.Node
-	16, // 10: shoal.v1.Snapshot.services:type_name -> shoal.v1.Service
-	17, // 11: shoal.v1.Snapshot.tasks:type_name -> shoal.v1.Task
-	9,  // 12: shoal.v1.JoinRaftResponse.members:type_name -> shoal.v1.RaftMember
-	7,  // 13: shoal.v1.RaftMembership.Join:input_type -> shoal.v1.JoinRaftRequest
-	10, // 14: shoal.v1.RaftMembership.Propose:input_type -> shoal.v1.ProposeRequest
-	12, // 15: shoal.v1.RaftMembership.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
-	5,  // 16: shoal.v1.RaftMembership.Leave:input_type -> shoal.v1.LeaveRaftRequest
-	8,  // 17: shoal.v1.RaftMembership.Join:output_type -> shoal.v1.JoinRaftResponse
-	11, // 18: shoal.v1.RaftMembership.Propose:output_type -> shoal.v1.ProposeResponse
-	13, // 19: shoal.v1.RaftMembership.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
-	6,  // 20: shoal.v1.RaftMembership.Leave:output_type -> shoal.v1.LeaveRaftResponse
-	17, // [17:21] is the sub-list for method output_type
-	13, // [13:17] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	18, // 7: shoal.v1.StoreAction.network:type_name -> shoal.v1.Network
+	19, // 8: shoal.v1.TaskStatusChange.status:type_name -> shoal.v1.TaskStatus
+	14, // 9: shoal.v1.Snapshot.clusters:type_name -> shoal.v1.Cluster
+	15, // 10: shoal.v1.Snapshot.nodes:type_name -> shoal.v1.Node
+	16, // 11: shoal.v1.Snapshot.services:type_name -> shoal.v1.Service
+	17, // 12: shoal.v1.Snapshot.tasks:type_name -> shoal.v1.Task
+	18, // 13: shoal.v1.Snapshot.networks:type_name -> shoal.v1.Network
+	9,  // 14: shoal.v1.JoinRaftResponse.members:type_name -> shoal.v1.RaftMember
+	7,  // 15: shoal.v1.RaftMembership.Join:input_type -> shoal.v1.JoinRaftRequest
+	10, // 16: shoal.v1.RaftMembership.Propose:input_type -> shoal.v1.ProposeRequest
+	12, // 17: shoal.v1.RaftMembership.ReadIndex:input_type -> shoal.v1.ReadIndexRequest
+	5,  // 18: shoal.v1.RaftMembership.Leave:input_type -> shoal.v1.LeaveRaftRequest
+	8,  // 19: shoal.v1.RaftMembership.Join:output_type -> shoal.v1.JoinRaftResponse
+	11, // 20: shoal.v1.RaftMembership.Propose:output_type -> shoal.v1.ProposeResponse
+	13, // 21: shoal.v1.RaftMembership.ReadIndex:output_type -> shoal.v1.ReadIndexResponse
+	6,  // 22: shoal.v1.RaftMembership.Leave:output_type -> shoal.v1.LeaveRaftResponse
+	19, // [19:23] is the sub-list for method output_type
+	15, // [15:19] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_raft_proto_init() }
@@ -937,6 +966,7 @@ func file_raft_proto_init() {
 		(*StoreAction_Service)(nil),
 		(*StoreAction_Task)(nil),
 		(*StoreAction_TaskStatus)(nil),
+		(*StoreAction_Network)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -862,7 +862,12 @@ type TaskSpec struct {
 	Placement *Placement             `protobuf:"bytes,4,opt,name=placement,proto3" json:"placement,omitempty"`
 	Ports     []*PortConfig          `protobuf:"bytes,5,rep,name=ports,proto3" json:"ports,omitempty"`
 	// force_update changes to redeploy every task without another change.
-	ForceUpdate   uint64 `protobuf:"varint,6,opt,name=force_update,json=forceUpdate,proto3" json:"force_update,omitempty"`
+	ForceUpdate uint64 `protobuf:"varint,6,opt,name=force_update,json=forceUpdate,proto3" json:"force_update,omitempty"`
+	// networks the task joins, the first being its primary one (default
+	// route, resolv.conf, host-mode ports). Empty: the cluster's default
+	// network. Targets are network IDs once stored (the control API resolves
+	// names).
+	Networks      []*NetworkAttachmentConfig `protobuf:"bytes,7,rep,name=networks,proto3" json:"networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -939,6 +944,123 @@ func (x *TaskSpec) GetForceUpdate() uint64 {
 	return 0
 }
 
+func (x *TaskSpec) GetNetworks() []*NetworkAttachmentConfig {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+// NetworkAttachmentConfig puts a service on one network.
+type NetworkAttachmentConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// target is the network's ID (a name or ID prefix on input).
+	Target string `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	// aliases are extra DNS names of the service on this network only.
+	Aliases       []string `protobuf:"bytes,2,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkAttachmentConfig) Reset() {
+	*x = NetworkAttachmentConfig{}
+	mi := &file_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkAttachmentConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkAttachmentConfig) ProtoMessage() {}
+
+func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkAttachmentConfig.ProtoReflect.Descriptor instead.
+func (*NetworkAttachmentConfig) Descriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *NetworkAttachmentConfig) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *NetworkAttachmentConfig) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+// TaskNetwork is a task's address on one of its networks.
+type TaskNetwork struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	// address has the prefix length of the node's slice of the network
+	// ("10.64.3.5/24").
+	Address       string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskNetwork) Reset() {
+	*x = TaskNetwork{}
+	mi := &file_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskNetwork) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskNetwork) ProtoMessage() {}
+
+func (x *TaskNetwork) ProtoReflect() protoreflect.Message {
+	mi := &file_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskNetwork.ProtoReflect.Descriptor instead.
+func (*TaskNetwork) Descriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TaskNetwork) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *TaskNetwork) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 type ContainerSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Image string                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
@@ -966,7 +1088,7 @@ type ContainerSpec struct {
 
 func (x *ContainerSpec) Reset() {
 	*x = ContainerSpec{}
-	mi := &file_service_proto_msgTypes[6]
+	mi := &file_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1100,7 @@ func (x *ContainerSpec) String() string {
 func (*ContainerSpec) ProtoMessage() {}
 
 func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[6]
+	mi := &file_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1113,7 @@ func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerSpec.ProtoReflect.Descriptor instead.
 func (*ContainerSpec) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{6}
+	return file_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ContainerSpec) GetImage() string {
@@ -1109,7 +1231,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_service_proto_msgTypes[7]
+	mi := &file_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1243,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[7]
+	mi := &file_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1256,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{7}
+	return file_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HealthCheck) GetTest() []string {
@@ -1205,7 +1327,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_service_proto_msgTypes[8]
+	mi := &file_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1339,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[8]
+	mi := &file_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1352,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{8}
+	return file_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Mount) GetType() MountType {
@@ -1271,7 +1393,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_service_proto_msgTypes[9]
+	mi := &file_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1405,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[9]
+	mi := &file_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1418,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{9}
+	return file_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Resources) GetLimits() *ResourceSet {
@@ -1324,7 +1446,7 @@ type ResourceSet struct {
 
 func (x *ResourceSet) Reset() {
 	*x = ResourceSet{}
-	mi := &file_service_proto_msgTypes[10]
+	mi := &file_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1458,7 @@ func (x *ResourceSet) String() string {
 func (*ResourceSet) ProtoMessage() {}
 
 func (x *ResourceSet) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[10]
+	mi := &file_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1471,7 @@ func (x *ResourceSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceSet.ProtoReflect.Descriptor instead.
 func (*ResourceSet) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{10}
+	return file_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ResourceSet) GetNanoCpus() int64 {
@@ -1388,7 +1510,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_service_proto_msgTypes[11]
+	mi := &file_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1400,7 +1522,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[11]
+	mi := &file_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +1535,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{11}
+	return file_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RestartPolicy) GetCondition() RestartCondition {
@@ -1456,7 +1578,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_service_proto_msgTypes[12]
+	mi := &file_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1590,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[12]
+	mi := &file_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1603,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{12}
+	return file_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1515,7 +1637,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_service_proto_msgTypes[13]
+	mi := &file_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1649,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[13]
+	mi := &file_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1662,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{13}
+	return file_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PlacementPreference) GetSpread() string {
@@ -1568,7 +1690,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_service_proto_msgTypes[14]
+	mi := &file_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1702,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[14]
+	mi := &file_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1715,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{14}
+	return file_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PortConfig) GetName() string {
@@ -1660,16 +1782,20 @@ type Task struct {
 	DesiredState TaskState   `protobuf:"varint,9,opt,name=desired_state,json=desiredState,proto3,enum=shoal.v1.TaskState" json:"desired_state,omitempty"`
 	Status       *TaskStatus `protobuf:"bytes,10,opt,name=status,proto3" json:"status,omitempty"`
 	JobIteration uint64      `protobuf:"varint,11,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
-	// address is the task's IP in its node's subnet with the prefix length
-	// ("10.200.3.5/24"), given by the allocator when the task is placed.
-	Address       string `protobuf:"bytes,12,opt,name=address,proto3" json:"address,omitempty"`
+	// address is the task's IP on its primary network (the first of
+	// networks) with the prefix length ("10.200.3.5/24"), given by the
+	// allocator when the task is placed.
+	Address string `protobuf:"bytes,12,opt,name=address,proto3" json:"address,omitempty"`
+	// networks are the task's addresses, one per network of its spec in the
+	// spec's order (the default network when the spec lists none).
+	Networks      []*TaskNetwork `protobuf:"bytes,13,rep,name=networks,proto3" json:"networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_service_proto_msgTypes[15]
+	mi := &file_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +1807,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[15]
+	mi := &file_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +1820,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{15}
+	return file_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Task) GetId() string {
@@ -1781,6 +1907,13 @@ func (x *Task) GetAddress() string {
 	return ""
 }
 
+func (x *Task) GetNetworks() []*TaskNetwork {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
 type TaskStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	State TaskState              `protobuf:"varint,1,opt,name=state,proto3,enum=shoal.v1.TaskState" json:"state,omitempty"`
@@ -1806,7 +1939,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_service_proto_msgTypes[16]
+	mi := &file_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +1951,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[16]
+	mi := &file_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +1964,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{16}
+	return file_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TaskStatus) GetState() TaskState {
@@ -1936,14 +2069,22 @@ const file_service_proto_rawDesc = "" +
 	"\fEndpointSpec\x12*\n" +
 	"\x04mode\x18\x01 \x01(\x0e2\x16.shoal.v1.EndpointModeR\x04mode\"#\n" +
 	"\x0fServiceEndpoint\x12\x10\n" +
-	"\x03vip\x18\x01 \x01(\tR\x03vip\"\xa9\x02\n" +
+	"\x03vip\x18\x01 \x01(\tR\x03vip\"\xe8\x02\n" +
 	"\bTaskSpec\x125\n" +
 	"\tcontainer\x18\x01 \x01(\v2\x17.shoal.v1.ContainerSpecR\tcontainer\x121\n" +
 	"\tresources\x18\x02 \x01(\v2\x13.shoal.v1.ResourcesR\tresources\x121\n" +
 	"\arestart\x18\x03 \x01(\v2\x17.shoal.v1.RestartPolicyR\arestart\x121\n" +
 	"\tplacement\x18\x04 \x01(\v2\x13.shoal.v1.PlacementR\tplacement\x12*\n" +
 	"\x05ports\x18\x05 \x03(\v2\x14.shoal.v1.PortConfigR\x05ports\x12!\n" +
-	"\fforce_update\x18\x06 \x01(\x04R\vforceUpdate\"\x90\x04\n" +
+	"\fforce_update\x18\x06 \x01(\x04R\vforceUpdate\x12=\n" +
+	"\bnetworks\x18\a \x03(\v2!.shoal.v1.NetworkAttachmentConfigR\bnetworks\"K\n" +
+	"\x17NetworkAttachmentConfig\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x18\n" +
+	"\aaliases\x18\x02 \x03(\tR\aaliases\"F\n" +
+	"\vTaskNetwork\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"\x90\x04\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -2006,7 +2147,7 @@ const file_service_proto_rawDesc = "" +
 	"\x0epublished_port\x18\x04 \x01(\rR\rpublishedPort\x12)\n" +
 	"\x04mode\x18\x05 \x01(\x0e2\x15.shoal.v1.PublishModeR\x04mode\x12&\n" +
 	"\x04mesh\x18\x06 \x01(\x0e2\x12.shoal.v1.MeshModeR\x04mesh\x12>\n" +
-	"\x0eproxy_protocol\x18\a \x01(\x0e2\x17.shoal.v1.ProxyProtocolR\rproxyProtocol\"\x9b\x03\n" +
+	"\x0eproxy_protocol\x18\a \x01(\x0e2\x17.shoal.v1.ProxyProtocolR\rproxyProtocol\"\xce\x03\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.shoal.v1.MetaR\x04meta\x12\x1d\n" +
@@ -2021,7 +2162,8 @@ const file_service_proto_rawDesc = "" +
 	"\x06status\x18\n" +
 	" \x01(\v2\x14.shoal.v1.TaskStatusR\x06status\x12#\n" +
 	"\rjob_iteration\x18\v \x01(\x04R\fjobIteration\x12\x18\n" +
-	"\aaddress\x18\f \x01(\tR\aaddress\"\xd3\x02\n" +
+	"\aaddress\x18\f \x01(\tR\aaddress\x121\n" +
+	"\bnetworks\x18\r \x03(\v2\x15.shoal.v1.TaskNetworkR\bnetworks\"\xd3\x02\n" +
 	"\n" +
 	"TaskStatus\x12)\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x13.shoal.v1.TaskStateR\x05state\x12\x18\n" +
@@ -2096,80 +2238,84 @@ func file_service_proto_rawDescGZIP() []byte {
 }
 
 var file_service_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_service_proto_goTypes = []any{
-	(ServiceMode)(0),              // 0: shoal.v1.ServiceMode
-	(EndpointMode)(0),             // 1: shoal.v1.EndpointMode
-	(MountType)(0),                // 2: shoal.v1.MountType
-	(RestartCondition)(0),         // 3: shoal.v1.RestartCondition
-	(PublishMode)(0),              // 4: shoal.v1.PublishMode
-	(MeshMode)(0),                 // 5: shoal.v1.MeshMode
-	(ProxyProtocol)(0),            // 6: shoal.v1.ProxyProtocol
-	(TaskState)(0),                // 7: shoal.v1.TaskState
-	(HealthState)(0),              // 8: shoal.v1.HealthState
-	(*Service)(nil),               // 9: shoal.v1.Service
-	(*VersionedSpec)(nil),         // 10: shoal.v1.VersionedSpec
-	(*ServiceSpec)(nil),           // 11: shoal.v1.ServiceSpec
-	(*EndpointSpec)(nil),          // 12: shoal.v1.EndpointSpec
-	(*ServiceEndpoint)(nil),       // 13: shoal.v1.ServiceEndpoint
-	(*TaskSpec)(nil),              // 14: shoal.v1.TaskSpec
-	(*ContainerSpec)(nil),         // 15: shoal.v1.ContainerSpec
-	(*HealthCheck)(nil),           // 16: shoal.v1.HealthCheck
-	(*Mount)(nil),                 // 17: shoal.v1.Mount
-	(*Resources)(nil),             // 18: shoal.v1.Resources
-	(*ResourceSet)(nil),           // 19: shoal.v1.ResourceSet
-	(*RestartPolicy)(nil),         // 20: shoal.v1.RestartPolicy
-	(*Placement)(nil),             // 21: shoal.v1.Placement
-	(*PlacementPreference)(nil),   // 22: shoal.v1.PlacementPreference
-	(*PortConfig)(nil),            // 23: shoal.v1.PortConfig
-	(*Task)(nil),                  // 24: shoal.v1.Task
-	(*TaskStatus)(nil),            // 25: shoal.v1.TaskStatus
-	nil,                           // 26: shoal.v1.ServiceSpec.LabelsEntry
-	nil,                           // 27: shoal.v1.ContainerSpec.LabelsEntry
-	(*Meta)(nil),                  // 28: shoal.v1.Meta
-	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
+	(ServiceMode)(0),                // 0: shoal.v1.ServiceMode
+	(EndpointMode)(0),               // 1: shoal.v1.EndpointMode
+	(MountType)(0),                  // 2: shoal.v1.MountType
+	(RestartCondition)(0),           // 3: shoal.v1.RestartCondition
+	(PublishMode)(0),                // 4: shoal.v1.PublishMode
+	(MeshMode)(0),                   // 5: shoal.v1.MeshMode
+	(ProxyProtocol)(0),              // 6: shoal.v1.ProxyProtocol
+	(TaskState)(0),                  // 7: shoal.v1.TaskState
+	(HealthState)(0),                // 8: shoal.v1.HealthState
+	(*Service)(nil),                 // 9: shoal.v1.Service
+	(*VersionedSpec)(nil),           // 10: shoal.v1.VersionedSpec
+	(*ServiceSpec)(nil),             // 11: shoal.v1.ServiceSpec
+	(*EndpointSpec)(nil),            // 12: shoal.v1.EndpointSpec
+	(*ServiceEndpoint)(nil),         // 13: shoal.v1.ServiceEndpoint
+	(*TaskSpec)(nil),                // 14: shoal.v1.TaskSpec
+	(*NetworkAttachmentConfig)(nil), // 15: shoal.v1.NetworkAttachmentConfig
+	(*TaskNetwork)(nil),             // 16: shoal.v1.TaskNetwork
+	(*ContainerSpec)(nil),           // 17: shoal.v1.ContainerSpec
+	(*HealthCheck)(nil),             // 18: shoal.v1.HealthCheck
+	(*Mount)(nil),                   // 19: shoal.v1.Mount
+	(*Resources)(nil),               // 20: shoal.v1.Resources
+	(*ResourceSet)(nil),             // 21: shoal.v1.ResourceSet
+	(*RestartPolicy)(nil),           // 22: shoal.v1.RestartPolicy
+	(*Placement)(nil),               // 23: shoal.v1.Placement
+	(*PlacementPreference)(nil),     // 24: shoal.v1.PlacementPreference
+	(*PortConfig)(nil),              // 25: shoal.v1.PortConfig
+	(*Task)(nil),                    // 26: shoal.v1.Task
+	(*TaskStatus)(nil),              // 27: shoal.v1.TaskStatus
+	nil,                             // 28: shoal.v1.ServiceSpec.LabelsEntry
+	nil,                             // 29: shoal.v1.ContainerSpec.LabelsEntry
+	(*Meta)(nil),                    // 30: shoal.v1.Meta
+	(*timestamppb.Timestamp)(nil),   // 31: google.protobuf.Timestamp
 }
 var file_service_proto_depIdxs = []int32{
-	28, // 0: shoal.v1.Service.meta:type_name -> shoal.v1.Meta
+	30, // 0: shoal.v1.Service.meta:type_name -> shoal.v1.Meta
 	11, // 1: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
 	10, // 2: shoal.v1.Service.previous_specs:type_name -> shoal.v1.VersionedSpec
 	13, // 3: shoal.v1.Service.endpoint:type_name -> shoal.v1.ServiceEndpoint
 	11, // 4: shoal.v1.VersionedSpec.spec:type_name -> shoal.v1.ServiceSpec
-	29, // 5: shoal.v1.VersionedSpec.replaced_at:type_name -> google.protobuf.Timestamp
-	26, // 6: shoal.v1.ServiceSpec.labels:type_name -> shoal.v1.ServiceSpec.LabelsEntry
+	31, // 5: shoal.v1.VersionedSpec.replaced_at:type_name -> google.protobuf.Timestamp
+	28, // 6: shoal.v1.ServiceSpec.labels:type_name -> shoal.v1.ServiceSpec.LabelsEntry
 	0,  // 7: shoal.v1.ServiceSpec.mode:type_name -> shoal.v1.ServiceMode
 	14, // 8: shoal.v1.ServiceSpec.task:type_name -> shoal.v1.TaskSpec
 	12, // 9: shoal.v1.ServiceSpec.endpoint:type_name -> shoal.v1.EndpointSpec
 	1,  // 10: shoal.v1.EndpointSpec.mode:type_name -> shoal.v1.EndpointMode
-	15, // 11: shoal.v1.TaskSpec.container:type_name -> shoal.v1.ContainerSpec
-	18, // 12: shoal.v1.TaskSpec.resources:type_name -> shoal.v1.Resources
-	20, // 13: shoal.v1.TaskSpec.restart:type_name -> shoal.v1.RestartPolicy
-	21, // 14: shoal.v1.TaskSpec.placement:type_name -> shoal.v1.Placement
-	23, // 15: shoal.v1.TaskSpec.ports:type_name -> shoal.v1.PortConfig
-	27, // 16: shoal.v1.ContainerSpec.labels:type_name -> shoal.v1.ContainerSpec.LabelsEntry
-	17, // 17: shoal.v1.ContainerSpec.mounts:type_name -> shoal.v1.Mount
-	16, // 18: shoal.v1.ContainerSpec.healthcheck:type_name -> shoal.v1.HealthCheck
-	16, // 19: shoal.v1.ContainerSpec.readiness:type_name -> shoal.v1.HealthCheck
-	2,  // 20: shoal.v1.Mount.type:type_name -> shoal.v1.MountType
-	19, // 21: shoal.v1.Resources.limits:type_name -> shoal.v1.ResourceSet
-	19, // 22: shoal.v1.Resources.reservations:type_name -> shoal.v1.ResourceSet
-	3,  // 23: shoal.v1.RestartPolicy.condition:type_name -> shoal.v1.RestartCondition
-	22, // 24: shoal.v1.Placement.preferences:type_name -> shoal.v1.PlacementPreference
-	4,  // 25: shoal.v1.PortConfig.mode:type_name -> shoal.v1.PublishMode
-	5,  // 26: shoal.v1.PortConfig.mesh:type_name -> shoal.v1.MeshMode
-	6,  // 27: shoal.v1.PortConfig.proxy_protocol:type_name -> shoal.v1.ProxyProtocol
-	28, // 28: shoal.v1.Task.meta:type_name -> shoal.v1.Meta
-	14, // 29: shoal.v1.Task.spec:type_name -> shoal.v1.TaskSpec
-	7,  // 30: shoal.v1.Task.desired_state:type_name -> shoal.v1.TaskState
-	25, // 31: shoal.v1.Task.status:type_name -> shoal.v1.TaskStatus
-	7,  // 32: shoal.v1.TaskStatus.state:type_name -> shoal.v1.TaskState
-	29, // 33: shoal.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	8,  // 34: shoal.v1.TaskStatus.health:type_name -> shoal.v1.HealthState
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	17, // 11: shoal.v1.TaskSpec.container:type_name -> shoal.v1.ContainerSpec
+	20, // 12: shoal.v1.TaskSpec.resources:type_name -> shoal.v1.Resources
+	22, // 13: shoal.v1.TaskSpec.restart:type_name -> shoal.v1.RestartPolicy
+	23, // 14: shoal.v1.TaskSpec.placement:type_name -> shoal.v1.Placement
+	25, // 15: shoal.v1.TaskSpec.ports:type_name -> shoal.v1.PortConfig
+	15, // 16: shoal.v1.TaskSpec.networks:type_name -> shoal.v1.NetworkAttachmentConfig
+	29, // 17: shoal.v1.ContainerSpec.labels:type_name -> shoal.v1.ContainerSpec.LabelsEntry
+	19, // 18: shoal.v1.ContainerSpec.mounts:type_name -> shoal.v1.Mount
+	18, // 19: shoal.v1.ContainerSpec.healthcheck:type_name -> shoal.v1.HealthCheck
+	18, // 20: shoal.v1.ContainerSpec.readiness:type_name -> shoal.v1.HealthCheck
+	2,  // 21: shoal.v1.Mount.type:type_name -> shoal.v1.MountType
+	21, // 22: shoal.v1.Resources.limits:type_name -> shoal.v1.ResourceSet
+	21, // 23: shoal.v1.Resources.reservations:type_name -> shoal.v1.ResourceSet
+	3,  // 24: shoal.v1.RestartPolicy.condition:type_name -> shoal.v1.RestartCondition
+	24, // 25: shoal.v1.Placement.preferences:type_name -> shoal.v1.PlacementPreference
+	4,  // 26: shoal.v1.PortConfig.mode:type_name -> shoal.v1.PublishMode
+	5,  // 27: shoal.v1.PortConfig.mesh:type_name -> shoal.v1.MeshMode
+	6,  // 28: shoal.v1.PortConfig.proxy_protocol:type_name -> shoal.v1.ProxyProtocol
+	30, // 29: shoal.v1.Task.meta:type_name -> shoal.v1.Meta
+	14, // 30: shoal.v1.Task.spec:type_name -> shoal.v1.TaskSpec
+	7,  // 31: shoal.v1.Task.desired_state:type_name -> shoal.v1.TaskState
+	27, // 32: shoal.v1.Task.status:type_name -> shoal.v1.TaskStatus
+	16, // 33: shoal.v1.Task.networks:type_name -> shoal.v1.TaskNetwork
+	7,  // 34: shoal.v1.TaskStatus.state:type_name -> shoal.v1.TaskState
+	31, // 35: shoal.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	8,  // 36: shoal.v1.TaskStatus.health:type_name -> shoal.v1.HealthState
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_service_proto_init() }
@@ -2184,7 +2330,7 @@ func file_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_service_proto_rawDesc), len(file_service_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

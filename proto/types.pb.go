@@ -352,7 +352,11 @@ type ClusterSpec struct {
 	// dns_ttl_ms is the TTL of the nodes' DNS answers for cluster names
 	// (default 1000; -1 means 0). A task about to stop leaves DNS this long
 	// before it is sent its stop signal, so no client cache still holds it.
-	DnsTtlMs      int64 `protobuf:"varint,8,opt,name=dns_ttl_ms,json=dnsTtlMs,proto3" json:"dns_ttl_ms,omitempty"`
+	DnsTtlMs int64 `protobuf:"varint,8,opt,name=dns_ttl_ms,json=dnsTtlMs,proto3" json:"dns_ttl_ms,omitempty"`
+	// network_pool is the CIDR that networks created without --subnet take
+	// their subnet from (default 10.64.0.0/10), each as long as task_pool.
+	// It must not overlap task_pool or vip_pool.
+	NetworkPool   string `protobuf:"bytes,9,opt,name=network_pool,json=networkPool,proto3" json:"network_pool,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -443,6 +447,162 @@ func (x *ClusterSpec) GetDnsTtlMs() int64 {
 	return 0
 }
 
+func (x *ClusterSpec) GetNetworkPool() string {
+	if x != nil {
+		return x.NetworkPool
+	}
+	return ""
+}
+
+// Network is a user-defined network: tasks on it reach each other across
+// nodes; tasks on different networks cannot reach each other. The default
+// network (ID and name "default", subnet = ClusterSpec.task_pool) is not
+// stored: it is implied by the cluster spec.
+//
+// Each node has a slice of every network: the slice with the same index as
+// the node's Node.subnet has in the task pool, so a node's slices follow
+// from its subnet alone and are never stored or allocated.
+type Network struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta  *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec  *NetworkSpec           `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	// subnet is the network's CIDR: spec.subnet, or one taken from the
+	// cluster's network pool.
+	Subnet        string `protobuf:"bytes,4,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Network) Reset() {
+	*x = Network{}
+	mi := &file_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Network) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Network) ProtoMessage() {}
+
+func (x *Network) ProtoReflect() protoreflect.Message {
+	mi := &file_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Network.ProtoReflect.Descriptor instead.
+func (*Network) Descriptor() ([]byte, []int) {
+	return file_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Network) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Network) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *Network) GetSpec() *NetworkSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *Network) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+type NetworkSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// subnet, when set, is the CIDR the user chose.
+	Subnet string `protobuf:"bytes,2,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	// attachable is recorded for compatibility with Docker's flag; shoal has
+	// no standalone containers to attach yet.
+	Attachable    bool              `protobuf:"varint,3,opt,name=attachable,proto3" json:"attachable,omitempty"`
+	Labels        map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkSpec) Reset() {
+	*x = NetworkSpec{}
+	mi := &file_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkSpec) ProtoMessage() {}
+
+func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
+func (*NetworkSpec) Descriptor() ([]byte, []int) {
+	return file_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *NetworkSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NetworkSpec) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *NetworkSpec) GetAttachable() bool {
+	if x != nil {
+		return x.Attachable
+	}
+	return false
+}
+
+func (x *NetworkSpec) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
 type RootCA struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	CertPem []byte                 `protobuf:"bytes,1,opt,name=cert_pem,json=certPem,proto3" json:"cert_pem,omitempty"`
@@ -455,7 +615,7 @@ type RootCA struct {
 
 func (x *RootCA) Reset() {
 	*x = RootCA{}
-	mi := &file_types_proto_msgTypes[3]
+	mi := &file_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -467,7 +627,7 @@ func (x *RootCA) String() string {
 func (*RootCA) ProtoMessage() {}
 
 func (x *RootCA) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[3]
+	mi := &file_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -480,7 +640,7 @@ func (x *RootCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
 func (*RootCA) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{3}
+	return file_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RootCA) GetCertPem() []byte {
@@ -514,7 +674,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_types_proto_msgTypes[4]
+	mi := &file_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +686,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[4]
+	mi := &file_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +699,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{4}
+	return file_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -578,7 +738,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_types_proto_msgTypes[5]
+	mi := &file_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +750,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[5]
+	mi := &file_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +763,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{5}
+	return file_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Node) GetId() string {
@@ -677,7 +837,7 @@ type NodeSubnet struct {
 
 func (x *NodeSubnet) Reset() {
 	*x = NodeSubnet{}
-	mi := &file_types_proto_msgTypes[6]
+	mi := &file_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +849,7 @@ func (x *NodeSubnet) String() string {
 func (*NodeSubnet) ProtoMessage() {}
 
 func (x *NodeSubnet) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[6]
+	mi := &file_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +862,7 @@ func (x *NodeSubnet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSubnet.ProtoReflect.Descriptor instead.
 func (*NodeSubnet) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{6}
+	return file_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeSubnet) GetNodeId() string {
@@ -737,7 +897,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_types_proto_msgTypes[7]
+	mi := &file_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +909,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[7]
+	mi := &file_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +922,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{7}
+	return file_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NodeSpec) GetDesiredRole() NodeRole {
@@ -801,7 +961,7 @@ type NodeDescription struct {
 
 func (x *NodeDescription) Reset() {
 	*x = NodeDescription{}
-	mi := &file_types_proto_msgTypes[8]
+	mi := &file_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -813,7 +973,7 @@ func (x *NodeDescription) String() string {
 func (*NodeDescription) ProtoMessage() {}
 
 func (x *NodeDescription) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[8]
+	mi := &file_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -826,7 +986,7 @@ func (x *NodeDescription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDescription.ProtoReflect.Descriptor instead.
 func (*NodeDescription) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{8}
+	return file_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NodeDescription) GetHostname() string {
@@ -891,7 +1051,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_types_proto_msgTypes[9]
+	mi := &file_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1063,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[9]
+	mi := &file_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1076,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{9}
+	return file_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NodeStatus) GetState() NodeState {
@@ -959,7 +1119,7 @@ type ManagerInfo struct {
 
 func (x *ManagerInfo) Reset() {
 	*x = ManagerInfo{}
-	mi := &file_types_proto_msgTypes[10]
+	mi := &file_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1131,7 @@ func (x *ManagerInfo) String() string {
 func (*ManagerInfo) ProtoMessage() {}
 
 func (x *ManagerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[10]
+	mi := &file_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1144,7 @@ func (x *ManagerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerInfo.ProtoReflect.Descriptor instead.
 func (*ManagerInfo) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{10}
+	return file_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ManagerInfo) GetRaftAddr() string {
@@ -1014,7 +1174,7 @@ type ManagerAddr struct {
 
 func (x *ManagerAddr) Reset() {
 	*x = ManagerAddr{}
-	mi := &file_types_proto_msgTypes[11]
+	mi := &file_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1186,7 @@ func (x *ManagerAddr) String() string {
 func (*ManagerAddr) ProtoMessage() {}
 
 func (x *ManagerAddr) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[11]
+	mi := &file_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1199,7 @@ func (x *ManagerAddr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerAddr.ProtoReflect.Descriptor instead.
 func (*ManagerAddr) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{11}
+	return file_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ManagerAddr) GetNodeId() string {
@@ -1090,7 +1250,7 @@ const file_types_proto_rawDesc = "" +
 	"joinTokens\x12\x1d\n" +
 	"\n" +
 	"gossip_key\x18\x06 \x01(\fR\tgossipKey\x12#\n" +
-	"\rremoved_nodes\x18\a \x03(\tR\fremovedNodes\"\xb8\x02\n" +
+	"\rremoved_nodes\x18\a \x03(\tR\fremovedNodes\"\xdb\x02\n" +
 	"\vClusterSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\x18node_cert_expiry_seconds\x18\x02 \x01(\x03R\x15nodeCertExpirySeconds\x12.\n" +
@@ -1100,7 +1260,23 @@ const file_types_proto_rawDesc = "" +
 	"\x10node_subnet_bits\x18\x06 \x01(\rR\x0enodeSubnetBits\x12\x19\n" +
 	"\bvip_pool\x18\a \x01(\tR\avipPool\x12\x1c\n" +
 	"\n" +
-	"dns_ttl_ms\x18\b \x01(\x03R\bdnsTtlMs\"^\n" +
+	"dns_ttl_ms\x18\b \x01(\x03R\bdnsTtlMs\x12!\n" +
+	"\fnetwork_pool\x18\t \x01(\tR\vnetworkPool\"\x80\x01\n" +
+	"\aNetwork\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
+	"\x04meta\x18\x02 \x01(\v2\x0e.shoal.v1.MetaR\x04meta\x12)\n" +
+	"\x04spec\x18\x03 \x01(\v2\x15.shoal.v1.NetworkSpecR\x04spec\x12\x16\n" +
+	"\x06subnet\x18\x04 \x01(\tR\x06subnet\"\xcf\x01\n" +
+	"\vNetworkSpec\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06subnet\x18\x02 \x01(\tR\x06subnet\x12\x1e\n" +
+	"\n" +
+	"attachable\x18\x03 \x01(\bR\n" +
+	"attachable\x129\n" +
+	"\x06labels\x18\x04 \x03(\v2!.shoal.v1.NetworkSpec.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
 	"\x06RootCA\x12\x19\n" +
 	"\bcert_pem\x18\x01 \x01(\fR\acertPem\x12\x17\n" +
 	"\akey_pem\x18\x02 \x01(\fR\x06keyPem\x12 \n" +
@@ -1180,7 +1356,7 @@ func file_types_proto_rawDescGZIP() []byte {
 }
 
 var file_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_types_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_types_proto_goTypes = []any{
 	(NodeRole)(0),                 // 0: shoal.v1.NodeRole
 	(NodeAvailability)(0),         // 1: shoal.v1.NodeAvailability
@@ -1188,41 +1364,47 @@ var file_types_proto_goTypes = []any{
 	(*Meta)(nil),                  // 3: shoal.v1.Meta
 	(*Cluster)(nil),               // 4: shoal.v1.Cluster
 	(*ClusterSpec)(nil),           // 5: shoal.v1.ClusterSpec
-	(*RootCA)(nil),                // 6: shoal.v1.RootCA
-	(*JoinTokens)(nil),            // 7: shoal.v1.JoinTokens
-	(*Node)(nil),                  // 8: shoal.v1.Node
-	(*NodeSubnet)(nil),            // 9: shoal.v1.NodeSubnet
-	(*NodeSpec)(nil),              // 10: shoal.v1.NodeSpec
-	(*NodeDescription)(nil),       // 11: shoal.v1.NodeDescription
-	(*NodeStatus)(nil),            // 12: shoal.v1.NodeStatus
-	(*ManagerInfo)(nil),           // 13: shoal.v1.ManagerInfo
-	(*ManagerAddr)(nil),           // 14: shoal.v1.ManagerAddr
-	nil,                           // 15: shoal.v1.NodeSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*Network)(nil),               // 6: shoal.v1.Network
+	(*NetworkSpec)(nil),           // 7: shoal.v1.NetworkSpec
+	(*RootCA)(nil),                // 8: shoal.v1.RootCA
+	(*JoinTokens)(nil),            // 9: shoal.v1.JoinTokens
+	(*Node)(nil),                  // 10: shoal.v1.Node
+	(*NodeSubnet)(nil),            // 11: shoal.v1.NodeSubnet
+	(*NodeSpec)(nil),              // 12: shoal.v1.NodeSpec
+	(*NodeDescription)(nil),       // 13: shoal.v1.NodeDescription
+	(*NodeStatus)(nil),            // 14: shoal.v1.NodeStatus
+	(*ManagerInfo)(nil),           // 15: shoal.v1.ManagerInfo
+	(*ManagerAddr)(nil),           // 16: shoal.v1.ManagerAddr
+	nil,                           // 17: shoal.v1.NetworkSpec.LabelsEntry
+	nil,                           // 18: shoal.v1.NodeSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_types_proto_depIdxs = []int32{
-	16, // 0: shoal.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	16, // 1: shoal.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	19, // 0: shoal.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	19, // 1: shoal.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 2: shoal.v1.Cluster.meta:type_name -> shoal.v1.Meta
 	5,  // 3: shoal.v1.Cluster.spec:type_name -> shoal.v1.ClusterSpec
-	6,  // 4: shoal.v1.Cluster.root_ca:type_name -> shoal.v1.RootCA
-	7,  // 5: shoal.v1.Cluster.join_tokens:type_name -> shoal.v1.JoinTokens
-	3,  // 6: shoal.v1.Node.meta:type_name -> shoal.v1.Meta
-	10, // 7: shoal.v1.Node.spec:type_name -> shoal.v1.NodeSpec
-	11, // 8: shoal.v1.Node.description:type_name -> shoal.v1.NodeDescription
-	12, // 9: shoal.v1.Node.status:type_name -> shoal.v1.NodeStatus
-	0,  // 10: shoal.v1.Node.role:type_name -> shoal.v1.NodeRole
-	13, // 11: shoal.v1.Node.manager:type_name -> shoal.v1.ManagerInfo
-	0,  // 12: shoal.v1.NodeSpec.desired_role:type_name -> shoal.v1.NodeRole
-	1,  // 13: shoal.v1.NodeSpec.availability:type_name -> shoal.v1.NodeAvailability
-	15, // 14: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
-	2,  // 15: shoal.v1.NodeStatus.state:type_name -> shoal.v1.NodeState
-	16, // 16: shoal.v1.NodeStatus.updated_at:type_name -> google.protobuf.Timestamp
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	8,  // 4: shoal.v1.Cluster.root_ca:type_name -> shoal.v1.RootCA
+	9,  // 5: shoal.v1.Cluster.join_tokens:type_name -> shoal.v1.JoinTokens
+	3,  // 6: shoal.v1.Network.meta:type_name -> shoal.v1.Meta
+	7,  // 7: shoal.v1.Network.spec:type_name -> shoal.v1.NetworkSpec
+	17, // 8: shoal.v1.NetworkSpec.labels:type_name -> shoal.v1.NetworkSpec.LabelsEntry
+	3,  // 9: shoal.v1.Node.meta:type_name -> shoal.v1.Meta
+	12, // 10: shoal.v1.Node.spec:type_name -> shoal.v1.NodeSpec
+	13, // 11: shoal.v1.Node.description:type_name -> shoal.v1.NodeDescription
+	14, // 12: shoal.v1.Node.status:type_name -> shoal.v1.NodeStatus
+	0,  // 13: shoal.v1.Node.role:type_name -> shoal.v1.NodeRole
+	15, // 14: shoal.v1.Node.manager:type_name -> shoal.v1.ManagerInfo
+	0,  // 15: shoal.v1.NodeSpec.desired_role:type_name -> shoal.v1.NodeRole
+	1,  // 16: shoal.v1.NodeSpec.availability:type_name -> shoal.v1.NodeAvailability
+	18, // 17: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
+	2,  // 18: shoal.v1.NodeStatus.state:type_name -> shoal.v1.NodeState
+	19, // 19: shoal.v1.NodeStatus.updated_at:type_name -> google.protobuf.Timestamp
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_types_proto_init() }
@@ -1236,7 +1418,7 @@ func file_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_types_proto_rawDesc), len(file_types_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

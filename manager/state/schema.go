@@ -43,6 +43,7 @@ const (
 	tableNodes    = "nodes"
 	tableServices = "services"
 	tableTasks    = "tasks"
+	tableNetworks = "networks"
 )
 
 // Secondary indexes.
@@ -51,6 +52,7 @@ const (
 	indexServiceVIP  = "vip"
 	indexServiceID   = "service_id"
 	indexNodeID      = "node_id"
+	indexNetworkName = "name"
 )
 
 // tables is the registry of stored kinds, in snapshot order.
@@ -65,6 +67,9 @@ var tables = []*table{
 	withIndexes(newTable(tableTasks, (*shoalpb.StoreAction).GetTask,
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Task { return &s.Tasks }),
 		map[string]string{indexServiceID: "ServiceId", indexNodeID: "NodeId"}),
+	withIndexes(newTable(tableNetworks, (*shoalpb.StoreAction).GetNetwork,
+		func(s *shoalpb.Snapshot) *[]*shoalpb.Network { return &s.Networks }),
+		map[string]string{indexNetworkName: "Spec.Name"}, indexNetworkName),
 }
 
 func withIndexes(t *table, indexes map[string]string, unique ...string) *table {
@@ -181,6 +186,13 @@ type ReadTx interface {
 	TasksByService(serviceID string) []*shoalpb.Task
 	// TasksByNode returns the tasks assigned to one node, sorted by id.
 	TasksByNode(nodeID string) []*shoalpb.Task
+	// Network returns the network with that id, nil if there is none.
+	Network(id string) *shoalpb.Network
+	// NetworkByName returns the network with that name, nil if there is none.
+	NetworkByName(name string) *shoalpb.Network
+	// Networks returns every stored network, sorted by id (the default
+	// network is not stored).
+	Networks() []*shoalpb.Network
 }
 
 // readTx implements ReadTx over a go-memdb read transaction.
@@ -224,6 +236,22 @@ func (r readTx) TasksByService(serviceID string) []*shoalpb.Task {
 
 func (r readTx) TasksByNode(nodeID string) []*shoalpb.Task {
 	return listIndex[*shoalpb.Task](r.txn, tableTasks, indexNodeID, nodeID)
+}
+
+func (r readTx) Network(id string) *shoalpb.Network {
+	return getObject[*shoalpb.Network](r.txn, tableNetworks, id)
+}
+
+func (r readTx) NetworkByName(name string) *shoalpb.Network {
+	list := listIndex[*shoalpb.Network](r.txn, tableNetworks, indexNetworkName, name)
+	if len(list) == 0 {
+		return nil
+	}
+	return list[0]
+}
+
+func (r readTx) Networks() []*shoalpb.Network {
+	return listTable[*shoalpb.Network](r.txn, tableNetworks)
 }
 
 // getObject returns the object with that id, or T's zero value.
