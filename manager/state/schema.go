@@ -53,6 +53,9 @@ const (
 	indexServiceID   = "service_id"
 	indexNodeID      = "node_id"
 	indexNetworkName = "name"
+	// indexNetworkSubnet keeps two networks created at once through
+	// different managers from taking the same free subnet.
+	indexNetworkSubnet = "subnet"
 )
 
 // tables is the registry of stored kinds, in snapshot order.
@@ -69,7 +72,7 @@ var tables = []*table{
 		map[string]string{indexServiceID: "ServiceId", indexNodeID: "NodeId"}),
 	withIndexes(newTable(tableNetworks, (*shoalpb.StoreAction).GetNetwork,
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Network { return &s.Networks }),
-		map[string]string{indexNetworkName: "Spec.Name"}, indexNetworkName),
+		map[string]string{indexNetworkName: "Spec.Name", indexNetworkSubnet: "Subnet"}, indexNetworkName, indexNetworkSubnet),
 }
 
 func withIndexes(t *table, indexes map[string]string, unique ...string) *table {
