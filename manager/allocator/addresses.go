@@ -23,6 +23,22 @@ func HoldsAddress(t *shoalpb.Task) bool {
 	return true
 }
 
+// TaskAddresses are the addresses t holds, one per network (a task placed
+// before networks existed holds only Task.address).
+func TaskAddresses(t *shoalpb.Task) []string {
+	if len(t.GetNetworks()) == 0 {
+		if t.GetAddress() == "" {
+			return nil
+		}
+		return []string{t.GetAddress()}
+	}
+	out := make([]string, len(t.GetNetworks()))
+	for i, n := range t.GetNetworks() {
+		out[i] = n.GetAddress()
+	}
+	return out
+}
+
 // Addresses is the free-list of one node's subnet. The network address, the
 // gateway (the first host address, the node's bridge) and the broadcast
 // address are never free.
@@ -58,8 +74,10 @@ func NewAddresses(subnet string, tasks []*shoalpb.Task) (*Addresses, error) {
 		if !HoldsAddress(t) {
 			continue
 		}
-		if i, ok := a.index(t.GetAddress()); ok && a.hold(i) && i > highest {
-			highest = i
+		for _, addr := range TaskAddresses(t) {
+			if i, ok := a.index(addr); ok && a.hold(i) && i > highest {
+				highest = i
+			}
 		}
 	}
 	if highest > 0 {
@@ -90,6 +108,13 @@ func (a *Addresses) hold(i uint32) bool {
 	a.mark(i)
 	a.free--
 	return true
+}
+
+// Contains reports whether addr ("10.200.3.5/24") is one of the subnet's
+// task addresses.
+func (a *Addresses) Contains(addr string) bool {
+	_, ok := a.index(addr)
+	return ok
 }
 
 // Hold marks addr taken, for a task seen holding it after the free-list was

@@ -46,7 +46,11 @@ func (s *Server) CreateService(ctx context.Context, req *shoalpb.CreateServiceRe
 		if err != nil {
 			return nil, s.StoreError(err)
 		}
-		s.cfg.Store.View(func(tx state.ReadTx) { svc.Endpoint, err = endpointFor(tx, svc, nil, skip) })
+		s.cfg.Store.View(func(tx state.ReadTx) {
+			if err = resolveNetworks(tx, spec); err == nil {
+				svc.Endpoint, err = endpointFor(tx, svc, nil, skip)
+			}
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -202,6 +206,9 @@ func (s *Server) UpdateService(ctx context.Context, req *shoalpb.UpdateServiceRe
 		}
 		if spec.Mode != cur.Spec.Mode {
 			return nil, invalid("--mode", "a service's mode cannot change (%s → %s); create a new service", ModeName(cur.Spec.Mode), ModeName(spec.Mode))
+		}
+		if err := resolveNetworks(tx, spec); err != nil {
+			return nil, err
 		}
 		if proto.Equal(spec, cur.Spec) {
 			return nil, nil

@@ -136,7 +136,7 @@ func TestPlaceWithAddresses(t *testing.T) {
 			before := snapshot(c.tasks)
 			var got []placed
 			book := newAddressBook(func(id string) []*shoalpb.Task { return byNode[id] })
-			for _, u := range placeWithAddresses(c.nodes, c.tasks, t0, book) {
+			for _, u := range placeWithAddresses(c.nodes, c.tasks, nil, t0, book) {
 				node := u.NodeId
 				if u.Status.State == pending {
 					node = "" // a global task keeps its node while pending
@@ -323,7 +323,7 @@ func BenchmarkPlace(b *testing.B) {
 			// not written here, so each pass starts from the same book.
 			book := newAddressBook(func(id string) []*shoalpb.Task { return byNode[id] })
 			if withSubnets {
-				for _, u := range placeWithAddresses(nodes, tasks, t0, book) {
+				for _, u := range placeWithAddresses(nodes, tasks, nil, t0, book) {
 					if u.Address == "" {
 						b.Fatalf("task %s placed without an address: %v", u.Id, u)
 					}
@@ -331,7 +331,7 @@ func BenchmarkPlace(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				for _, u := range placeWithAddresses(nodes, tasks, t0, book) {
+				for _, u := range placeWithAddresses(nodes, tasks, nil, t0, book) {
 					if u.Address != "" { // as the store's event would
 						book.observe(state.Event{Kind: state.EventDelete, Object: u})
 					}
@@ -349,7 +349,7 @@ func TestAddressBookObserves(t *testing.T) {
 	book := newAddressBook(func(string) []*shoalpb.Task { reads++; return stored })
 	take := func(id string) string {
 		t.Helper()
-		list, err := book.list("n1", "10.200.0.0/29")
+		list, err := book.list(listKey{"n1", allocator.DefaultNetworkID}, "10.200.0.0/29")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -387,11 +387,80 @@ func TestAddressBookObserves(t *testing.T) {
 	// The node's subnet changes: the list is read again.
 	book.observe(state.Event{Kind: state.EventUpdate, Object: node("n1", subnet("10.200.1.0/29"))})
 	stored = nil
-	list, err := book.list("n1", "10.200.1.0/29")
+	list, err := book.list(listKey{"n1", allocator.DefaultNetworkID}, "10.200.1.0/29")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := book.take(list, "t7"); got != "10.200.1.2/29" || reads != 2 {
 		t.Fatalf("after a subnet change: %s, %d reads", got, reads)
+	}
+}
+
+// A task on several networks gets an address of its node's slice of each,
+// the first being its primary address; a slice that is full gives back the
+// addresses taken on the others; a task on a removed network is not placed.
+func TestPlaceWithAddressesOnNetworks(t *testing.T) {
+	pool, err := allocator.ParsePool("10.200.0.0/16", 24, allocator.FieldNames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets := &networkSet{pool: pool, subnets: map[string]netip.Prefix{
+		allocator.DefaultNetworkID: pool.Prefix,
+		"back":                     netip.MustParsePrefix("10.64.0.0/16"),
+		"tiny":                     netip.MustParsePrefix("10.65.0.0/21"), // /29 slices: 5 addresses
+	}}
+	on := func(ids ...string) func(*shoalpb.Service) {
+		return func(s *shoalpb.Service) {
+			for _, id := range ids {
+				s.Spec.Task.Networks = append(s.Spec.Task.Networks, &shoalpb.NetworkAttachmentConfig{Target: id})
+			}
+		}
+	}
+	both := service("b", replMode, 1, on("back", allocator.DefaultNetworkID))
+	tiny := service("t", replMode, 6, on("back", "tiny"))
+	gone := service("g", replMode, 1, on("removed"))
+	nodes := []*shoalpb.Node{node("n1", subnet("10.200.3.0/24"))}
+	tasks := []*shoalpb.Task{task("b1", both, 1, "", pending), task("g1", gone, 1, "", pending)}
+	for i := range 6 {
+		tasks = append(tasks, task(fmt.Sprintf("t%d", i+1), tiny, uint64(i+1), "", pending))
+	}
+	book := newAddressBook(func(string) []*shoalpb.Task { return nil })
+	got := map[string]*shoalpb.Task{}
+	for _, u := range placeWithAddresses(nodes, tasks, nets, t0, book) {
+		got[u.Id] = u
+	}
+	if b := got["b1"]; b.Address != "10.64.3.2/24" || len(b.Networks) != 2 ||
+		b.Networks[0].NetworkId != "back" || b.Networks[1].NetworkId != allocator.DefaultNetworkID ||
+		b.Networks[1].Address != "10.200.3.2/24" {
+		t.Errorf("b1 on back and default: %v", b)
+	}
+	if g := got["g1"]; g.NodeId != "" || g.Status.State != pending || !strings.Contains(g.Status.Message, "network removed no longer exists") {
+		t.Errorf("g1 on a removed network: %v", g)
+	}
+	placed := 0
+	for i := range 6 {
+		u := got[fmt.Sprintf("t%d", i+1)]
+		if u.Status.State != pending {
+			placed++
+			if !strings.HasPrefix(u.Networks[1].Address, "10.65.0.") || !strings.HasSuffix(u.Networks[1].Address, "/29") {
+				t.Errorf("%s on tiny: %v", u.Id, u.Networks)
+			}
+			continue
+		}
+		if !strings.Contains(u.Status.Message, "no free task address in 10.65.0.24/29") {
+			t.Errorf("%s: %q", u.Id, u.Status.Message)
+		}
+	}
+	if placed != 5 {
+		t.Errorf("%d tasks placed on a /29 slice, want 5", placed)
+	}
+	// The sixth task's address on back was given back: b1 and the five
+	// placed t tasks hold six of the slice's 253.
+	list, err := book.list(listKey{"n1", "back"}, "10.64.3.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if free := list.free.Free(); free != 253-6 || len(list.holders) != 6 {
+		t.Errorf("back after the placements: %d free, holders %v; want %d free and 6 holders", free, list.holders, 253-6)
 	}
 }

@@ -450,18 +450,20 @@ func (l *loop) read(all bool, dirty map[string]struct{}, now time.Time) (ids []s
 func (l *loop) place(created []*shoalpb.Task, now time.Time) []*shoalpb.Task {
 	var nodes []*shoalpb.Node
 	var tasks []*shoalpb.Task
+	var nets *networkSet
 	l.cfg.Store.View(func(tx state.ReadTx) {
 		nodes = tx.Nodes()
 		tasks = tx.Tasks()
+		nets = newNetworkSet(tx)
 	})
 	isNew := make(map[string]*shoalpb.Task, len(created))
 	for _, t := range created {
 		isNew[t.GetId()] = t
 	}
 	var stored []*shoalpb.Task
-	for _, u := range placeWithAddresses(nodes, append(tasks, created...), now, l.addresses) {
+	for _, u := range placeWithAddresses(nodes, append(tasks, created...), nets, now, l.addresses) {
 		if t := isNew[u.GetId()]; t != nil {
-			t.NodeId, t.Status, t.Address = u.NodeId, u.Status, u.Address
+			t.NodeId, t.Status, t.Address, t.Networks = u.NodeId, u.Status, u.Address, u.Networks
 			continue
 		}
 		stored = append(stored, u)
