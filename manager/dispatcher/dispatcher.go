@@ -241,6 +241,7 @@ func (d *Dispatcher) unregister(sess *session) {
 func (d *Dispatcher) sessionMessage(sess *session) (*shoalpb.SessionMessage, error) {
 	var node *shoalpb.Node
 	var pool string
+	var networks []*shoalpb.Network
 	d.cfg.Store.View(func(tx state.ReadTx) {
 		if n := tx.Node(sess.nodeID); n != nil {
 			node = proto.Clone(n).(*shoalpb.Node)
@@ -248,6 +249,7 @@ func (d *Dispatcher) sessionMessage(sess *session) (*shoalpb.SessionMessage, err
 		if p, err := allocator.PoolOf(tx.Cluster().GetSpec()); err == nil {
 			pool = p.String()
 		}
+		networks = append([]*shoalpb.Network{allocator.DefaultNetwork(tx.Cluster().GetSpec())}, tx.Networks()...)
 	})
 	if node == nil {
 		return nil, status.Error(codes.PermissionDenied, "this node was removed from the cluster; wipe its data dir and join again with a token")
@@ -259,6 +261,7 @@ func (d *Dispatcher) sessionMessage(sess *session) (*shoalpb.SessionMessage, err
 		Node:              node,
 		Peers:             d.peers.others(sess.nodeID),
 		TaskPool:          pool,
+		Networks:          networks,
 	}, nil
 }
 
@@ -361,6 +364,8 @@ func (d *Dispatcher) onEvent(ev state.Event) {
 			s.poke()
 		}
 		d.mu.RUnlock()
+	case *shoalpb.Network:
+		d.pokeAll() // every node makes its slice of every network
 	default:
 		if ev.Kind == state.EventReset {
 			d.resetPeers()

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"shoal/manager/allocator"
 	"shoal/manager/controlapi"
 	"shoal/manager/state"
 	shoalpb "shoal/proto"
@@ -324,18 +325,30 @@ func endpointTask(t *shoalpb.Task) *shoalpb.EndpointTask {
 		!st.GetReady() || t.GetAddress() == "" || t.GetNodeId() == "" {
 		return nil
 	}
-	addr := t.GetAddress()
-	if p, err := netip.ParsePrefix(addr); err == nil {
-		addr = p.Addr().String()
+	var nets []*shoalpb.TaskNetwork
+	for _, n := range t.GetNetworks() {
+		nets = append(nets, &shoalpb.TaskNetwork{NetworkId: n.GetNetworkId(), Address: bareAddr(n.GetAddress())})
+	}
+	if nets == nil { // placed before networks existed: on the default network
+		nets = []*shoalpb.TaskNetwork{{NetworkId: allocator.DefaultNetworkID, Address: bareAddr(t.GetAddress())}}
 	}
 	return &shoalpb.EndpointTask{
 		TaskId:    t.GetId(),
 		ServiceId: t.GetServiceId(),
 		Name:      controlapi.TaskName(t),
-		Address:   addr,
+		Address:   bareAddr(t.GetAddress()),
 		NodeId:    t.GetNodeId(),
 		DrainMs:   t.GetSpec().GetContainer().GetStopGracePeriodMs(),
+		Networks:  nets,
 	}
+}
+
+// bareAddr is addr ("10.200.3.5/24") without its prefix length.
+func bareAddr(addr string) string {
+	if p, err := netip.ParsePrefix(addr); err == nil {
+		return p.Addr().String()
+	}
+	return addr
 }
 
 func serviceEndpoints(svc *shoalpb.Service) *shoalpb.ServiceEndpoints {
@@ -347,7 +360,17 @@ func serviceEndpoints(svc *shoalpb.Service) *shoalpb.ServiceEndpoints {
 		Mode:      spec.GetEndpoint().GetMode(),
 		Vip:       svc.GetEndpoint().GetVip(),
 		Ports:     spec.GetTask().GetPorts(),
+		Networks:  serviceNetworks(spec.GetTask()),
 	}
+}
+
+// serviceNetworks are the networks a service's tasks join, with aliases:
+// the spec's, or the default network.
+func serviceNetworks(t *shoalpb.TaskSpec) []*shoalpb.NetworkAttachmentConfig {
+	if len(t.GetNetworks()) == 0 {
+		return []*shoalpb.NetworkAttachmentConfig{{Target: allocator.DefaultNetworkID}}
+	}
+	return t.GetNetworks()
 }
 
 func isDown(n *shoalpb.Node) bool {

@@ -210,4 +210,22 @@ func TestNodeSubnetsAndPeers(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A network is made: every session is told, and its message lists the
+	// default network first, then the new one.
+	drain(s1)
+	drain(s3)
+	if _, err := store.Propose(ctx, &shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_CREATE,
+		Target: &shoalpb.StoreAction_Network{Network: &shoalpb.Network{Id: "nw1", Spec: &shoalpb.NetworkSpec{Name: "back"}, Subnet: "10.64.0.0/16"}}}); err != nil {
+		t.Fatal(err)
+	}
+	poked(s1)
+	poked(s3)
+	var nets []string
+	for _, n := range message(s3).Networks {
+		nets = append(nets, n.GetId()+"="+n.GetSubnet())
+	}
+	if want := []string{"default=10.77.0.0/23", "nw1=10.64.0.0/16"}; !slices.Equal(nets, want) {
+		t.Fatalf("networks in n3's message: %v, want %v", nets, want)
+	}
 }
