@@ -31,16 +31,38 @@ var (
 	ErrConntrack = errors.New("lb: deleting conntrack entries failed")
 )
 
-// Service is one service's virtual IP and the addresses of its ready tasks.
+// Service is one service's virtual IP and the addresses of its ready tasks,
+// per network the service is on.
 type Service struct {
-	// ID names the service; it is hashed into the name of the service's
-	// nftables chain.
+	// ID names the service; it is hashed into the names of the service's
+	// nftables chains.
 	ID string
 	// VIP is the service's virtual IPv4 address.
 	VIP netip.Addr
-	// Backends are the addresses of the service's ready tasks, on this
-	// node or another. Empty: connections to the VIP are rejected at once
-	// (TCP reset, ICMP port unreachable otherwise), never black-holed.
+	// Backends serve clients in none of Sources: the node itself, and
+	// connections arriving from outside every network (other nodes'
+	// addresses). They are the service's ready tasks' addresses, on this
+	// node or another. Empty: those connections are rejected at once (TCP
+	// reset, ICMP port unreachable otherwise), never black-holed.
+	Backends []netip.Addr
+	// Sources send a client whose source address is in From to that
+	// network's backends: tasks on different networks cannot reach each
+	// other, so a client must get its backend's address on its own
+	// network. Give every network of the node a Source: one the service
+	// is not on gets a Source without backends, so that its clients are
+	// rejected at once; a client in no Source gets Backends, which the
+	// forward rules between networks would silently drop.
+	Sources []Source
+}
+
+// Source is one network of a service: the clients it holds and the
+// service's backends there.
+type Source struct {
+	// From is the network's IPv4 CIDR; the Sources of one service must not
+	// overlap.
+	From netip.Prefix
+	// Backends are the addresses of the service's ready tasks on that
+	// network. Empty: connections from the network are rejected at once.
 	Backends []netip.Addr
 }
 
@@ -76,16 +98,41 @@ type LB struct {
 	transactions, rebuilds int
 }
 
-// service is a validated Service: backends sorted and unique, chain named.
+// service is a validated Service: backends sorted and unique, sources
+// sorted by prefix, chain named.
 type service struct {
 	id       string
 	vip      netip.Addr
+	backends []netip.Addr
+	sources  []source
+	chain    string
+}
+
+// source is a validated Source: prefix masked, backends sorted and unique,
+// chain named after the service's chain and the prefix.
+type source struct {
+	from     netip.Prefix
 	backends []netip.Addr
 	chain    string
 }
 
 func (s service) equal(o service) bool {
-	return s.vip == o.vip && slices.Equal(s.backends, o.backends)
+	return s.vip == o.vip && slices.Equal(s.backends, o.backends) &&
+		slices.EqualFunc(s.sources, o.sources, func(a, b source) bool {
+			return a.from == b.from && slices.Equal(a.backends, b.backends)
+		})
+}
+
+// allBackends calls fn for every backend of s, of every source.
+func (s service) allBackends(fn func(netip.Addr)) {
+	for _, a := range s.backends {
+		fn(a)
+	}
+	for _, src := range s.sources {
+		for _, a := range src.backends {
+			fn(a)
+		}
+	}
 }
 
 var tableName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
@@ -237,27 +284,81 @@ func validate(services []Service) (map[string]service, error) {
 		if other, dup := vips[vip]; dup {
 			return nil, fmt.Errorf("%w: services %q and %q have the same VIP %s: each service needs its own", ErrInvalidService, other, s.ID, vip)
 		}
-		backends := make([]netip.Addr, 0, len(s.Backends))
-		for _, b := range s.Backends {
-			b = b.Unmap()
-			if !b.Is4() || b.IsUnspecified() {
-				return nil, fmt.Errorf("%w: service %q: backend %q is not an IPv4 address: give the ready tasks' addresses", ErrInvalidService, s.ID, b)
-			}
-			if b == vip {
-				return nil, fmt.Errorf("%w: service %q: backend %s is the VIP itself: give the ready tasks' addresses", ErrInvalidService, s.ID, b)
-			}
-			backends = append(backends, b)
+		backends, err := validBackends(s.ID, "Backends", s.Backends, vip)
+		if err != nil {
+			return nil, err
 		}
-		slices.SortFunc(backends, netip.Addr.Compare)
-		backends = slices.Compact(backends)
 		c := chainName(s.ID)
 		if other, dup := chains[c]; dup {
 			return nil, fmt.Errorf("%w: services %q and %q hash to the same chain %s: rename one", ErrInvalidService, other, s.ID, c)
 		}
+		sources, err := validSources(s.ID, s.Sources, vip, c)
+		if err != nil {
+			return nil, err
+		}
 		vips[vip], chains[c] = s.ID, s.ID
-		want[s.ID] = service{id: s.ID, vip: vip, backends: backends, chain: c}
+		want[s.ID] = service{id: s.ID, vip: vip, backends: backends, sources: sources, chain: c}
 	}
 	return want, nil
+}
+
+// validBackends checks the backends of service id given in field and
+// returns them sorted and unique.
+func validBackends(id, field string, given []netip.Addr, vip netip.Addr) ([]netip.Addr, error) {
+	backends := make([]netip.Addr, 0, len(given))
+	for _, b := range given {
+		b = b.Unmap()
+		if !b.Is4() || b.IsUnspecified() {
+			return nil, fmt.Errorf("%w: service %q: %s: backend %q is not an IPv4 address: give the ready tasks' addresses", ErrInvalidService, id, field, b)
+		}
+		if b == vip {
+			return nil, fmt.Errorf("%w: service %q: %s: backend %s is the VIP itself: give the ready tasks' addresses", ErrInvalidService, id, field, b)
+		}
+		backends = append(backends, b)
+	}
+	slices.SortFunc(backends, netip.Addr.Compare)
+	return slices.Compact(backends), nil
+}
+
+// validSources checks the sources of service id and returns them sorted by
+// prefix, each with its chain named.
+func validSources(id string, given []Source, vip netip.Addr, chain string) ([]source, error) {
+	if len(given) == 0 {
+		return nil, nil
+	}
+	sources := make([]source, 0, len(given))
+	for i, g := range given {
+		from := g.From
+		if from.IsValid() && from.Addr().Is4In6() && from.Bits() >= 96 {
+			from = netip.PrefixFrom(from.Addr().Unmap(), from.Bits()-96)
+		}
+		if !from.IsValid() || !from.Addr().Is4() {
+			return nil, fmt.Errorf("%w: service %q: Sources[%d].From %q is not an IPv4 prefix: give the network's CIDR, e.g. 10.0.1.0/24", ErrInvalidService, id, i, g.From)
+		}
+		from = from.Masked()
+		backends, err := validBackends(id, fmt.Sprintf("Sources[%d] (%s)", i, from), g.Backends, vip)
+		if err != nil {
+			return nil, err
+		}
+		sources = append(sources, source{from: from, backends: backends, chain: sourceChainName(chain, from)})
+	}
+	slices.SortFunc(sources, func(a, b source) int { return comparePrefix(a.from, b.from) })
+	// Sorted by address then length, two overlapping prefixes mean the
+	// earlier holds the later and every prefix between: checking
+	// neighbours finds any overlap.
+	for i := 1; i < len(sources); i++ {
+		if a, b := sources[i-1].from, sources[i].from; a.Overlaps(b) {
+			return nil, fmt.Errorf("%w: service %q: Sources %s and %s overlap: give each network's CIDR once, and networks that do not overlap", ErrInvalidService, id, a, b)
+		}
+	}
+	return sources, nil
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
 }
 
 // chainName names a service's chain from a hash of its ID: IDs may hold
@@ -268,26 +369,34 @@ func chainName(id string) string {
 	return "svc_" + hex.EncodeToString(sum[:8])
 }
 
+// sourceChainName names the chain of one source of the service whose chain
+// is chain: the prefix in hex keeps the name stable while the source
+// lives and valid for nft.
+func sourceChainName(chain string, from netip.Prefix) string {
+	a := from.Addr().As4()
+	return fmt.Sprintf("%s_%s_%d", chain, hex.EncodeToString(a[:]), from.Bits())
+}
+
 // flowKey is a VIP and one backend it was DNATed to.
 type flowKey struct{ vip, backend netip.Addr }
 
-// removedBackends lists the (VIP, backend) pairs old had and want has not:
-// backends removed from a service, and all backends of a service removed
-// or moved to another VIP.
+// removedBackends lists the (VIP, backend) pairs old had and want has not,
+// whatever the source: backends removed from a service, and all backends
+// of a service removed or moved to another VIP.
 func removedBackends(old, want map[string]service) []flowKey {
 	kept := make(map[flowKey]bool)
 	for _, n := range want {
-		for _, b := range n.backends {
-			kept[flowKey{n.vip, b}] = true
-		}
+		n.allBackends(func(b netip.Addr) { kept[flowKey{n.vip, b}] = true })
 	}
 	var gone []flowKey
+	seen := make(map[flowKey]bool)
 	for _, o := range old {
-		for _, b := range o.backends {
-			if k := (flowKey{o.vip, b}); !kept[k] {
+		o.allBackends(func(b netip.Addr) {
+			if k := (flowKey{o.vip, b}); !kept[k] && !seen[k] {
+				seen[k] = true
 				gone = append(gone, k)
 			}
-		}
+		})
 	}
 	return gone
 }

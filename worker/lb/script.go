@@ -7,15 +7,25 @@ import (
 	"strings"
 )
 
-// The table's fixed part. Chains of services are jumped to from the verdict
-// map vips (VIP → jump svc_…), which both nat hooks look up; a service with
-// no backend has its VIP in the set closed instead, which the filter hooks
-// reject. hairpin holds "backend . backend" for every backend, so that a
-// task DNATed to itself is masqueraded (the kernel drops a packet from one
-// of its own addresses as a martian). The output nat chain says -100: nft
+// The table's fixed part. Chains of services are jumped to from two
+// verdict maps, looked up in turn on prerouting: sourced (client's network
+// . VIP → jump to the chain of the service's backends on that network, or
+// accept when it has none there) and vips (VIP → jump to the chain of the
+// service's Backends). The output hook, the node's own connections, looks
+// up vips only. A VIP whose Backends are empty is in the set closed, a
+// network and VIP whose Source is empty in closed_sourced; the filter
+// hooks reject packets still addressed to them after DNAT. The "accept" in
+// sourced is what keeps such a client from falling through to vips.
+// hairpin holds "backend . backend" for every backend, so that a task
+// DNATed to itself is masqueraded (the kernel drops a packet from one of
+// its own addresses as a martian). The output nat chain says -100: nft
 // 1.0.6 refuses the dstnat keyword there.
 const baseChains = `	set closed {
 		type ipv4_addr
+	}
+	set closed_sourced {
+		type ipv4_addr . ipv4_addr
+		flags interval
 	}
 	set hairpin {
 		type ipv4_addr . ipv4_addr
@@ -23,8 +33,13 @@ const baseChains = `	set closed {
 	map vips {
 		type ipv4_addr : verdict
 	}
+	map sourced {
+		type ipv4_addr . ipv4_addr : verdict
+		flags interval
+	}
 	chain prerouting {
 		type nat hook prerouting priority dstnat; policy accept;
+		ip saddr . ip daddr vmap @sourced
 		ip daddr vmap @vips
 	}
 	chain output {
@@ -39,6 +54,8 @@ const baseChains = `	set closed {
 		type filter hook prerouting priority filter; policy accept;
 		ip daddr @closed meta l4proto tcp reject with tcp reset
 		ip daddr @closed reject
+		ip saddr . ip daddr @closed_sourced meta l4proto tcp reject with tcp reset
+		ip saddr . ip daddr @closed_sourced reject
 	}
 	chain reject_out {
 		type filter hook output priority filter; policy accept;
@@ -47,73 +64,143 @@ const baseChains = `	set closed {
 	}
 `
 
+// The element sets and maps a service has elements in, in the order a
+// script writes them.
+const (
+	setVips = iota
+	setSourced
+	setClosed
+	setClosedSourced
+	numSets
+)
+
+var setNames = [numSets]string{"vips", "sourced", "closed", "closed_sourced"}
+
+// element is one element of a set (value empty) or a map.
+type element struct{ key, value string }
+
+func (e element) String() string {
+	if e.value == "" {
+		return e.key
+	}
+	return e.key + " : " + e.value
+}
+
+// chainRule is one of a service's chains and its only rule.
+type chainRule struct{ name, rule string }
+
+// objects are what a service puts in the table, besides hairpin.
+type objects struct {
+	elems  [numSets][]element
+	chains []chainRule
+}
+
+// objects lists s's chains and elements: its catch-all first, then its
+// sources by prefix.
+func (s service) objects() objects {
+	var o objects
+	vip := s.vip.String()
+	if len(s.backends) == 0 {
+		o.elems[setClosed] = append(o.elems[setClosed], element{key: vip})
+	} else {
+		o.chains = append(o.chains, chainRule{s.chain, dnatRule(s.backends)})
+		o.elems[setVips] = append(o.elems[setVips], element{vip, "jump " + s.chain})
+	}
+	for _, src := range s.sources {
+		key := src.from.String() + " . " + vip
+		if len(src.backends) == 0 {
+			o.elems[setSourced] = append(o.elems[setSourced], element{key, "accept"})
+			o.elems[setClosedSourced] = append(o.elems[setClosedSourced], element{key: key})
+			continue
+		}
+		o.chains = append(o.chains, chainRule{src.chain, dnatRule(src.backends)})
+		o.elems[setSourced] = append(o.elems[setSourced], element{key, "jump " + src.chain})
+	}
+	return o
+}
+
 // fullScript replaces the table, whatever it held, with one holding
 // services: "add" then "delete" makes the delete valid when there is no
 // table, and nft runs the whole script as one transaction.
 func fullScript(table string, services map[string]service) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "add table ip %s\ndelete table ip %s\ntable ip %s {\n%s", table, table, table, baseChains)
-	var vips, closed []string
-	hairpin := make(map[netip.Addr]bool)
+	var elems [numSets][]string
 	for _, s := range sorted(services) {
-		if len(s.backends) == 0 {
-			closed = append(closed, s.vip.String())
-			continue
+		o := s.objects()
+		for _, c := range o.chains {
+			fmt.Fprintf(&b, "\tchain %s {\n\t\t%s\n\t}\n", c.name, c.rule)
 		}
-		fmt.Fprintf(&b, "\tchain %s {\n\t\t%s\n\t}\n", s.chain, dnatRule(s.backends))
-		vips = append(vips, s.vip.String()+" : jump "+s.chain)
-		for _, a := range s.backends {
-			hairpin[a] = true
+		for set, es := range o.elems {
+			for _, e := range es {
+				elems[set] = append(elems[set], e.String())
+			}
 		}
 	}
 	b.WriteString("}\n")
-	addElements(&b, table, "vips", vips)
-	addElements(&b, table, "closed", closed)
-	addElements(&b, table, "hairpin", hairpinElements(hairpin))
+	for set, es := range elems {
+		addElements(&b, table, setNames[set], es)
+	}
+	addElements(&b, table, "hairpin", hairpinElements(backendSet(services)))
 	return b.String()
 }
 
 // updateScript turns the table from holding old into holding want, writing
-// only what differs, or returns "" when nothing does. Deletions come first
-// so that a VIP moving from one service to another is free when added.
+// only what differs, or returns "" when nothing does. Only services that
+// changed are looked at, and of those only the elements and chains that
+// differ are written. Deletions come first so that a VIP moving from one
+// service to another is free when added, and a map element whose verdict
+// changes is deleted and added again.
 func updateScript(table string, old, want map[string]service) string {
 	if unchanged(old, want) {
 		return ""
 	}
-	var delVips, delClosed, delChains, addVips, addClosed []string
+	var del, add [numSets][]string
+	var delChains []string
 	var rules strings.Builder
-	for _, o := range sorted(old) {
-		n, kept := want[o.id]
-		if kept && n.equal(o) {
-			continue
+	for _, id := range changedIDs(old, want) {
+		var before, after objects
+		if o, ok := old[id]; ok {
+			before = o.objects()
 		}
-		if len(o.backends) == 0 {
-			delClosed = append(delClosed, o.vip.String())
-		} else if !kept || len(n.backends) == 0 || n.vip != o.vip {
-			delVips = append(delVips, o.vip.String())
+		if n, ok := want[id]; ok {
+			after = n.objects()
 		}
-		if len(o.backends) > 0 && (!kept || len(n.backends) == 0) {
-			delChains = append(delChains, o.chain)
+		for set := range numSets {
+			was, is := byKey(before.elems[set]), byKey(after.elems[set])
+			for _, e := range before.elems[set] {
+				if v, ok := is[e.key]; !ok || v != e.value {
+					del[set] = append(del[set], e.key)
+				}
+			}
+			for _, e := range after.elems[set] {
+				if v, ok := was[e.key]; !ok || v != e.value {
+					add[set] = append(add[set], e.String())
+				}
+			}
 		}
-	}
-	for _, n := range sorted(want) {
-		o, had := old[n.id]
-		if had && n.equal(o) {
-			continue
+		hadRule := make(map[string]string, len(before.chains))
+		for _, c := range before.chains {
+			hadRule[c.name] = c.rule
 		}
-		if len(n.backends) == 0 {
-			addClosed = append(addClosed, n.vip.String())
-			continue
+		keep := make(map[string]bool, len(after.chains))
+		for _, c := range after.chains {
+			keep[c.name] = true
+			rule, had := hadRule[c.name]
+			switch {
+			case !had:
+				fmt.Fprintf(&rules, "add chain ip %s %s\n", table, c.name)
+			case rule != c.rule:
+				fmt.Fprintf(&rules, "flush chain ip %s %s\n", table, c.name)
+			default:
+				continue
+			}
+			fmt.Fprintf(&rules, "add rule ip %s %s %s\n", table, c.name, c.rule)
 		}
-		hadChain := had && len(o.backends) > 0
-		if hadChain {
-			fmt.Fprintf(&rules, "flush chain ip %s %s\n", table, n.chain)
-		} else {
-			fmt.Fprintf(&rules, "add chain ip %s %s\n", table, n.chain)
-		}
-		fmt.Fprintf(&rules, "add rule ip %s %s %s\n", table, n.chain, dnatRule(n.backends))
-		if !hadChain || n.vip != o.vip {
-			addVips = append(addVips, n.vip.String()+" : jump "+n.chain)
+		for _, c := range before.chains {
+			if !keep[c.name] {
+				delChains = append(delChains, c.name)
+			}
 		}
 	}
 	oldHairpin, newHairpin := backendSet(old), backendSet(want)
@@ -130,17 +217,45 @@ func updateScript(table string, old, want map[string]service) string {
 	}
 
 	var b strings.Builder
-	deleteElements(&b, table, "vips", delVips)
-	deleteElements(&b, table, "closed", delClosed)
+	for set := range numSets {
+		deleteElements(&b, table, setNames[set], del[set])
+	}
 	deleteElements(&b, table, "hairpin", hairpinElements(delHairpin))
 	for _, c := range delChains {
 		fmt.Fprintf(&b, "delete chain ip %s %s\n", table, c)
 	}
 	b.WriteString(rules.String())
-	addElements(&b, table, "vips", addVips)
-	addElements(&b, table, "closed", addClosed)
+	for set := range numSets {
+		addElements(&b, table, setNames[set], add[set])
+	}
 	addElements(&b, table, "hairpin", hairpinElements(addHairpin))
 	return b.String()
+}
+
+// changedIDs lists, sorted, the IDs of services added, removed or changed
+// from old to want.
+func changedIDs(old, want map[string]service) []string {
+	var ids []string
+	for id, o := range old {
+		if n, ok := want[id]; !ok || !n.equal(o) {
+			ids = append(ids, id)
+		}
+	}
+	for id := range want {
+		if _, ok := old[id]; !ok {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func byKey(elems []element) map[string]string {
+	m := make(map[string]string, len(elems))
+	for _, e := range elems {
+		m[e.key] = e.value
+	}
+	return m
 }
 
 // unchanged tells whether old and want hold the same services, cheaply:
@@ -184,12 +299,12 @@ func sorted(services map[string]service) []service {
 	return out
 }
 
+// backendSet is every backend address of services, of every source: the
+// hairpin set's members.
 func backendSet(services map[string]service) map[netip.Addr]bool {
 	set := make(map[netip.Addr]bool)
 	for _, s := range services {
-		for _, a := range s.backends {
-			set[a] = true
-		}
+		s.allBackends(func(a netip.Addr) { set[a] = true })
 	}
 	return set
 }
