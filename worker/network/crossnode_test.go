@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -21,13 +22,25 @@ import (
 
 // hostConfig is what one helper node of TestCrossNode runs.
 type hostConfig struct {
-	DataDir, Bridge, Subnet string
-	PeerSubnet, PeerIP      string
-	TaskID, Address         string
+	DataDir, Bridge string
+	Networks        []hostNet
+	Peers           []hostPeer
+	Tasks           []hostTask
 }
 
-// helperReady is the line a helper prints once its task listens; the
-// task's namespace path follows it.
+type hostNet struct{ ID, Subnet, Slice string }
+
+type hostPeer struct{ Subnet, IP string }
+
+// hostTask is a task of a helper node: its networks and addresses, the
+// primary first.
+type hostTask struct {
+	ID   string
+	Nets [][2]string // network ID, address
+}
+
+// helperReady is the line a helper prints once its tasks listen; a JSON
+// object of each task's namespace path by task ID follows it.
 const helperReady = "CROSSNODE-READY "
 
 // TestCrossNode runs two nodes, each in a network namespace standing in
@@ -37,8 +50,33 @@ const helperReady = "CROSSNODE-READY "
 // node's task by IP, and is seen with its own address: traffic inside the
 // pool is routed, not masqueraded.
 func TestCrossNode(t *testing.T) {
+	hostA, hostB := makeHosts(t)
+	taskA := startHost(t, hostA, hostConfig{
+		DataDir: t.TempDir(), Bridge: "shoal0",
+		Networks: []hostNet{{DefaultID, testPool, "10.231.20.0/24"}},
+		Peers:    []hostPeer{{"10.231.21.0/24", "198.51.100.2"}},
+		Tasks:    []hostTask{{"crossa", [][2]string{{DefaultID, "10.231.20.2/24"}}}},
+	})["crossa"]
+	taskB := startHost(t, hostB, hostConfig{
+		DataDir: t.TempDir(), Bridge: "shoal0",
+		Networks: []hostNet{{DefaultID, testPool, "10.231.21.0/24"}},
+		Peers:    []hostPeer{{"10.231.20.0/24", "198.51.100.1"}},
+		Tasks:    []hostTask{{"crossb", [][2]string{{DefaultID, "10.231.21.2/24"}}}},
+	})["crossb"]
+	if seen, err := dialFrom(t, taskA, "10.231.21.2:7000"); err != nil || seen != "10.231.20.2" {
+		t.Errorf("task on node A → task on node B: seen from %q, %v; want 10.231.20.2", seen, err)
+	}
+	if seen, err := dialFrom(t, taskB, "10.231.20.2:7000"); err != nil || seen != "10.231.21.2" {
+		t.Errorf("task on node B → task on node A: seen from %q, %v; want 10.231.21.2", seen, err)
+	}
+}
+
+// makeHosts makes two namespaces standing in for hosts, joined by a veth
+// pair as their LAN (198.51.100.1 and .2).
+func makeHosts(t *testing.T) (hostA, hostB string) {
+	t.Helper()
 	testutil.RequireRoot(t, "nsenter")
-	hostA, hostB := makeHost(t, "a"), makeHost(t, "b")
+	hostA, hostB = makeHost(t, "a"), makeHost(t, "b")
 	lanA, lanB := fmt.Sprintf("shxa%d", os.Getpid()), fmt.Sprintf("shxb%d", os.Getpid())
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: lanA}, PeerName: lanB}
 	if err := netlink.LinkAdd(veth); err != nil {
@@ -79,22 +117,7 @@ func TestCrossNode(t *testing.T) {
 		}
 	}
 
-	taskA := startHost(t, hostA, hostConfig{
-		DataDir: t.TempDir(), Bridge: "shoal0", Subnet: "10.231.20.0/24",
-		PeerSubnet: "10.231.21.0/24", PeerIP: "198.51.100.2",
-		TaskID: "crossa", Address: "10.231.20.2/24",
-	})
-	taskB := startHost(t, hostB, hostConfig{
-		DataDir: t.TempDir(), Bridge: "shoal0", Subnet: "10.231.21.0/24",
-		PeerSubnet: "10.231.20.0/24", PeerIP: "198.51.100.1",
-		TaskID: "crossb", Address: "10.231.21.2/24",
-	})
-	if seen, err := dialFrom(t, taskA, "10.231.21.2:7000"); err != nil || seen != "10.231.20.2" {
-		t.Errorf("task on node A → task on node B: seen from %q, %v; want 10.231.20.2", seen, err)
-	}
-	if seen, err := dialFrom(t, taskB, "10.231.20.2:7000"); err != nil || seen != "10.231.21.2" {
-		t.Errorf("task on node B → task on node A: seen from %q, %v; want 10.231.21.2", seen, err)
-	}
+	return hostA, hostB
 }
 
 func openNS(tb testing.TB, name string) (netlink.NsFd, error) {
@@ -121,9 +144,9 @@ func makeHost(tb testing.TB, suffix string) string {
 }
 
 // startHost runs TestCrossNodeHelper in host's namespace and returns the
-// namespace path of its task once the task listens. The helper destroys
+// namespace paths of its tasks by task ID once they listen. The helper destroys
 // its node when its stdin closes, at the end of the test.
-func startHost(tb testing.TB, host string, cfg hostConfig) string {
+func startHost(tb testing.TB, host string, cfg hostConfig) map[string]string {
 	tb.Helper()
 	b, _ := json.Marshal(cfg)
 	self, err := os.Executable()
@@ -172,13 +195,17 @@ func startHost(tb testing.TB, host string, cfg hostConfig) string {
 	})
 	select {
 	case p := <-ready:
-		return p
+		paths := map[string]string{}
+		if err := json.Unmarshal([]byte(p), &paths); err != nil {
+			tb.Fatalf("node in %s: %q: %v", host, p, err)
+		}
+		return paths
 	case <-done:
-		tb.Fatalf("node in %s ended before its task listened", host)
+		tb.Fatalf("node in %s ended before its tasks listened", host)
 	case <-time.After(30 * time.Second):
-		tb.Fatalf("node in %s: its task does not listen after 30 s", host)
+		tb.Fatalf("node in %s: its tasks do not listen after 30 s", host)
 	}
-	return ""
+	return nil
 }
 
 // TestCrossNodeHelper is one node of TestCrossNode; it runs only as
@@ -204,25 +231,42 @@ func TestCrossNodeHelper(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	if err := n.SetSubnet(testPool, cfg.Subnet); err != nil {
+	var defs []Def
+	for _, d := range cfg.Networks {
+		defs = append(defs, Def{ID: d.ID, Subnet: netip.MustParsePrefix(d.Subnet), Slice: netip.MustParsePrefix(d.Slice)})
+	}
+	if err := n.SetNetworks(defs); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.SetPeers([]*shoalpb.NodeSubnet{{NodeId: "peer", Subnet: cfg.PeerSubnet, Ip: cfg.PeerIP}}); err != nil {
+	var peers []*shoalpb.NodeSubnet
+	for _, p := range cfg.Peers {
+		peers = append(peers, &shoalpb.NodeSubnet{NodeId: "peer", Subnet: p.Subnet, Ip: p.IP})
+	}
+	if err := n.SetPeers(peers); err != nil {
 		t.Fatal(err)
 	}
-	a, err := n.Attach(t.Context(), task(cfg.TaskID, cfg.Address))
-	if err != nil {
-		t.Fatal(err)
+	paths := map[string]string{}
+	for _, ht := range cfg.Tasks {
+		tk := task(ht.ID, "")
+		for _, tn := range ht.Nets {
+			tk.Networks = append(tk.Networks, &shoalpb.TaskNetwork{NetworkId: tn[0], Address: tn[1]})
+		}
+		a, err := n.Attach(t.Context(), tk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l net.Listener
+		if err := inNS(t, a.NetNSPath, func() (err error) {
+			l, err = net.Listen("tcp4", ":7000")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go serveRemoteAddr(l)
+		paths[ht.ID] = a.NetNSPath
 	}
-	var l net.Listener
-	if err := inNS(t, a.NetNSPath, func() (err error) {
-		l, err = net.Listen("tcp4", ":7000")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go serveRemoteAddr(l)
-	fmt.Printf("%s%s\n", helperReady, a.NetNSPath)
+	b, _ := json.Marshal(paths)
+	fmt.Printf("%s%s\n", helperReady, b)
 	_, _ = io.Copy(io.Discard, os.Stdin) // until the test ends
 }

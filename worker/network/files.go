@@ -18,7 +18,9 @@ var hostResolvConf = "/etc/resolv.conf"
 
 // writeFiles writes the task's hosts and resolv.conf, which the runtime
 // bind-mounts into the container.
-func (n *Network) writeFiles(t *shoalpb.Task, r *taskRecord, ip, gateway net.IP) error {
+// hosts lists every address of the task under its hostname; with
+// ClusterDNS the nameserver is the primary network's gateway.
+func (n *Network) writeFiles(t *shoalpb.Task, r *taskRecord, gateway net.IP) error {
 	dir := n.taskDir(r.TaskID)
 	hostname := t.GetSpec().GetContainer().GetHostname()
 	if hostname == "" {
@@ -28,7 +30,11 @@ func (n *Network) writeFiles(t *shoalpb.Task, r *taskRecord, ip, gateway net.IP)
 		}
 	}
 	var hosts bytes.Buffer
-	fmt.Fprintf(&hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n", ip, hostname)
+	hosts.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	for _, l := range r.Links {
+		ip, _, _ := net.ParseCIDR(l.Address)
+		fmt.Fprintf(&hosts, "%s\t%s\n", ip, hostname)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "hosts"), hosts.Bytes(), 0o644); err != nil {
 		return err
 	}

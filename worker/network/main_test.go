@@ -3,6 +3,7 @@ package network
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	goruntime "runtime"
@@ -11,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -69,13 +71,19 @@ var bridgeSeq atomic.Int32
 func newTestNetwork(tb testing.TB, subnet string) *Network {
 	tb.Helper()
 	n := newTestNetworkAt(tb, tb.TempDir(), fmt.Sprintf("shtest%d", bridgeSeq.Add(1)))
-	if err := n.SetSubnet(testPool, subnet); err != nil {
+	if err := n.SetNetworks(defaultNet(subnet)); err != nil {
 		tb.Fatal(err)
 	}
 	return n
 }
 
 const testPool = "10.231.0.0/16"
+
+// defaultNet lists the default network (the test pool) with the node's
+// slice, then more.
+func defaultNet(slice string, more ...Def) []Def {
+	return append([]Def{{ID: DefaultID, Subnet: netip.MustParsePrefix(testPool), Slice: netip.MustParsePrefix(slice)}}, more...)
+}
 
 func newTestNetworkAt(tb testing.TB, dir, bridge string) *Network {
 	tb.Helper()
@@ -162,9 +170,15 @@ func serveRemoteAddr(l net.Listener) {
 // addr and returns the source address the listener saw.
 func dialFrom(tb testing.TB, path, addr string) (string, error) {
 	tb.Helper()
+	return dialFromTimeout(tb, path, addr, dialTimeout)
+}
+
+// dialFromTimeout is dialFrom giving up connecting after timeout.
+func dialFromTimeout(tb testing.TB, path, addr string, timeout time.Duration) (string, error) {
+	tb.Helper()
 	var seen string
 	dial := func() error {
-		c, err := net.DialTimeout("tcp4", addr, dialTimeout)
+		c, err := net.DialTimeout("tcp4", addr, timeout)
 		if err != nil {
 			return err
 		}

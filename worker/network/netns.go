@@ -3,7 +3,6 @@ package network
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -17,49 +16,25 @@ import (
 // namespaces.
 const netnsDir = "/run/netns"
 
-// makeNamespace creates r's named namespace and veth pair, and configures
-// the namespace: lo up, eth0 with addr, default route via gw.
-func (n *Network) makeNamespace(r *taskRecord, addr *net.IPNet, gw net.IP) error {
-	br, err := netlink.LinkByName(n.bridge)
-	if err != nil {
-		return fmt.Errorf("bridge %s: %w", n.bridge, err)
-	}
-	// A leftover of a crash between creating the veth and recording it
+// makeNamespace creates r's named namespace and one veth pair per link:
+// the host side on the link's network bridge, the other side eth<i> in the
+// namespace with the link's address. eth0 gets the default route via its
+// gateway, every other interface a route to its network's subnet via its
+// gateway, so that traffic to another node's task on that network leaves
+// by that interface with that network's address.
+func (n *Network) makeNamespace(r *taskRecord, plans []linkPlan) error {
+	// A leftover of a crash between creating a veth and recording it
 	// would make LinkAdd fail; its name is this node's and task's alone.
-	if err := deleteLink(r.Veth); err != nil {
-		return err
+	for _, l := range r.Links {
+		if err := deleteLink(l.Veth); err != nil {
+			return err
+		}
 	}
 	ns, err := newNamedNS(r.NetNS)
 	if err != nil {
 		return fmt.Errorf("create namespace %s: %w", r.NetNS, err)
 	}
 	defer ns.Close()
-
-	veth := &netlink.Veth{
-		LinkAttrs: netlink.LinkAttrs{
-			Name:        r.Veth,
-			MasterIndex: br.Attrs().Index,
-			MTU:         br.Attrs().MTU,
-		},
-		PeerName:      "eth0",
-		PeerNamespace: netlink.NsFd(int(ns)),
-	}
-	if err := netlink.LinkAdd(veth); err != nil {
-		return fmt.Errorf("create veth %s: %w", r.Veth, err)
-	}
-	host, err := netlink.LinkByName(r.Veth)
-	if err != nil {
-		return fmt.Errorf("veth %s: %w", r.Veth, err)
-	}
-	// With br_netfilter, a task's connection to a port it publishes
-	// itself is DNATed while bridged and must leave by the port it came in.
-	if err := netlink.LinkSetHairpin(host, true); err != nil {
-		return fmt.Errorf("veth %s hairpin: %w", r.Veth, err)
-	}
-	if err := netlink.LinkSetUp(host); err != nil {
-		return fmt.Errorf("veth %s up: %w", r.Veth, err)
-	}
-
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return fmt.Errorf("netlink in %s: %w", r.NetNS, err)
@@ -72,18 +47,62 @@ func (n *Network) makeNamespace(r *taskRecord, addr *net.IPNet, gw net.IP) error
 	if err := h.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("lo up in %s: %w", r.NetNS, err)
 	}
-	eth, err := h.LinkByName("eth0")
-	if err != nil {
-		return fmt.Errorf("eth0 in %s: %w", r.NetNS, err)
+	for i, p := range plans {
+		if err := n.makeLink(h, ns, r.Links[i].Veth, fmt.Sprintf("eth%d", i), p); err != nil {
+			return err
+		}
 	}
-	if err := h.AddrAdd(eth, &netlink.Addr{IPNet: addr}); err != nil {
-		return fmt.Errorf("address %s on eth0: %w", addr, err)
+	return nil
+}
+
+// makeLink makes one veth pair of a task: host side veth on p's bridge,
+// peer name in the namespace ns (h's).
+func (n *Network) makeLink(h *netlink.Handle, ns netns.NsHandle, veth, name string, p linkPlan) error {
+	br, err := netlink.LinkByName(p.bridge)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", p.bridge, err)
+	}
+	link := &netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{
+			Name:        veth,
+			MasterIndex: br.Attrs().Index,
+			MTU:         br.Attrs().MTU,
+		},
+		PeerName:      name,
+		PeerNamespace: netlink.NsFd(int(ns)),
+	}
+	if err := netlink.LinkAdd(link); err != nil {
+		return fmt.Errorf("create veth %s: %w", veth, err)
+	}
+	host, err := netlink.LinkByName(veth)
+	if err != nil {
+		return fmt.Errorf("veth %s: %w", veth, err)
+	}
+	// With br_netfilter, a task's connection to a port it publishes
+	// itself is DNATed while bridged and must leave by the port it came in.
+	if err := netlink.LinkSetHairpin(host, true); err != nil {
+		return fmt.Errorf("veth %s hairpin: %w", veth, err)
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return fmt.Errorf("veth %s up: %w", veth, err)
+	}
+	eth, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("%s in the task's namespace: %w", name, err)
+	}
+	if err := h.AddrAdd(eth, &netlink.Addr{IPNet: p.addr}); err != nil {
+		return fmt.Errorf("address %s on %s: %w", p.addr, name, err)
 	}
 	if err := h.LinkSetUp(eth); err != nil {
-		return fmt.Errorf("eth0 up in %s: %w", r.NetNS, err)
+		return fmt.Errorf("%s up: %w", name, err)
 	}
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
-		return fmt.Errorf("default route via %s: %w", gw, err)
+	rt := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: p.gw}
+	what := "default route"
+	if p.route != nil {
+		rt.Dst, what = p.route, "route to "+p.route.String()
+	}
+	if err := h.RouteAdd(rt); err != nil {
+		return fmt.Errorf("%s via %s on %s: %w", what, p.gw, name, err)
 	}
 	return nil
 }
@@ -124,14 +143,18 @@ func newNamedNS(name string) (netns.NsHandle, error) {
 	return r.ns, r.err
 }
 
-// alive reports whether r's namespace is mounted and its veth exists.
+// alive reports whether r's namespace is mounted and its veths exist.
 func alive(r *taskRecord) bool {
 	var st unix.Statfs_t
 	if err := unix.Statfs(filepath.Join(netnsDir, r.NetNS), &st); err != nil || st.Type != unix.NSFS_MAGIC {
 		return false
 	}
-	_, err := netlink.LinkByName(r.Veth)
-	return err == nil
+	for _, l := range r.Links {
+		if _, err := netlink.LinkByName(l.Veth); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // deleteNamespace unmounts and removes a named namespace; a namespace that
@@ -165,9 +188,10 @@ func deleteLink(name string) error {
 	return nil
 }
 
-// pruneVeths deletes veths of this node on the bridge not named in keep.
-func (n *Network) pruneVeths(keep map[string]bool) error {
-	br, err := netlink.LinkByName(n.bridge)
+// pruneVeths deletes veths on bridge (one of this node's) not named in
+// keep.
+func (n *Network) pruneVeths(bridge string, keep map[string]bool) error {
+	br, err := netlink.LinkByName(bridge)
 	if err != nil {
 		return nil // no bridge, no veths on it
 	}

@@ -25,10 +25,13 @@ import (
 const DefaultBridge = "shoal0"
 
 var (
-	// ErrNoSubnet: Attach or SetPeers was called before SetSubnet.
-	ErrNoSubnet = errors.New("network: the node has no task subnet yet")
+	// ErrNoSubnet: SetPeers was called before SetNetworks.
+	ErrNoSubnet = errors.New("network: the node has no task network yet")
+	// ErrUnknownNetwork: a task is on a network SetNetworks has not made on
+	// this node (in time).
+	ErrUnknownNetwork = errors.New("network: unknown network")
 	// ErrBadAddress: a task's address is missing, malformed or outside the
-	// node's subnet.
+	// node's slice of its network.
 	ErrBadAddress = errors.New("network: bad task address")
 	// ErrPortInUse: another task on this node already publishes the port.
 	ErrPortInUse = errors.New("network: published port already in use on this node")
@@ -57,7 +60,7 @@ type Config struct {
 // iptables work of Attach and Detach (several ms each, far more on a loaded
 // node) runs outside it, so tasks attach and detach in parallel; a task
 // being attached or detached is marked busy, and another call for the same
-// task, Prune and SetSubnet wait until it is not.
+// task, Prune and SetNetworks wait until it is not.
 type Network struct {
 	bridge     string
 	dir        string // DataDir/network
@@ -67,17 +70,20 @@ type Network struct {
 	log        *slog.Logger
 	ipt        *iptables.IPTables
 
-	mu    sync.Mutex
-	idle  *sync.Cond // signalled (with mu) when a task stops being busy
-	node  nodeRecord
-	tasks map[string]*taskRecord // by task ID, as recorded on disk
-	busy  map[string]bool        // tasks whose Attach or Detach runs
+	mu   sync.Mutex
+	idle *sync.Cond // signalled (with mu) when a task stops being busy
+	// netsChanged is signalled (with mu) when SetNetworks or Destroy
+	// changed the networks, for Attach waiting for one.
+	netsChanged *sync.Cond
+	node        nodeRecord
+	tasks       map[string]*taskRecord // by task ID, as recorded on disk
+	busy        map[string]bool        // tasks whose Attach or Detach runs
 }
 
 var _ runtime.Network = (*Network)(nil)
 
 // New loads what an earlier run of the node recorded under
-// DataDir/network; it changes nothing on the host until SetSubnet, Attach,
+// DataDir/network; it changes nothing on the host until SetNetworks, Attach,
 // Detach or Prune is called.
 func New(cfg Config) (*Network, error) {
 	if cfg.DataDir == "" {
@@ -118,6 +124,7 @@ func New(cfg Config) (*Network, error) {
 		busy:       map[string]bool{},
 	}
 	n.idle = sync.NewCond(&n.mu)
+	n.netsChanged = sync.NewCond(&n.mu)
 	if err := os.MkdirAll(filepath.Join(n.dir, "tasks"), 0o755); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
@@ -130,13 +137,41 @@ func New(cfg Config) (*Network, error) {
 // taskRecord is what Attach made for a task, written to disk before it is
 // made so that a crash leaves Prune enough to undo it.
 type taskRecord struct {
-	TaskID  string     `json:"task_id"`
-	NetNS   string     `json:"netns"` // name under /run/netns
-	Veth    string     `json:"veth"`  // host side
-	Address string     `json:"address"`
+	TaskID string `json:"task_id"`
+	NetNS  string `json:"netns"` // name under /run/netns
+	// Links are the task's interfaces, eth0 (the primary network) first.
+	Links []taskLink `json:"links,omitempty"`
+	// Veth and Address are a record from before networks (one veth on
+	// the default network); load turns them into Links.
+	Veth    string     `json:"veth,omitempty"`
+	Address string     `json:"address,omitempty"`
 	Ports   []portRule `json:"ports,omitempty"`
 	// Complete is false while Attach is still making things.
 	Complete bool `json:"complete"`
+}
+
+// taskLink is one interface of a task: eth<i> in its namespace.
+type taskLink struct {
+	Network string `json:"network"`
+	Veth    string `json:"veth"`    // host side
+	Address string `json:"address"` // CIDR, with the slice's prefix length
+}
+
+// migrate turns a record from before networks into one link on the
+// default network.
+func (r *taskRecord) migrate() {
+	if len(r.Links) == 0 && (r.Veth != "" || r.Address != "") {
+		r.Links = []taskLink{{Network: DefaultID, Veth: r.Veth, Address: r.Address}}
+	}
+	r.Veth, r.Address = "", ""
+}
+
+// primaryAddress is the address (CIDR) on the primary network, "" if none.
+func (r *taskRecord) primaryAddress() string {
+	if len(r.Links) == 0 {
+		return ""
+	}
+	return r.Links[0].Address
 }
 
 type portRule struct {
@@ -146,7 +181,7 @@ type portRule struct {
 }
 
 func (r *taskRecord) attachment(n *Network) runtime.Attachment {
-	ip, _, _ := net.ParseCIDR(r.Address)
+	ip, _, _ := net.ParseCIDR(r.primaryAddress())
 	return runtime.Attachment{
 		NetNSPath:      filepath.Join(netnsDir, r.NetNS),
 		IP:             ip.String(),
@@ -161,6 +196,7 @@ func (n *Network) load() error {
 	if err := jsonfile.Read(filepath.Join(n.dir, "node.json"), &n.node); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("network: %w", err)
 	}
+	n.node.migrate(n.bridge)
 	entries, err := os.ReadDir(filepath.Join(n.dir, "tasks"))
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
@@ -174,6 +210,7 @@ func (n *Network) load() error {
 			n.tasks[e.Name()] = &taskRecord{TaskID: e.Name()}
 			continue
 		}
+		r.migrate()
 		n.tasks[r.TaskID] = &r
 	}
 	return nil
@@ -186,7 +223,10 @@ func (n *Network) saveTask(r *taskRecord) error {
 	return jsonfile.Write(filepath.Join(n.taskDir(r.TaskID), "record.json"), r, 0o644)
 }
 
-// Attach implements runtime.Network.
+// Attach implements runtime.Network. The task gets one interface per
+// network, eth0 on the primary one (Task.Networks[0], or the default
+// network with Task.Address for a task without Networks). A network not
+// made here yet is waited for, up to networkWait.
 func (n *Network) Attach(ctx context.Context, t *shoalpb.Task) (runtime.Attachment, error) {
 	if err := ctx.Err(); err != nil {
 		return runtime.Attachment{}, err
@@ -195,16 +235,32 @@ func (n *Network) Attach(ctx context.Context, t *shoalpb.Task) (runtime.Attachme
 	if err := checkTaskID(id); err != nil {
 		return runtime.Attachment{}, err
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock() // dropped while the namespace is built
-	n.waitTaskLocked(id)
-	subnet, err := n.subnetLocked()
+	tns, err := taskNetworks(t)
 	if err != nil {
 		return runtime.Attachment{}, err
 	}
-	addr, err := taskAddress(t, subnet)
+	n.mu.Lock()
+	defer n.mu.Unlock() // dropped while the namespace is built
+	nets, err := n.waitNetworksLocked(ctx, id, tns)
 	if err != nil {
 		return runtime.Attachment{}, err
+	}
+	var links []taskLink
+	var plans []linkPlan
+	for i, tn := range tns {
+		nr := nets[i]
+		addr, err := taskAddress(id, tn, nr.slice())
+		if err != nil {
+			return runtime.Attachment{}, err
+		}
+		l := taskLink{Network: nr.ID, Veth: n.vethName(id), Address: addr.String()}
+		p := linkPlan{bridge: nr.Bridge, addr: addr, gw: gatewayOf(nr.slice())}
+		if i > 0 {
+			l.Veth = n.extraVethName(id, nr.ID)
+			p.route = nr.subnet()
+		}
+		links = append(links, l)
+		plans = append(plans, p)
 	}
 	ports, err := n.portRules(t)
 	if err != nil {
@@ -212,8 +268,8 @@ func (n *Network) Attach(ctx context.Context, t *shoalpb.Task) (runtime.Attachme
 	}
 	if old := n.tasks[id]; old != nil {
 		// A record outlives a reboot, which empties /run/netns: check
-		// the namespace and veth are still there.
-		if old.Complete && old.Address == addr.String() && samePorts(old.Ports, ports) && alive(old) {
+		// the namespace and veths are still there.
+		if old.Complete && sameLinks(old.Links, links) && samePorts(old.Ports, ports) && alive(old) {
 			return old.attachment(n), nil
 		}
 		// Half made by a crashed Attach, or the task changed: start over.
@@ -222,11 +278,10 @@ func (n *Network) Attach(ctx context.Context, t *shoalpb.Task) (runtime.Attachme
 		}
 	}
 	r := &taskRecord{
-		TaskID:  id,
-		NetNS:   "shoal-" + n.nodeTag + "-" + id,
-		Veth:    n.vethName(id),
-		Address: addr.String(),
-		Ports:   ports,
+		TaskID: id,
+		NetNS:  "shoal-" + n.nodeTag + "-" + id,
+		Links:  links,
+		Ports:  ports,
 	}
 	if err := n.saveTask(r); err != nil {
 		return runtime.Attachment{}, fmt.Errorf("network: attach task %s: %w", id, err)
@@ -236,7 +291,7 @@ func (n *Network) Attach(ctx context.Context, t *shoalpb.Task) (runtime.Attachme
 	// part runs unlocked.
 	n.busy[id] = true
 	n.mu.Unlock()
-	berr := n.build(t, r, addr, subnet)
+	berr := n.build(t, r, plans)
 	if berr != nil {
 		if terr := n.teardown(r); terr != nil {
 			n.log.Warn("undo failed attach", "task", id, "err", terr)
@@ -278,8 +333,8 @@ func (n *Network) notBusyLocked(id string) {
 	n.idle.Broadcast()
 }
 
-func (n *Network) build(t *shoalpb.Task, r *taskRecord, addr *net.IPNet, subnet *net.IPNet) error {
-	if err := n.makeNamespace(r, addr, gatewayOf(subnet)); err != nil {
+func (n *Network) build(t *shoalpb.Task, r *taskRecord, plans []linkPlan) error {
+	if err := n.makeNamespace(r, plans); err != nil {
 		return err
 	}
 	for _, p := range r.Ports {
@@ -289,7 +344,7 @@ func (n *Network) build(t *shoalpb.Task, r *taskRecord, addr *net.IPNet, subnet 
 			return fmt.Errorf("publish port %d/%s: %w", p.Published, p.Protocol, err)
 		}
 	}
-	return n.writeFiles(t, r, addr.IP, gatewayOf(subnet))
+	return n.writeFiles(t, r, plans[0].gw)
 }
 
 // Detach implements runtime.Network.
@@ -312,6 +367,10 @@ func (n *Network) Detach(ctx context.Context, taskID string) error {
 		return fmt.Errorf("network: detach task %s: %w", taskID, err)
 	}
 	delete(n.tasks, taskID)
+	if err := n.collectLocked(); err != nil {
+		// The task is detached; the next Detach or Prune tries again.
+		n.log.Warn("removing a network after its last task", "err", err)
+	}
 	return nil
 }
 
@@ -335,8 +394,11 @@ func (n *Network) teardown(r *taskRecord) error {
 			errs = append(errs, fmt.Errorf("unpublish port %d/%s: %w", p.Published, p.Protocol, err))
 		}
 	}
-	if r.Veth != "" {
-		if err := deleteLink(r.Veth); err != nil {
+	for _, l := range r.Links {
+		if l.Veth == "" {
+			continue
+		}
+		if err := deleteLink(l.Veth); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -352,8 +414,9 @@ func (n *Network) teardown(r *taskRecord) error {
 }
 
 // Prune removes what this node made for every task not in keep: recorded
-// namespaces, veths and files, veths on the bridge that belong to no kept
-// task, and port rules of this bridge naming a task not kept. The agent
+// namespaces, veths and files, veths on any of its bridges that belong to
+// no kept task, port rules of this node naming a task not kept, and the
+// networks SetNetworks dropped whose last task this was. The agent
 // calls it at start with the tasks it still runs, to clean up after a crash.
 func (n *Network) Prune(ctx context.Context, keep map[string]bool) error {
 	n.mu.Lock()
@@ -371,11 +434,25 @@ func (n *Network) Prune(ctx context.Context, keep map[string]bool) error {
 	keepVeth := map[string]bool{}
 	for id := range keep {
 		keepVeth[n.vethName(id)] = true
+		if r := n.tasks[id]; r != nil {
+			for _, l := range r.Links {
+				keepVeth[l.Veth] = true
+			}
+		}
 	}
-	if err := n.pruneVeths(keepVeth); err != nil {
-		errs = append(errs, err)
+	bridges := map[string]bool{n.bridge: true}
+	for _, nr := range n.node.Networks {
+		bridges[nr.Bridge] = true
+	}
+	for b := range bridges {
+		if err := n.pruneVeths(b, keepVeth); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := n.prunePortRules(keep); err != nil {
+		errs = append(errs, err)
+	}
+	if err := n.collectLocked(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -385,7 +462,7 @@ func (n *Network) Prune(ctx context.Context, keep map[string]bool) error {
 }
 
 // Destroy removes everything this node made: every task's namespace,
-// veth, rules and files, the peer routes, this bridge's rules and the
+// veths, rules and files, the peer routes, every network's rules and
 // bridge. The shared chains and their jumps stay, as another node on the
 // same host may use them.
 func (n *Network) Destroy(ctx context.Context) error {
@@ -412,29 +489,6 @@ func checkTaskID(id string) error {
 		return fmt.Errorf("network: task ID %q is not allowed", id)
 	}
 	return nil
-}
-
-// taskAddress parses t.Address and checks it lies inside subnet and is
-// neither the network, the gateway nor the broadcast address.
-func taskAddress(t *shoalpb.Task, subnet *net.IPNet) (*net.IPNet, error) {
-	a := t.GetAddress()
-	if a == "" {
-		return nil, fmt.Errorf("%w: task %s has no address (Task.address); the allocator must give it one in %s", ErrBadAddress, t.GetId(), subnet)
-	}
-	ip, ipn, err := net.ParseCIDR(a)
-	if err != nil || ip.To4() == nil {
-		return nil, fmt.Errorf("%w: task %s address %q is not an IPv4 CIDR address like 10.200.3.5/24", ErrBadAddress, t.GetId(), a)
-	}
-	ip = ip.To4()
-	ones, _ := ipn.Mask.Size()
-	sones, _ := subnet.Mask.Size()
-	if !subnet.Contains(ip) || ones != sones {
-		return nil, fmt.Errorf("%w: task %s address %s is outside this node's subnet %s", ErrBadAddress, t.GetId(), a, subnet)
-	}
-	if ip.Equal(subnet.IP) || ip.Equal(gatewayOf(subnet)) || ip.Equal(broadcastOf(subnet)) {
-		return nil, fmt.Errorf("%w: task %s address %s is the network, gateway or broadcast address of %s", ErrBadAddress, t.GetId(), a, subnet)
-	}
-	return &net.IPNet{IP: ip, Mask: subnet.Mask}, nil
 }
 
 // portRules lists t's host-mode published ports, refusing one another task

@@ -1,9 +1,11 @@
 package network
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,7 +77,7 @@ func TestAttachConnectsTasksAndGateway(t *testing.T) {
 		t.Fatalf("task a → gateway: saw %q, err %v", seen, err)
 	}
 
-	ok, err := n.ipt.Exists("nat", chainPostrouting, n.masqueradeSpec(testPool, "10.231.3.0/24")...)
+	ok, err := n.ipt.Exists("nat", chainPostrouting, masqueradeSpec(n.bridge, testPool, "10.231.3.0/24")...)
 	if err != nil || !ok {
 		t.Errorf("outbound masquerade rule exists = %v, %v; want true", ok, err)
 	}
@@ -120,10 +122,12 @@ func TestAttachConnectsTasksAndGateway(t *testing.T) {
 func TestAttachRefusesBadAddresses(t *testing.T) {
 	testutil.RequireRoot(t)
 	n := newTestNetworkAt(t, t.TempDir(), fmt.Sprintf("shtest%d", bridgeSeq.Add(1)))
-	if _, err := n.Attach(t.Context(), task("t1", "10.231.4.5/24")); !errors.Is(err, ErrNoSubnet) {
-		t.Errorf("Attach before SetSubnet: %v, want ErrNoSubnet", err)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := n.Attach(ctx, task("t1", "10.231.4.5/24")); !errors.Is(err, ErrUnknownNetwork) || !strings.Contains(err.Error(), DefaultID) {
+		t.Errorf("Attach before SetNetworks: %v, want ErrUnknownNetwork naming the default network", err)
 	}
-	if err := n.SetSubnet(testPool, "10.231.4.0/24"); err != nil {
+	if err := n.SetNetworks(defaultNet("10.231.4.0/24")); err != nil {
 		t.Fatal(err)
 	}
 	for _, addr := range []string{"", "10.231.5.5/24", "10.231.4.5/16", "10.231.4.1/24", "10.231.4.255/24", "10.231.4.5", "nonsense"} {
@@ -250,9 +254,9 @@ func countTagged(tb testing.TB, n *Network, table, chain, prefix string) int {
 	return c
 }
 
-func TestSetSubnetIsIdempotentAndReplacesTheOld(t *testing.T) {
+func TestSetNetworksIsIdempotentAndReplacesTheOld(t *testing.T) {
 	n := newTestNetwork(t, "10.231.7.0/24")
-	count := func() [4]int {
+	count := func() [5]int {
 		njumps := 0
 		for _, j := range jumps {
 			rules, err := n.ipt.List(j.table, j.chain)
@@ -260,35 +264,35 @@ func TestSetSubnetIsIdempotentAndReplacesTheOld(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, r := range rules {
-				if strings.Contains(r, "-j SHOAL-") {
+				if strings.Contains(r, "-j SHOAL-") && !strings.Contains(r, "--comment") {
 					njumps++
 				}
 			}
 		}
-		return [4]int{countRules(t, n, "filter", chainForward), countRules(t, n, "nat", chainPostrouting), countRules(t, n, "nat", chainPorts), njumps}
+		return [5]int{countRules(t, n, "filter", chainForward), countRules(t, n, "filter", chainIsolate) + countRules(t, n, "filter", chainIsolateDst), countRules(t, n, "nat", chainPostrouting), countRules(t, n, "nat", chainPorts), njumps}
 	}
 	first := count()
-	if first != [4]int{2, 3, 0, 4} {
-		t.Fatalf("rules (forward, postrouting, ports, jumps) = %v, want [2 3 0 4]", first)
+	if first != [5]int{2, 2, 3, 0, 5} {
+		t.Fatalf("rules (forward, isolate, postrouting, ports, jumps) = %v, want [2 2 3 0 5]", first)
 	}
-	if err := n.SetSubnet(testPool, "10.231.7.0/24"); err != nil {
+	if err := n.SetNetworks(defaultNet("10.231.7.0/24")); err != nil {
 		t.Fatal(err)
 	}
 	if got := count(); got != first {
-		t.Errorf("after a second SetSubnet rules = %v, want %v", got, first)
+		t.Errorf("after a second SetNetworks rules = %v, want %v", got, first)
 	}
 
-	if err := n.SetSubnet(testPool, "10.231.8.0/24"); err != nil {
+	if err := n.SetNetworks(defaultNet("10.231.8.0/24")); err != nil {
 		t.Fatal(err)
 	}
 	if got := count(); got != first {
-		t.Errorf("after changing the subnet rules = %v, want %v", got, first)
+		t.Errorf("after changing the slice rules = %v, want %v", got, first)
 	}
-	if ok, _ := n.ipt.Exists("nat", chainPostrouting, n.masqueradeSpec(testPool, "10.231.7.0/24")...); ok {
-		t.Error("the old subnet's masquerade rule is still there")
+	if ok, _ := n.ipt.Exists("nat", chainPostrouting, masqueradeSpec(n.bridge, testPool, "10.231.7.0/24")...); ok {
+		t.Error("the old slice's masquerade rule is still there")
 	}
-	if ok, _ := n.ipt.Exists("nat", chainPostrouting, n.masqueradeSpec(testPool, "10.231.8.0/24")...); !ok {
-		t.Error("the new subnet has no masquerade rule")
+	if ok, _ := n.ipt.Exists("nat", chainPostrouting, masqueradeSpec(n.bridge, testPool, "10.231.8.0/24")...); !ok {
+		t.Error("the new slice has no masquerade rule")
 	}
 	br, err := netlink.LinkByName(n.bridge)
 	if err != nil {
@@ -298,11 +302,28 @@ func TestSetSubnetIsIdempotentAndReplacesTheOld(t *testing.T) {
 	if len(addrs) != 1 || addrs[0].IPNet.String() != "10.231.8.1/24" {
 		t.Errorf("bridge addresses = %v, want only 10.231.8.1/24", addrs)
 	}
+	if gw, ok := n.Gateway(DefaultID); !ok || gw.String() != "10.231.8.1" {
+		t.Errorf("Gateway(default) = %v, %v; want 10.231.8.1", gw, ok)
+	}
+	if _, ok := n.Gateway("nonesuch"); ok {
+		t.Error("Gateway of a network not made here is ok")
+	}
 
-	for _, bad := range [][2]string{{"10.231.0.0/16", "10.232.1.0/24"}, {"nonsense", "10.231.1.0/24"}, {testPool, "10.231.1.0/31"}} {
-		if err := n.SetSubnet(bad[0], bad[1]); err == nil {
-			t.Errorf("SetSubnet(%s, %s) succeeded", bad[0], bad[1])
+	p := netip.MustParsePrefix
+	for _, bad := range [][]Def{
+		{{ID: DefaultID, Subnet: p(testPool), Slice: p("10.232.1.0/24")}},
+		{{ID: DefaultID, Subnet: p(testPool)}},
+		{{ID: DefaultID, Subnet: p(testPool), Slice: p("10.231.1.0/31")}},
+		{{ID: "", Subnet: p(testPool), Slice: p("10.231.1.0/24")}},
+		defaultNet("10.231.1.0/24", Def{ID: DefaultID, Subnet: p("10.240.0.0/16"), Slice: p("10.240.1.0/24")}),
+		defaultNet("10.231.1.0/24", Def{ID: "b", Subnet: p("10.231.128.0/17"), Slice: p("10.231.129.0/24")}),
+	} {
+		if err := n.SetNetworks(bad); err == nil {
+			t.Errorf("SetNetworks(%v) succeeded", bad)
 		}
+	}
+	if got := count(); got != first {
+		t.Errorf("after refused SetNetworks rules = %v, want %v", got, first)
 	}
 }
 
@@ -371,7 +392,7 @@ func TestPruneRemovesOnlyOrphans(t *testing.T) {
 	dir := t.TempDir()
 	bridge := fmt.Sprintf("shtest%d", bridgeSeq.Add(1))
 	n := newTestNetworkAt(t, dir, bridge)
-	if err := n.SetSubnet(testPool, "10.231.13.0/24"); err != nil {
+	if err := n.SetNetworks(defaultNet("10.231.13.0/24")); err != nil {
 		t.Fatal(err)
 	}
 	port := &shoalpb.PortConfig{Protocol: "udp", TargetPort: 53, PublishedPort: 15353}
@@ -388,11 +409,12 @@ func TestPruneRemovesOnlyOrphans(t *testing.T) {
 	t.Cleanup(func() { _ = deleteNamespace(filepath.Base(foreignPath)) })
 
 	// A rule of a task this node no longer knows.
-	stale := &taskRecord{TaskID: "stale", Address: "10.231.13.9/24"}
+	stale := &taskRecord{TaskID: "stale", Links: []taskLink{{Network: DefaultID, Address: "10.231.13.9/24"}}}
 	if err := n.ipt.Append("nat", chainPorts, n.portSpec(stale, portRule{"tcp", 19999, 80})...); err != nil {
 		t.Fatal(err)
 	}
 	// A crash in the middle of an Attach: the record says not complete.
+	// It is in the format from before networks (one veth and address).
 	half := &taskRecord{TaskID: "half", NetNS: "shoal-" + n.nodeTag + "-half", Veth: n.vethName("half"), Address: "10.231.13.4/24"}
 	if err := n.saveTask(half); err != nil {
 		t.Fatal(err)
@@ -454,7 +476,8 @@ func takeSnapshot(tb testing.TB, n *Network) snapshot {
 		tb.Fatal(err)
 	}
 	s.links = len(links)
-	s.rules = countRules(tb, n, "nat", chainPorts) + countRules(tb, n, "nat", chainPostrouting) + countRules(tb, n, "filter", chainForward)
+	s.rules = countRules(tb, n, "nat", chainPorts) + countRules(tb, n, "nat", chainPostrouting) + countRules(tb, n, "filter", chainForward) +
+		countRules(tb, n, "filter", chainIsolate) + countRules(tb, n, "filter", chainIsolateDst)
 	_ = filepath.WalkDir(n.dir, func(string, os.DirEntry, error) error { s.files++; return nil })
 	return s
 }

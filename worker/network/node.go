@@ -20,12 +20,16 @@ import (
 // shoal's routes are ever replaced or removed.
 const RouteProtocol netlink.RouteProtocol = 0x5b
 
-// nodeRecord is the node-level state SetSubnet and SetPeers made, so that
-// a restarted agent can undo it when the manager hands out something new.
+// nodeRecord is the node-level state SetNetworks and SetPeers made, so
+// that a restarted agent can undo or repair it.
 type nodeRecord struct {
-	Pool   string      `json:"pool,omitempty"`
-	Subnet string      `json:"subnet,omitempty"`
-	Routes []peerRoute `json:"routes,omitempty"`
+	// Pool and Subnet are the record of a node from before networks (the
+	// task pool and the node's subnet of it): load turns them into the
+	// default network.
+	Pool     string      `json:"pool,omitempty"`
+	Subnet   string      `json:"subnet,omitempty"`
+	Networks []netRecord `json:"networks,omitempty"`
+	Routes   []peerRoute `json:"routes,omitempty"`
 }
 
 type peerRoute struct {
@@ -33,130 +37,49 @@ type peerRoute struct {
 	Gw  string `json:"gw"`
 }
 
+// migrate turns an old {pool, subnet} record into the default network on
+// bridge, whose layout and rules are those the old record stood for.
+func (r *nodeRecord) migrate(bridge string) {
+	if r.Subnet != "" && len(r.Networks) == 0 {
+		r.Networks = []netRecord{{ID: DefaultID, Subnet: r.Pool, Slice: r.Subnet, Bridge: bridge}}
+	}
+	r.Pool, r.Subnet = "", ""
+}
+
 func (n *Network) saveNode() error {
 	return jsonfile.Write(filepath.Join(n.dir, "node.json"), &n.node, 0o644)
 }
 
-func (n *Network) subnetLocked() (*net.IPNet, error) {
-	if n.node.Subnet == "" {
-		return nil, ErrNoSubnet
-	}
-	_, s, err := net.ParseCIDR(n.node.Subnet)
-	return s, err
-}
-
-// SetSubnet makes (or repairs) the node's bridge with the first address of
-// subnet as the tasks' gateway, and the forwarding and NAT rules for it.
-// pool is the whole cluster's task pool: traffic from subnet to another
-// address of pool keeps its source address, traffic elsewhere is
-// masqueraded. Calling it again with the same values changes nothing;
-// with another subnet, the old one's address and rule are removed.
-func (n *Network) SetSubnet(pool, subnet string) error {
-	_, poolNet, err := net.ParseCIDR(pool)
-	if err != nil || poolNet.IP.To4() == nil {
-		return fmt.Errorf("network: task pool %q is not an IPv4 CIDR like 10.200.0.0/16", pool)
-	}
-	_, sub, err := net.ParseCIDR(subnet)
-	if err != nil || sub.IP.To4() == nil {
-		return fmt.Errorf("network: node subnet %q is not an IPv4 CIDR like 10.200.3.0/24", subnet)
-	}
-	pOnes, _ := poolNet.Mask.Size()
-	sOnes, _ := sub.Mask.Size()
-	if !poolNet.Contains(sub.IP) || sOnes < pOnes {
-		return fmt.Errorf("network: node subnet %s is not inside the task pool %s", sub, poolNet)
-	}
-	if sOnes > 30 {
-		return fmt.Errorf("network: node subnet %s is too small: it needs room for a gateway and tasks (/30 at most)", sub)
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.waitIdleLocked()
-
-	if n.node.Subnet != "" && (n.node.Subnet != sub.String() || n.node.Pool != poolNet.String()) {
-		if err := n.removeSubnetRules(n.node.Pool, n.node.Subnet); err != nil {
-			return fmt.Errorf("network: remove the old subnet %s: %w", n.node.Subnet, err)
-		}
-		n.log.Info("task subnet changed", "old", n.node.Subnet, "new", sub.String())
-	}
-	n.node.Pool, n.node.Subnet = poolNet.String(), sub.String()
-	if err := n.saveNode(); err != nil {
-		return fmt.Errorf("network: %w", err)
-	}
-	if err := n.ensureBridge(sub); err != nil {
-		return fmt.Errorf("network: bridge %s: %w", n.bridge, err)
-	}
-	if err := writeSysctl("net/ipv4/ip_forward", "1"); err != nil {
-		return fmt.Errorf("network: %w", err)
-	}
-	// Lets a host-mode port published on 127.0.0.1 reach a task: the
-	// DNATed packet keeps its loopback source until SHOAL-POSTROUTING
-	// masquerades it.
-	if err := writeSysctl("net/ipv4/conf/"+n.bridge+"/route_localnet", "1"); err != nil {
-		return fmt.Errorf("network: %w", err)
-	}
-	if err := n.ensureChains(); err != nil {
-		return fmt.Errorf("network: iptables: %w", err)
-	}
-	if err := n.ensureNodeRules(poolNet, sub); err != nil {
-		return fmt.Errorf("network: iptables: %w", err)
-	}
-	return nil
-}
-
-// ensureBridge creates the bridge if needed, gives it exactly the gateway
-// address among IPv4 addresses, and sets it up.
-func (n *Network) ensureBridge(sub *net.IPNet) error {
-	br, err := netlink.LinkByName(n.bridge)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if !errors.As(err, &nf) {
-			return err
-		}
-		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.bridge}}); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
-		}
-		if br, err = netlink.LinkByName(n.bridge); err != nil {
-			return err
-		}
-	}
-	if br.Type() != "bridge" {
-		return fmt.Errorf("a %s link named %s exists; choose another bridge name", br.Type(), n.bridge)
-	}
-	gw := &netlink.Addr{IPNet: &net.IPNet{IP: gatewayOf(sub), Mask: sub.Mask}}
-	addrs, err := netlink.AddrList(br, netlink.FAMILY_V4)
-	if err != nil {
-		return err
-	}
-	have := false
-	for _, a := range addrs {
-		if a.IPNet.String() == gw.IPNet.String() {
-			have = true
-			continue
-		}
-		if err := netlink.AddrDel(br, &a); err != nil {
-			return fmt.Errorf("remove old address %s: %w", a.IPNet, err)
-		}
-	}
-	if !have {
-		if err := netlink.AddrAdd(br, gw); err != nil {
-			return fmt.Errorf("add gateway address %s: %w", gw.IPNet, err)
-		}
-	}
-	return netlink.LinkSetUp(br)
-}
-
-// SetPeers routes every other node's task subnet via that node's address,
-// replacing the routes an earlier call made: routes to nodes no longer
-// listed are removed. A peer with this node's subnet is skipped; peers
-// that cannot be routed (bad subnet or address, subnet outside the pool)
-// are skipped too and named in the returned error, the others applied.
+// SetPeers routes every other node's slice of each network via that
+// node's address, replacing the routes an earlier call made: routes to
+// slices no longer listed are removed. peers holds one entry per (node,
+// network slice); routes are keyed by slice. An entry with one of this
+// node's slices is skipped; entries that cannot be routed (bad subnet or
+// address, a slice in none of this node's networks) are skipped too and
+// named in the returned error, the others applied.
 func (n *Network) SetPeers(peers []*shoalpb.NodeSubnet) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.node.Subnet == "" {
+	if len(n.node.Networks) == 0 {
 		return ErrNoSubnet
 	}
-	_, poolNet, _ := net.ParseCIDR(n.node.Pool)
+	mine := map[string]bool{}
+	var nets []*net.IPNet
+	for i := range n.node.Networks {
+		r := &n.node.Networks[i]
+		mine[r.Slice] = true
+		nets = append(nets, r.subnet())
+	}
+	inNets := func(dst *net.IPNet) bool {
+		for _, s := range nets {
+			ones, _ := s.Mask.Size()
+			dOnes, _ := dst.Mask.Size()
+			if s.Contains(dst.IP) && dOnes >= ones {
+				return true
+			}
+		}
+		return false
+	}
 	want := map[string]peerRoute{}
 	var bad []error
 	for _, p := range peers {
@@ -169,10 +92,10 @@ func (n *Network) SetPeers(peers []*shoalpb.NodeSubnet) error {
 		case gw == nil || gw.To4() == nil:
 			bad = append(bad, fmt.Errorf("node %s: address %q is not an IPv4 address", p.GetNodeId(), p.GetIp()))
 			continue
-		case dst.String() == n.node.Subnet:
+		case mine[dst.String()]:
 			continue // this node
-		case !poolNet.Contains(dst.IP):
-			bad = append(bad, fmt.Errorf("node %s: subnet %s is outside the task pool %s", p.GetNodeId(), dst, poolNet))
+		case !inNets(dst):
+			bad = append(bad, fmt.Errorf("node %s: subnet %s is outside every network of this node (outside the task pool)", p.GetNodeId(), dst))
 			continue
 		}
 		want[dst.String()] = peerRoute{Dst: dst.String(), Gw: gw.String()}
@@ -245,8 +168,8 @@ func sortedRoutes(m map[string]peerRoute) []peerRoute {
 	return out
 }
 
-// destroyNodeLocked removes the peer routes, this bridge's rules and the
-// bridge, and forgets the subnet.
+// destroyNodeLocked removes the peer routes, every network's rules and
+// bridge (the default one's even if unrecorded), and forgets them.
 func (n *Network) destroyNodeLocked() error {
 	var errs []error
 	for _, r := range n.node.Routes {
@@ -259,21 +182,20 @@ func (n *Network) destroyNodeLocked() error {
 			errs = append(errs, fmt.Errorf("remove route %s: %w", r.Dst, err))
 		}
 	}
-	if n.node.Subnet != "" {
-		if err := n.removeSubnetRules(n.node.Pool, n.node.Subnet); err != nil {
+	bridges := map[string]bool{n.bridge: true}
+	for _, r := range n.node.Networks {
+		bridges[r.Bridge] = true
+	}
+	for b := range bridges {
+		if err := n.removeNet(&netRecord{Bridge: b}); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if err := n.removeNodeRules(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := deleteLink(n.bridge); err != nil {
-		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("network: destroy: %w", err)
 	}
 	n.node = nodeRecord{}
+	n.netsChanged.Broadcast()
 	return n.saveNode()
 }
 

@@ -13,30 +13,36 @@ import (
 // node's rules carry a comment naming its bridge.
 const (
 	chainForward     = "SHOAL-FORWARD"     // filter
+	chainIsolate     = "SHOAL-ISOLATE"     // filter: from a network to elsewhere
+	chainIsolateDst  = "SHOAL-ISOLATE-DST" // filter: ... into another network: drop
 	chainPostrouting = "SHOAL-POSTROUTING" // nat
 	chainPorts       = "SHOAL-PORTS"       // nat
 )
 
-// jumps are the rules in built-in chains that send traffic to shoal's
-// chains; insert says whether the jump must come before anything else in
-// the chain (FORWARD: before a policy-enforcing DROP Docker may have left).
+// jumps are the rules that send traffic to shoal's chains; insert says
+// whether the jump must come before anything else in the chain (FORWARD:
+// before a policy-enforcing DROP Docker may have left; SHOAL-FORWARD:
+// isolation before the bridges' ACCEPTs).
 var jumps = []struct {
 	table, chain string
 	insert       bool
 	spec         []string
 }{
 	{"filter", "FORWARD", true, []string{"-j", chainForward}},
+	{"filter", chainForward, true, []string{"-j", chainIsolate}},
 	{"nat", "POSTROUTING", true, []string{"-j", chainPostrouting}},
 	{"nat", "PREROUTING", false, []string{"-m", "addrtype", "--dst-type", "LOCAL", "-j", chainPorts}},
 	{"nat", "OUTPUT", false, []string{"-m", "addrtype", "--dst-type", "LOCAL", "-j", chainPorts}},
 }
 
-func (n *Network) nodeComment() string { return "shoal:" + n.bridge + ":node" }
+// netComment tags the rules of the network on bridge; the bridge's name
+// is unique per node and network on a host.
+func netComment(bridge string) string { return "shoal:" + bridge + ":node" }
 
 func (n *Network) taskComment(id string) string { return "shoal:" + n.bridge + ":task:" + id }
 
 func (n *Network) ensureChains() error {
-	for _, c := range [][2]string{{"filter", chainForward}, {"nat", chainPostrouting}, {"nat", chainPorts}} {
+	for _, c := range [][2]string{{"filter", chainForward}, {"filter", chainIsolate}, {"filter", chainIsolateDst}, {"nat", chainPostrouting}, {"nat", chainPorts}} {
 		ok, err := n.ipt.ChainExists(c[0], c[1])
 		if err != nil {
 			return err
@@ -65,62 +71,82 @@ func (n *Network) ensureChains() error {
 	return nil
 }
 
-func (n *Network) forwardSpecs() [][]string {
-	c := []string{"-m", "comment", "--comment", n.nodeComment()}
-	return [][]string{
-		append([]string{"-i", n.bridge}, append(c, "-j", "ACCEPT")...),
-		append([]string{"-o", n.bridge}, append(c, "-j", "ACCEPT")...),
+// netRule is one rule a network needs.
+type netRule struct {
+	table, chain string
+	spec         []string
+}
+
+// netRules lists the rules of network r, in the order they are appended.
+// Isolation is address based, so that it holds for traffic routed in from
+// other nodes as for traffic between two bridges of this node: traffic
+// from the network to elsewhere goes to SHOAL-ISOLATE-DST, which drops it
+// if elsewhere is another network. Two rules per network, not one per
+// pair of networks.
+func netRules(r *netRecord) []netRule {
+	c := []string{"-m", "comment", "--comment", netComment(r.Bridge)}
+	with := func(spec ...string) []string { return append(spec, c...) }
+	return []netRule{
+		{"filter", chainIsolate, append(with("-s", r.Subnet, "!", "-d", r.Subnet), "-j", chainIsolateDst)},
+		{"filter", chainIsolateDst, append(with("-d", r.Subnet), "-j", "DROP")},
+		{"filter", chainForward, append(with("-i", r.Bridge), "-j", "ACCEPT")},
+		{"filter", chainForward, append(with("-o", r.Bridge), "-j", "ACCEPT")},
+		{"nat", chainPostrouting, masqueradeSpec(r.Bridge, r.Subnet, r.Slice)},
+		{"nat", chainPostrouting, hairpinSpec(r.Bridge, r.Slice)},
+		{"nat", chainPostrouting, localnetSpec(r.Bridge)},
 	}
 }
 
-func (n *Network) masqueradeSpec(pool, subnet string) []string {
-	return []string{"-s", subnet, "!", "-d", pool, "-m", "comment", "--comment", n.nodeComment(), "-j", "MASQUERADE"}
+// masqueradeSpec masquerades traffic from the node's slice to anywhere
+// outside its network (traffic to another network never gets here: it is
+// dropped in FORWARD); traffic to the network's other slices keeps its
+// source address.
+func masqueradeSpec(bridge, subnet, slice string) []string {
+	return []string{"-s", slice, "!", "-d", subnet, "-m", "comment", "--comment", netComment(bridge), "-j", "MASQUERADE"}
 }
 
-func (n *Network) localnetSpec() []string {
-	return []string{"-s", "127.0.0.0/8", "-o", n.bridge, "-m", "comment", "--comment", n.nodeComment(), "-j", "MASQUERADE"}
+func localnetSpec(bridge string) []string {
+	return []string{"-s", "127.0.0.0/8", "-o", bridge, "-m", "comment", "--comment", netComment(bridge), "-j", "MASQUERADE"}
 }
 
 // hairpinSpec masquerades connections a task makes to a port published on
 // this node that land on a task of the same bridge: without it the answer
 // would go straight from task to task, from an address the caller never
 // connected to.
-func (n *Network) hairpinSpec(subnet string) []string {
-	return []string{"-s", subnet, "-o", n.bridge, "-m", "conntrack", "--ctstate", "DNAT", "-m", "comment", "--comment", n.nodeComment(), "-j", "MASQUERADE"}
+func hairpinSpec(bridge, slice string) []string {
+	return []string{"-s", slice, "-o", bridge, "-m", "conntrack", "--ctstate", "DNAT", "-m", "comment", "--comment", netComment(bridge), "-j", "MASQUERADE"}
 }
 
-func (n *Network) ensureNodeRules(pool, sub *net.IPNet) error {
-	for _, s := range n.forwardSpecs() {
-		if err := n.ipt.AppendUnique("filter", chainForward, s...); err != nil {
-			return err
+func (n *Network) ensureNetRules(r *netRecord) error {
+	for _, rule := range netRules(r) {
+		if err := n.ipt.AppendUnique(rule.table, rule.chain, rule.spec...); err != nil {
+			return fmt.Errorf("%s %s: %w", rule.table, rule.chain, err)
 		}
 	}
-	if err := n.ipt.AppendUnique("nat", chainPostrouting, n.masqueradeSpec(pool.String(), sub.String())...); err != nil {
-		return err
-	}
-	if err := n.ipt.AppendUnique("nat", chainPostrouting, n.hairpinSpec(sub.String())...); err != nil {
-		return err
-	}
-	return n.ipt.AppendUnique("nat", chainPostrouting, n.localnetSpec()...)
+	return nil
 }
 
-// removeSubnetRules deletes the rules made for one subnet of the pool.
-func (n *Network) removeSubnetRules(pool, subnet string) error {
-	if ok, err := n.ipt.ChainExists("nat", chainPostrouting); err != nil || !ok {
-		return err
-	}
-	if err := n.ipt.DeleteIfExists("nat", chainPostrouting, n.masqueradeSpec(pool, subnet)...); err != nil {
-		return err
-	}
-	return n.ipt.DeleteIfExists("nat", chainPostrouting, n.hairpinSpec(subnet)...)
-}
-
-// removeNodeRules deletes every rule tagged with this bridge's node tag,
-// whatever subnet it was made for.
-func (n *Network) removeNodeRules() error {
+// removeNetRules deletes the rules made for network r's addresses.
+func (n *Network) removeNetRules(r *netRecord) error {
 	var errs []error
-	for _, c := range [][2]string{{"filter", chainForward}, {"nat", chainPostrouting}} {
-		if err := n.deleteTagged(c[0], c[1], func(tag string) bool { return tag == n.nodeComment() }); err != nil {
+	for _, rule := range netRules(r) {
+		if ok, err := n.ipt.ChainExists(rule.table, rule.chain); err != nil || !ok {
+			errs = append(errs, err)
+			continue
+		}
+		if err := n.ipt.DeleteIfExists(rule.table, rule.chain, rule.spec...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeTaggedNetRules deletes every rule tagged with bridge's network
+// tag, whatever addresses it was made for.
+func (n *Network) removeTaggedNetRules(bridge string) error {
+	var errs []error
+	for _, c := range [][2]string{{"filter", chainIsolate}, {"filter", chainIsolateDst}, {"filter", chainForward}, {"nat", chainPostrouting}} {
+		if err := n.deleteTagged(c[0], c[1], func(tag string) bool { return tag == netComment(bridge) }); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -128,7 +154,7 @@ func (n *Network) removeNodeRules() error {
 }
 
 func (n *Network) portSpec(r *taskRecord, p portRule) []string {
-	ip, _, _ := net.ParseCIDR(r.Address)
+	ip, _, _ := net.ParseCIDR(r.primaryAddress())
 	return []string{
 		"-p", p.Protocol, "--dport", fmt.Sprint(p.Published),
 		"-m", "comment", "--comment", n.taskComment(r.TaskID),
