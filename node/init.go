@@ -62,6 +62,14 @@ func (n *Node) prepareInit() error {
 	if err != nil {
 		return err
 	}
+	networkPool := n.cfg.NetworkPool
+	if networkPool == "" {
+		networkPool = allocator.DefaultNetworkPool
+	}
+	netPool, err := allocator.NetworkPoolOf(&shoalpb.ClusterSpec{TaskPool: pool.String(), NodeSubnetBits: uint32(pool.SubnetBits), NetworkPool: networkPool})
+	if err != nil {
+		return fmt.Errorf("--network-pool: %w", err)
+	}
 
 	clusterID, nodeID := ids.New(), ids.New()
 	now := time.Now()
@@ -111,6 +119,7 @@ func (n *Node) prepareInit() error {
 				TaskHistoryLimit:      5,
 				TaskPool:              pool.String(),
 				NodeSubnetBits:        uint32(pool.SubnetBits),
+				NetworkPool:           netPool.String(),
 			},
 			RootCa:     &shoalpb.RootCA{CertPem: root.CertPEM, KeyPem: root.KeyPEM, Fingerprint: root.Fingerprint()},
 			JoinTokens: &shoalpb.JoinTokens{Worker: workerToken, Manager: managerToken},

@@ -58,6 +58,9 @@ type Config struct {
 	// defaults of manager/allocator. They cannot change after init.
 	TaskPool       string
 	NodeSubnetBits uint32
+	// NetworkPool is where networks created without --subnet take theirs
+	// from (ClusterSpec.network_pool); empty means allocator's default.
+	NetworkPool string
 
 	// Join only.
 	JoinToken string

@@ -98,6 +98,8 @@ func newInitCmd() *cobra.Command {
 		"IPv4 CIDR that container tasks' addresses come from; each containerd node gets a subnet of it (cannot be changed later)")
 	cmd.Flags().Uint32Var(&f.cfg.NodeSubnetBits, "node-subnet-size", allocator.DefaultNodeSubnetBits,
 		fmt.Sprintf("prefix length of each node's subnet of --task-pool, %d to %d (cannot be changed later)", allocator.MinNodeSubnetBits, allocator.MaxNodeSubnetBits))
+	cmd.Flags().StringVar(&f.cfg.NetworkPool, "network-pool", allocator.DefaultNetworkPool,
+		"IPv4 CIDR that networks created without --subnet take theirs from, each as large as --task-pool; must not overlap --task-pool")
 	return cmd
 }
 
