@@ -275,6 +275,13 @@ func TestSetNetworksIsIdempotentAndReplacesTheOld(t *testing.T) {
 	if first != [5]int{2, 2, 3, 0, 5} {
 		t.Fatalf("rules (forward, isolate, postrouting, ports, jumps) = %v, want [2 2 3 0 5]", first)
 	}
+	// A second call finds every rule in one listing per chain.
+	have := n.listNetChains()
+	for _, r := range netRules(n.netLocked(DefaultID)) {
+		if !have[r.table+" "+r.chain][strings.Join(r.spec, " ")] {
+			t.Errorf("rule %v is not found as such in the listing of %s %s: %v", r.spec, r.table, r.chain, have[r.table+" "+r.chain])
+		}
+	}
 	if err := n.SetNetworks(defaultNet("10.231.7.0/24")); err != nil {
 		t.Fatal(err)
 	}

@@ -187,12 +187,13 @@ func (n *Network) SetNetworks(defs []Def) error {
 			return fmt.Errorf("network: iptables: %w", err)
 		}
 	}
+	have := n.listNetChains()
 	for i := range n.node.Networks {
 		r := &n.node.Networks[i]
 		if r.Removing {
 			continue
 		}
-		if err := n.makeNet(r); err != nil {
+		if err := n.makeNet(r, have); err != nil {
 			errs = append(errs, fmt.Errorf("network %s (bridge %s): %w", r.ID, r.Bridge, err))
 		}
 	}
@@ -203,7 +204,7 @@ func (n *Network) SetNetworks(defs []Def) error {
 }
 
 // makeNet makes or repairs a network's bridge and rules.
-func (n *Network) makeNet(r *netRecord) error {
+func (n *Network) makeNet(r *netRecord, have listedRules) error {
 	if err := ensureBridge(r.Bridge, r.slice()); err != nil {
 		return err
 	}
@@ -213,7 +214,7 @@ func (n *Network) makeNet(r *netRecord) error {
 	if err := writeSysctl("net/ipv4/conf/"+r.Bridge+"/route_localnet", "1"); err != nil {
 		return err
 	}
-	if err := n.ensureNetRules(r); err != nil {
+	if err := n.ensureNetRules(r, have); err != nil {
 		return fmt.Errorf("iptables: %w", err)
 	}
 	return nil

@@ -117,8 +117,46 @@ func hairpinSpec(bridge, slice string) []string {
 	return []string{"-s", slice, "-o", bridge, "-m", "conntrack", "--ctstate", "DNAT", "-m", "comment", "--comment", netComment(bridge), "-j", "MASQUERADE"}
 }
 
-func (n *Network) ensureNetRules(r *netRecord) error {
+// listedRules is the rules of some chains as `iptables -S` prints them,
+// each as its arguments after "-A <chain>" joined by spaces, by
+// "table chain".
+type listedRules map[string]map[string]bool
+
+// listNetChains lists the chains netRules fills: one iptables run per
+// chain, where checking each rule of each network costs one run per rule
+// (~15 ms each on the nft backend), and SetNetworks runs on every session
+// message.
+func (n *Network) listNetChains() listedRules {
+	out := listedRules{}
+	for _, rule := range netRules(&netRecord{}) {
+		key := rule.table + " " + rule.chain
+		if out[key] != nil {
+			continue
+		}
+		lines, err := n.ipt.List(rule.table, rule.chain)
+		if err != nil {
+			continue // checked rule by rule instead
+		}
+		set := map[string]bool{}
+		for _, line := range lines {
+			if args := splitRule(line); len(args) > 2 && args[0] == "-A" {
+				set[strings.Join(args[2:], " ")] = true
+			}
+		}
+		out[key] = set
+	}
+	return out
+}
+
+// ensureNetRules appends the rules of network r that are missing. A rule
+// found in have is taken as there; one not found is checked and appended
+// by AppendUnique, so a listing printed differently from the spec costs
+// time, never a duplicate.
+func (n *Network) ensureNetRules(r *netRecord, have listedRules) error {
 	for _, rule := range netRules(r) {
+		if have[rule.table+" "+rule.chain][strings.Join(rule.spec, " ")] {
+			continue
+		}
 		if err := n.ipt.AppendUnique(rule.table, rule.chain, rule.spec...); err != nil {
 			return fmt.Errorf("%s %s: %w", rule.table, rule.chain, err)
 		}
