@@ -66,6 +66,7 @@ func withStatus(stored *shoalpb.Task, status *shoalpb.TaskStatus, version uint64
 		Status:       status,
 		JobIteration: stored.JobIteration,
 		Address:      stored.Address,
+		Networks:     stored.Networks,
 	}
 	if unknown := stored.ProtoReflect().GetUnknown(); len(unknown) > 0 {
 		t.ProtoReflect().SetUnknown(unknown)

@@ -196,6 +196,7 @@ func TestWithStatusCopiesEveryField(t *testing.T) {
 	stored := &shoalpb.Task{
 		Id: "t1", ServiceId: "s1", ServiceName: "web", Slot: 3, NodeId: "n1", SpecVersion: 7, JobIteration: 2,
 		Address:      "10.200.0.2/24",
+		Networks:     []*shoalpb.TaskNetwork{{NetworkId: "default", Address: "10.200.0.2/24"}},
 		Meta:         &shoalpb.Meta{Version: 5, CreatedAt: timestamppb.New(time.Unix(1, 0)), UpdatedAt: timestamppb.New(time.Unix(2, 0))},
 		Spec:         &shoalpb.TaskSpec{Container: &shoalpb.ContainerSpec{Image: "web"}},
 		DesiredState: shoalpb.TaskState_TASK_STATE_RUNNING,
