@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 
+	"shoal/manager/allocator"
 	"shoal/manager/ca"
 	"shoal/manager/state"
 	shoalpb "shoal/proto"
@@ -143,24 +145,82 @@ func Purge(ctx context.Context, dataDir string) error {
 	return purge(ctx, abs)
 }
 
-// onNetwork applies what the dispatcher says of the task network.
-func (n *Node) onNetwork(tr *taskRuntime) func(subnet, pool string, peers []*shoalpb.NodeSubnet) {
+// onNetwork applies what the dispatcher says of the task networks: the
+// node makes its slice of every network (docs/networking.md: a node's
+// slices follow from its subnet), routes to every other node's slices, and
+// serves DNS on each slice's gateway.
+func (n *Node) onNetwork(tr *taskRuntime) func(*shoalpb.SessionMessage) {
 	if tr.network == nil {
 		return nil
 	}
-	return func(subnet, pool string, peers []*shoalpb.NodeSubnet) {
+	return func(msg *shoalpb.SessionMessage) {
+		subnet := msg.GetNode().GetSubnet()
 		if subnet == "" {
 			return
 		}
-		if err := tr.network.SetSubnet(pool, subnet); err != nil {
-			n.log.Warn("setting up the task network", "subnet", subnet, "err", err)
+		defs, peers, err := networkPlan(subnet, msg)
+		if err != nil {
+			n.log.Warn("setting up the task networks", "subnet", subnet, "err", err)
+		}
+		if len(defs) == 0 {
+			return
+		}
+		if err := tr.network.SetNetworks(defs); err != nil {
+			n.log.Warn("setting up the task networks", "subnet", subnet, "err", err)
 			return
 		}
 		if err := tr.network.SetPeers(peers); err != nil {
 			n.log.Warn("routing to other nodes' tasks", "err", err)
 		}
-		tr.svcnet.setSubnet(subnet)
+		tr.svcnet.setNetworks(defs, tr.network)
 	}
+}
+
+// networkPlan is this node's slice of every network of msg and every other
+// node's slices, which are routed through that node. A network that cannot
+// be sliced (the control API refuses to make one) is left out and named in
+// the error; the others are still returned.
+func networkPlan(subnet string, msg *shoalpb.SessionMessage) ([]network.Def, []*shoalpb.NodeSubnet, error) {
+	own, err := netip.ParsePrefix(subnet)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node subnet %q: %w", subnet, err)
+	}
+	poolCIDR := msg.GetTaskPool()
+	if poolCIDR == "" {
+		poolCIDR = allocator.DefaultTaskPool
+	}
+	pool, err := allocator.ParsePool(poolCIDR, uint32(own.Bits()), allocator.FieldNames)
+	if err != nil {
+		return nil, nil, err
+	}
+	nets := msg.GetNetworks()
+	if len(nets) == 0 { // a leader that sends none: the default network only
+		nets = []*shoalpb.Network{{Id: allocator.DefaultNetworkID, Subnet: pool.String()}}
+	}
+	var defs []network.Def
+	var peers []*shoalpb.NodeSubnet
+	var errs []error
+	for _, nw := range nets {
+		whole, err := netip.ParsePrefix(nw.GetSubnet())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("network %s: subnet %q: %w", nw.GetId(), nw.GetSubnet(), err))
+			continue
+		}
+		slice, err := pool.Slice(whole, subnet)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("network %s: %w", nw.GetId(), err))
+			continue
+		}
+		defs = append(defs, network.Def{ID: nw.GetId(), Subnet: whole, Slice: slice})
+		for _, p := range msg.GetPeers() {
+			ps, err := pool.Slice(whole, p.GetSubnet())
+			if err != nil {
+				continue // a peer's subnet of another size: not routable
+			}
+			peers = append(peers, &shoalpb.NodeSubnet{NodeId: p.GetNodeId(), Subnet: ps.String(), Ip: p.GetIp()})
+		}
+	}
+	return defs, peers, errors.Join(errs...)
 }
 
 // onEndpoints is the agent's OnEndpoints: nil for a node without service

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"shoal/netdns"
@@ -23,20 +23,49 @@ const propagation = 250 * time.Millisecond
 
 // serviceNet is what a containerd node serves so that services find and
 // reach each other (docs/networking.md): the endpoints the leader streams,
-// the DNS server on the bridge's gateway, the VIP rules and the routing
-// mesh. It lives as long as the task runtime.
+// a DNS server on the gateway of each of the node's network slices, the
+// VIP rules and the routing mesh. It lives as long as the task runtime.
 type serviceNet struct {
 	log       *slog.Logger
 	endpoints *endpoints.Table
 	lb        *lb.LB
 	mesh      *mesh.Mesh
+	ctx       context.Context
+
+	// scope is what the DNS servers know of their queriers.
+	scope atomic.Pointer[dnsScope]
 
 	mu      sync.Mutex
-	dns     *netdns.Server // nil until the node has a subnet
-	dnsAddr string
+	dns     map[string]*dnsListener // by listen address (gateway:53)
 	last    netdns.Records
 	lastTTL time.Duration
-	ctx     context.Context
+}
+
+// dnsListener is one DNS server on one gateway.
+type dnsListener struct {
+	srv    *netdns.Server
+	cancel context.CancelFunc
+}
+
+// dnsScope maps a querier's address to its networks: those of its task when
+// the task is ready (the endpoints know all its addresses), else the
+// network whose subnet holds the address. The host and anything outside
+// every network see every network.
+type dnsScope struct {
+	tasks    map[netip.Addr][]string
+	networks []network.Def
+}
+
+func (d *dnsScope) of(src netip.Addr) ([]string, bool) {
+	if nets, ok := d.tasks[src]; ok {
+		return nets, true
+	}
+	for _, n := range d.networks {
+		if n.Subnet.Contains(src) {
+			return []string{n.ID}, true
+		}
+	}
+	return nil, false
 }
 
 // openServiceNet starts the node's service networking; Run-time pieces
@@ -52,7 +81,9 @@ func openServiceNet(ctx context.Context, netw *network.Network, log *slog.Logger
 		lb:        balancer,
 		mesh:      mesh.New(mesh.Config{Logger: log}),
 		ctx:       ctx,
+		dns:       map[string]*dnsListener{},
 	}
+	s.scope.Store(&dnsScope{})
 	go s.endpoints.Run(ctx, endpoints.Sinks{DNS: s.swapDNS, VIPs: s.lb.Apply, Mesh: s.mesh.Update}, log)
 	return s, nil
 }
@@ -63,53 +94,68 @@ func (s *serviceNet) deregisterDelay() time.Duration {
 	return s.endpoints.TTL() + propagation
 }
 
-// swapDNS gives the DNS server its new table, once it runs.
-func (s *serviceNet) swapDNS(r netdns.Records, ttl time.Duration) {
+// swapDNS gives the DNS servers their new table and scope.
+func (s *serviceNet) swapDNS(snap endpoints.Snapshot) {
+	r := snap.DNS()
+	old := s.scope.Load()
+	s.scope.Store(&dnsScope{tasks: snap.Scopes(), networks: old.networks})
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.last, s.lastTTL = r, ttl
-	if s.dns != nil {
-		s.dns.Swap(netdns.NewTableTTL(r, ttl))
+	s.last, s.lastTTL = r, snap.TTL
+	table := netdns.NewTableTTL(r, snap.TTL)
+	for _, l := range s.dns {
+		l.srv.Swap(table)
 	}
 }
 
-// setSubnet starts the DNS server on the gateway of the node's task
-// subnet, where every task's resolv.conf points, the first time the node
-// learns its subnet.
-func (s *serviceNet) setSubnet(subnet string) {
-	p, err := netip.ParsePrefix(subnet)
-	if err != nil {
-		return
+// setNetworks follows the node's network slices: the endpoints learn the
+// networks (for VIP sources), and a DNS server runs on the gateway of
+// every slice, where the resolv.conf of the tasks on it points. Servers of
+// slices that are gone stop.
+func (s *serviceNet) setNetworks(defs []network.Def, netw *network.Network) {
+	subnets := make(map[string]netip.Prefix, len(defs))
+	for _, d := range defs {
+		subnets[d.ID] = d.Subnet
 	}
-	addr := net.JoinHostPort(p.Masked().Addr().Next().String(), "53")
+	s.endpoints.SetNetworks(subnets)
+	old := s.scope.Load()
+	s.scope.Store(&dnsScope{tasks: old.tasks, networks: defs})
+
+	want := map[string]bool{}
+	for _, d := range defs {
+		if gw, ok := netw.Gateway(d.ID); ok {
+			want[netip.AddrPortFrom(gw, 53).String()] = true
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.dns != nil {
-		if s.dnsAddr != addr {
-			s.log.Warn("the node's task subnet changed; its DNS server stays on the old gateway until the daemon restarts", "dns", s.dnsAddr, "subnet", subnet)
+	for addr, l := range s.dns {
+		if !want[addr] {
+			l.cancel()
+			delete(s.dns, addr)
 		}
-		return
 	}
-	srv, err := netdns.NewServer(netdns.Config{Addrs: []string{addr}, TTL: netdns.DefaultTTL, Logger: s.log})
-	if err != nil {
-		s.log.Warn("cannot start the node's DNS server", "addr", addr, "err", err)
-		return
-	}
-	srv.Swap(netdns.NewTableTTL(s.last, s.lastTTL))
-	s.dns, s.dnsAddr = srv, addr
-	go func() {
-		if err := srv.Run(s.ctx); err != nil && s.ctx.Err() == nil {
-			s.log.Warn("the node's DNS server stopped", "addr", addr, "err", err)
+	for addr := range want {
+		if s.dns[addr] != nil {
+			continue
 		}
-	}()
+		srv, err := netdns.NewServer(netdns.Config{Addrs: []string{addr}, TTL: netdns.DefaultTTL, Scope: s.scopeOf, Logger: s.log})
+		if err != nil {
+			s.log.Warn("cannot start a DNS server for the node's tasks", "addr", addr, "err", err)
+			continue
+		}
+		srv.Swap(netdns.NewTableTTL(s.last, s.lastTTL))
+		ctx, cancel := context.WithCancel(s.ctx)
+		s.dns[addr] = &dnsListener{srv: srv, cancel: cancel}
+		go func() {
+			if err := srv.Run(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("a DNS server of the node stopped", "addr", addr, "err", err)
+			}
+		}()
+	}
 }
 
-// DNS is the node's DNS server, nil until the node has a subnet.
-func (s *serviceNet) DNS() *netdns.Server {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.dns
-}
+func (s *serviceNet) scopeOf(src netip.Addr) ([]string, bool) { return s.scope.Load().of(src) }
 
 // close stops the mesh and removes the VIP rules (the DNS server ends
 // with the context).

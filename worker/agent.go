@@ -60,12 +60,13 @@ type Config struct {
 	Managers func() []string
 	// OnManagers is told the manager list each time a session message carries it.
 	OnManagers func([]*shoalpb.ManagerAddr)
-	// OnNetwork is told, on every session message, the node's own task
+	// OnNetwork is handed every session message: its node's own task
 	// subnet ("" while it has none), the cluster's task pool ("" from a
-	// leader that does not send it) and the other nodes' subnets, so the
-	// node's network can route to their tasks. It must not block; nil
-	// ignores them.
-	OnNetwork func(subnet, pool string, peers []*shoalpb.NodeSubnet)
+	// leader that does not send it), the other nodes' subnets and the
+	// cluster's networks, so the node can make its slice of each network
+	// and route to the other nodes' tasks. It must not block; nil ignores
+	// them.
+	OnNetwork func(*shoalpb.SessionMessage)
 	// OnEndpoints is handed every message of the Endpoints stream (the
 	// services and ready tasks the node's DNS, VIPs and routing mesh
 	// serve); nil: the node does not open the stream. It must not block.
@@ -253,7 +254,7 @@ func (a *Agent) session(ctx context.Context, addr string, renew *time.Timer) err
 			}
 			node = msg.Node
 			if a.cfg.OnNetwork != nil {
-				a.cfg.OnNetwork(node.GetSubnet(), msg.GetTaskPool(), msg.GetPeers())
+				a.cfg.OnNetwork(msg)
 			}
 			if want := node.GetSpec().GetDesiredRole(); want != shoalpb.NodeRole_NODE_ROLE_UNSPECIFIED && want != a.role() {
 				if err := a.renew(ctx, conn, node); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -25,6 +26,7 @@ type updateFlags struct {
 	prefAdd, prefRm                []string
 	mountAdd, mountRm              []string
 	publishAdd, publishRm          []string
+	networkAdd, networkRm          []string
 }
 
 func (u *updateFlags) register(cmd *cobra.Command) {
@@ -46,6 +48,21 @@ func (u *updateFlags) register(cmd *cobra.Command) {
 	fs.StringArrayVar(&u.mountRm, "mount-rm", nil, "remove the mount at a target path")
 	fs.StringArrayVar(&u.publishAdd, "publish-add", nil, "publish a port (as --publish)")
 	fs.StringArrayVar(&u.publishRm, "publish-rm", nil, "unpublish a port: PUBLISHED[/PROTOCOL] or the target port")
+	fs.StringArrayVar(&u.networkAdd, "network-add", nil, "join a network (as --network); an existing entry for it is replaced")
+	fs.StringArrayVar(&u.networkRm, "network-rm", nil, "leave a network: its name or ID")
+}
+
+// resolveNetworks replaces the names in --network-rm by the networks' IDs,
+// which is what a stored spec holds.
+func (u *updateFlags) resolveNetworks(ctx context.Context, c *client) error {
+	for i, ref := range u.networkRm {
+		n, err := c.control().GetNetwork(ctx, &shoalpb.GetNetworkRequest{Network: ref})
+		if err != nil {
+			return fmt.Errorf("--network-rm %s: %w", ref, c.explain(err))
+		}
+		u.networkRm[i] = n.GetNetwork().GetId()
+	}
+	return nil
 }
 
 // apply edits spec; it fails on a removal of something that is not there.
@@ -145,6 +162,34 @@ func (u *updateFlags) apply(spec *shoalpb.ServiceSpec, changed func(string) bool
 		}
 		t.Ports = append(t.Ports, p)
 	}
+	return u.editNetworks(t)
+}
+
+// editNetworks applies --network-rm (network IDs by now) and --network-add.
+// A service on no listed network is on the default one: an added network
+// comes beside it, and a service whose last network is removed goes back
+// to it.
+func (u *updateFlags) editNetworks(t *shoalpb.TaskSpec) error {
+	if len(t.Networks) == 0 && len(u.networkAdd) > 0 {
+		t.Networks = []*shoalpb.NetworkAttachmentConfig{{Target: "default"}}
+	}
+	for _, id := range u.networkRm {
+		i := slices.IndexFunc(t.Networks, func(n *shoalpb.NetworkAttachmentConfig) bool { return n.Target == id })
+		if i < 0 && id == "default" && len(t.Networks) == 0 {
+			return errors.New("--network-rm default: the service is only on the default network; add another with --network-add first")
+		}
+		if i < 0 {
+			return fmt.Errorf("--network-rm %s: the service is not on that network", id)
+		}
+		t.Networks = slices.Delete(t.Networks, i, i+1)
+	}
+	for _, add := range u.networkAdd {
+		att, err := parseNetwork("--network-add", add)
+		if err != nil {
+			return err
+		}
+		t.Networks = append(slices.DeleteFunc(t.Networks, func(n *shoalpb.NetworkAttachmentConfig) bool { return n.Target == att.Target }), att)
+	}
 	return nil
 }
 
@@ -184,6 +229,9 @@ func newServiceUpdateCmd(g *globals) *cobra.Command {
 				}
 				spec := proto.Clone(svc.Spec).(*shoalpb.ServiceSpec)
 				fillSpec(spec)
+				if err := u.resolveNetworks(ctx, c); err != nil {
+					return err
+				}
 				if err := f.applyScalars(spec, cmd.Flags(), false); err != nil {
 					return err
 				}

@@ -34,6 +34,7 @@ type specFlags struct {
 	stopSignal                  string
 	workdir, user, hostname     string
 	publish, mounts             []string
+	networks                    []string
 	entrypoint                  string
 	endpointMode                string
 	health, readiness           checkFlags
@@ -73,6 +74,7 @@ func (f *specFlags) registerLists(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.containerLabels, "container-label", nil, "task label KEY=VALUE")
 	fs.StringArrayVar(&f.constraints, "constraint", nil, "placement constraint, e.g. node.labels.zone==eu or node.role!=manager")
 	fs.StringArrayVar(&f.placementPrefs, "placement-pref", nil, "placement preference spread=node.labels.KEY")
+	fs.StringArrayVar(&f.networks, "network", nil, "join a network: NAME or name=NAME[,alias=ALIAS]... (repeat for several; the first is the primary one; default: the default network)")
 	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a port: published=P,target=T[,mode=ingress|host][,protocol=tcp|udp][,mesh=tcp|http][,proxy-protocol=v1|v2][,name=N] or P:T[/udp]")
 	fs.StringArrayVar(&f.mounts, "mount", nil, "mount: type=bind|volume|tmpfs,source=S,target=T[,readonly]")
 }
@@ -204,6 +206,13 @@ func (f *specFlags) applyLists(spec *shoalpb.ServiceSpec) error {
 			return err
 		}
 		t.Ports = append(t.Ports, port)
+	}
+	for _, n := range f.networks {
+		att, err := parseNetwork("--network", n)
+		if err != nil {
+			return err
+		}
+		t.Networks = append(t.Networks, att)
 	}
 	for _, m := range f.mounts {
 		mount, err := parseMount(m)
@@ -503,4 +512,27 @@ func restartDelayMs(d time.Duration) int64 {
 		return -1
 	}
 	return d.Milliseconds()
+}
+
+// parseNetwork parses a --network value: NAME, or name=NAME[,alias=ALIAS]...
+// (NAME,alias=ALIAS also works).
+func parseNetwork(flag, s string) (*shoalpb.NetworkAttachmentConfig, error) {
+	att := &shoalpb.NetworkAttachmentConfig{}
+	for i, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		switch {
+		case !ok && i == 0:
+			att.Target = part
+		case k == "name" || k == "target":
+			att.Target = v
+		case k == "alias" && v != "":
+			att.Aliases = append(att.Aliases, v)
+		default:
+			return nil, fmt.Errorf("%s %q: unknown part %q; use NAME or name=NAME[,alias=ALIAS]", flag, s, part)
+		}
+	}
+	if att.Target == "" {
+		return nil, fmt.Errorf("%s %q: no network name; use NAME or name=NAME[,alias=ALIAS]", flag, s)
+	}
+	return att, nil
 }

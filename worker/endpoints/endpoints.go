@@ -10,7 +10,9 @@ package endpoints
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,10 +23,6 @@ import (
 	"shoal/worker/lb"
 	"shoal/worker/mesh"
 )
-
-// DefaultNetwork is the one network every task is on until networks of
-// their own exist; DNS answers are scoped per network already.
-const DefaultNetwork = "default"
 
 // defaultDrain is a task's stop grace period when its spec sets none
 // (the executor's default).
@@ -37,8 +35,9 @@ type Table struct {
 	services map[string]*shoalpb.ServiceEndpoints
 	tasks    map[string]*shoalpb.EndpointTask
 	ttlMs    int64
-	synced   bool            // a complete set has arrived
-	watchers []chan struct{} // one per sink loop (cap 1): the table changed
+	networks map[string]netip.Prefix // network ID -> subnet (SetNetworks)
+	synced   bool                    // a complete set has arrived
+	watchers []chan struct{}         // one per sink loop (cap 1): the table changed
 }
 
 // New returns an empty table.
@@ -73,13 +72,29 @@ func (t *Table) Apply(msg *shoalpb.EndpointsMessage) {
 	if ttl := msg.GetDnsTtlMs(); ttl != 0 {
 		t.ttlMs = ttl
 	}
+	t.notifyLocked()
+	t.mu.Unlock()
+}
+
+// SetNetworks records the cluster's networks (ID -> subnet), which the VIP
+// rules and the DNS scoping need; a change wakes the sinks.
+func (t *Table) SetNetworks(nets map[string]netip.Prefix) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if maps.Equal(t.networks, nets) {
+		return
+	}
+	t.networks = maps.Clone(nets)
+	t.notifyLocked()
+}
+
+func (t *Table) notifyLocked() {
 	for _, w := range t.watchers {
 		select {
 		case w <- struct{}{}:
 		default:
 		}
 	}
-	t.mu.Unlock()
 }
 
 // retryAfter is how soon Run tries again after a sink failed.
@@ -100,6 +115,8 @@ func (t *Table) TTL() time.Duration {
 type Snapshot struct {
 	Services []Service
 	TTL      time.Duration
+	// Networks are the cluster's networks: ID -> subnet.
+	Networks map[string]netip.Prefix
 }
 
 // Service is one service with its ready tasks.
@@ -117,7 +134,7 @@ func (t *Table) Snapshot() Snapshot {
 	for _, et := range t.tasks {
 		byService[et.GetServiceId()] = append(byService[et.GetServiceId()], et)
 	}
-	snap := Snapshot{Services: make([]Service, 0, len(t.services))}
+	snap := Snapshot{Services: make([]Service, 0, len(t.services)), Networks: t.networks}
 	if t.ttlMs > 0 {
 		snap.TTL = time.Duration(t.ttlMs) * time.Millisecond
 	}
@@ -152,17 +169,19 @@ func (s Snapshot) DNS() netdns.Records {
 			Names: Names(svc.ServiceEndpoints),
 			DNSRR: svc.GetMode() == shoalpb.EndpointMode_ENDPOINT_MODE_DNSRR,
 		}
-		att := netdns.Attachment{Network: DefaultNetwork}
-		if vip, err := netip.ParseAddr(svc.GetVip()); err == nil && !ds.DNSRR {
-			att.VIP = vip
+		vip, err := netip.ParseAddr(svc.GetVip())
+		if err != nil || ds.DNSRR {
+			vip = netip.Addr{}
 		}
-		ds.Networks = []netdns.Attachment{att}
+		for _, n := range svc.GetNetworks() {
+			ds.Networks = append(ds.Networks, netdns.Attachment{Network: n.GetTarget(), VIP: vip, Aliases: lower(n.GetAliases())})
+		}
 		for _, p := range svc.GetPorts() {
 			ds.Ports = append(ds.Ports, netdns.Port{Name: p.GetName(), Protocol: p.GetProtocol(), Port: uint16(p.GetTargetPort())})
 		}
 		for _, et := range svc.Tasks {
-			if a, err := netip.ParseAddr(et.GetAddress()); err == nil {
-				ds.Tasks = append(ds.Tasks, netdns.Task{Name: et.GetName(), Addrs: map[string]netip.Addr{DefaultNetwork: a}})
+			if addrs := svc.taskAddrs(et); len(addrs) > 0 {
+				ds.Tasks = append(ds.Tasks, netdns.Task{Name: et.GetName(), Addrs: addrs})
 			}
 		}
 		r.Services = append(r.Services, ds)
@@ -170,22 +189,74 @@ func (s Snapshot) DNS() netdns.Records {
 	return r
 }
 
+// taskAddrs are et's addresses by network ID. A task from a leader that
+// sends no per-network addresses is on the service's first network.
+func (svc Service) taskAddrs(et *shoalpb.EndpointTask) map[string]netip.Addr {
+	addrs := map[string]netip.Addr{}
+	for _, n := range et.GetNetworks() {
+		if a, err := netip.ParseAddr(n.GetAddress()); err == nil {
+			addrs[n.GetNetworkId()] = a
+		}
+	}
+	if len(et.GetNetworks()) == 0 && len(svc.GetNetworks()) > 0 {
+		if a, err := netip.ParseAddr(et.GetAddress()); err == nil {
+			addrs[svc.GetNetworks()[0].GetTarget()] = a
+		}
+	}
+	return addrs
+}
+
+func lower(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = strings.ToLower(n)
+	}
+	return out
+}
+
 // VIPs is the snapshot as the node's VIP rules: every service with a VIP,
-// balanced over its ready tasks (none: connections are refused).
+// balanced over its ready tasks (none: connections are refused). A client
+// on a network is sent to the tasks' addresses on that network, and
+// refused when the service is not on it; a client on no network (the host)
+// to the tasks' primary addresses.
 func (s Snapshot) VIPs() []lb.Service {
 	var out []lb.Service
+	ids := slices.Sorted(maps.Keys(s.Networks))
 	for _, svc := range s.Services {
 		vip, err := netip.ParseAddr(svc.GetVip())
 		if err != nil || svc.GetMode() == shoalpb.EndpointMode_ENDPOINT_MODE_DNSRR {
 			continue
 		}
 		ls := lb.Service{ID: svc.GetServiceId(), VIP: vip}
+		byNet := map[string][]netip.Addr{}
 		for _, et := range svc.Tasks {
 			if a, err := netip.ParseAddr(et.GetAddress()); err == nil {
 				ls.Backends = append(ls.Backends, a)
 			}
+			for id, a := range svc.taskAddrs(et) {
+				byNet[id] = append(byNet[id], a)
+			}
+		}
+		for _, id := range ids {
+			ls.Sources = append(ls.Sources, lb.Source{From: s.Networks[id], Backends: byNet[id]})
 		}
 		out = append(out, ls)
+	}
+	return out
+}
+
+// Scopes maps the address of every ready task to the networks it is on,
+// for the DNS server to answer a querier with the names of its networks.
+func (s Snapshot) Scopes() map[netip.Addr][]string {
+	out := map[netip.Addr][]string{}
+	for _, svc := range s.Services {
+		for _, et := range svc.Tasks {
+			addrs := svc.taskAddrs(et)
+			nets := slices.Sorted(maps.Keys(addrs))
+			for _, a := range addrs {
+				out[a] = nets
+			}
+		}
 	}
 	return out
 }
@@ -242,7 +313,9 @@ func proxyProtocol(p shoalpb.ProxyProtocol) mesh.ProxyProtocol {
 
 // Sinks are what Run keeps in step with the table; a nil one is skipped.
 type Sinks struct {
-	DNS  func(netdns.Records, time.Duration)
+	// DNS takes the snapshot whole: the records (Snapshot.DNS), the
+	// queriers' networks (Scopes) and the TTL.
+	DNS  func(Snapshot)
 	VIPs func([]lb.Service) error
 	Mesh func([]mesh.Port) map[uint16]error
 }
@@ -256,7 +329,7 @@ func (t *Table) Run(ctx context.Context, sinks Sinks, log *slog.Logger) {
 	var loops sync.WaitGroup
 	if sinks.DNS != nil {
 		loops.Go(func() {
-			t.follow(ctx, func(snap Snapshot) bool { sinks.DNS(snap.DNS(), snap.TTL); return true })
+			t.follow(ctx, func(snap Snapshot) bool { sinks.DNS(snap); return true })
 		})
 	}
 	if sinks.VIPs != nil {

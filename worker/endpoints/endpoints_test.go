@@ -20,7 +20,7 @@ func web() *shoalpb.ServiceEndpoints {
 		{Name: "http", Protocol: "tcp", TargetPort: 80, PublishedPort: 8080, Mode: shoalpb.PublishMode_PUBLISH_MODE_INGRESS,
 			Mesh: shoalpb.MeshMode_MESH_MODE_HTTP, ProxyProtocol: shoalpb.ProxyProtocol_PROXY_PROTOCOL_NONE},
 		{Protocol: "tcp", TargetPort: 9000, PublishedPort: 9000, Mode: shoalpb.PublishMode_PUBLISH_MODE_HOST},
-	}}
+	}, Networks: []*shoalpb.NetworkAttachmentConfig{{Target: "default"}}}
 }
 
 func endpoint(id, addr string, drainMs int64) *shoalpb.EndpointTask {
@@ -40,7 +40,7 @@ func TestSnapshotViews(t *testing.T) {
 	dns := snap.DNS().Services[0]
 	if !slices.Equal(dns.Names, []string{"shop_web", "web.shop"}) || dns.DNSRR ||
 		dns.Networks[0].VIP != netip.MustParseAddr("10.201.0.7") || len(dns.Tasks) != 2 ||
-		dns.Tasks[0].Addrs[DefaultNetwork] != netip.MustParseAddr("10.200.0.2") || dns.Ports[0] != (netdns.Port{Name: "http", Protocol: "tcp", Port: 80}) {
+		dns.Tasks[0].Addrs["default"] != netip.MustParseAddr("10.200.0.2") || dns.Ports[0] != (netdns.Port{Name: "http", Protocol: "tcp", Port: 80}) {
 		t.Fatalf("DNS view %+v", dns)
 	}
 	vips := snap.VIPs()
@@ -77,7 +77,7 @@ func TestRunFeedsSinks(t *testing.T) {
 	go func() {
 		defer close(done)
 		tab.Run(ctx, Sinks{
-			DNS:  func(r netdns.Records, ttl time.Duration) { got <- fmt.Sprintf("dns %d %v", len(r.Services), ttl) },
+			DNS:  func(s Snapshot) { got <- fmt.Sprintf("dns %d %v", len(s.DNS().Services), s.TTL) },
 			VIPs: func(s []lb.Service) error { got <- fmt.Sprintf("vips %d", len(s)); return nil },
 			Mesh: func(p []mesh.Port) map[uint16]error { got <- fmt.Sprintf("mesh %d", len(p)); return nil },
 		}, slog.New(slog.DiscardHandler))
@@ -103,5 +103,50 @@ func TestRunFeedsSinks(t *testing.T) {
 	case g := <-got:
 		t.Fatalf("a sink called again (%q) with nothing changed", g)
 	default:
+	}
+}
+
+// On several networks: DNS attaches the service to each with its aliases
+// and knows each task's address per network; a VIP client on a network
+// goes to the tasks' addresses there and is refused on a network the
+// service is not on; Scopes maps each address to its task's networks.
+func TestSnapshotNetworks(t *testing.T) {
+	tab := New()
+	nets := map[string]netip.Prefix{
+		"default": netip.MustParsePrefix("10.200.0.0/16"),
+		"back":    netip.MustParsePrefix("10.64.0.0/16"),
+		"other":   netip.MustParsePrefix("10.65.0.0/16"),
+	}
+	tab.SetNetworks(nets)
+	svc := web()
+	svc.Networks = []*shoalpb.NetworkAttachmentConfig{{Target: "back", Aliases: []string{"DB"}}, {Target: "default"}}
+	t1 := endpoint("t1", "10.64.0.2", 0)
+	t1.Networks = []*shoalpb.TaskNetwork{{NetworkId: "back", Address: "10.64.0.2"}, {NetworkId: "default", Address: "10.200.0.2"}}
+	tab.Apply(&shoalpb.EndpointsMessage{Complete: true, Services: []*shoalpb.ServiceEndpoints{svc}, Tasks: []*shoalpb.EndpointTask{t1}})
+	snap := tab.Snapshot()
+
+	dns := snap.DNS().Services[0]
+	if len(dns.Networks) != 2 || dns.Networks[0].Network != "back" || !slices.Equal(dns.Networks[0].Aliases, []string{"db"}) ||
+		dns.Networks[1].VIP != netip.MustParseAddr("10.201.0.7") ||
+		dns.Tasks[0].Addrs["back"] != netip.MustParseAddr("10.64.0.2") || dns.Tasks[0].Addrs["default"] != netip.MustParseAddr("10.200.0.2") {
+		t.Fatalf("DNS view %+v", dns)
+	}
+	vip := snap.VIPs()[0]
+	want := []lb.Source{
+		{From: nets["back"], Backends: []netip.Addr{netip.MustParseAddr("10.64.0.2")}},
+		{From: nets["default"], Backends: []netip.Addr{netip.MustParseAddr("10.200.0.2")}},
+		{From: nets["other"]},
+	}
+	if !slices.Equal(vip.Backends, []netip.Addr{netip.MustParseAddr("10.64.0.2")}) || len(vip.Sources) != len(want) {
+		t.Fatalf("VIP view %+v", vip)
+	}
+	for i, w := range want {
+		if vip.Sources[i].From != w.From || !slices.Equal(vip.Sources[i].Backends, w.Backends) {
+			t.Fatalf("VIP source %d: %+v, want %+v", i, vip.Sources[i], w)
+		}
+	}
+	scopes := snap.Scopes()
+	if got := scopes[netip.MustParseAddr("10.200.0.2")]; !slices.Equal(got, []string{"back", "default"}) {
+		t.Fatalf("scope of the task's default address: %v", got)
 	}
 }
