@@ -914,8 +914,12 @@ func (x *SessionMessage) GetNetworks() []*Network {
 }
 
 type HeartbeatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// port_errors is the complete current set of ingress ports the node's
+	// routing mesh cannot serve (empty: it serves them all). The dispatcher
+	// stores a change on the node (NodeStatus.port_errors).
+	PortErrors    []*PortError `protobuf:"bytes,2,rep,name=port_errors,json=portErrors,proto3" json:"port_errors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -955,6 +959,13 @@ func (x *HeartbeatRequest) GetSessionId() string {
 		return x.SessionId
 	}
 	return ""
+}
+
+func (x *HeartbeatRequest) GetPortErrors() []*PortError {
+	if x != nil {
+		return x.PortErrors
+	}
+	return nil
 }
 
 type HeartbeatResponse struct {
@@ -1074,10 +1085,12 @@ const file_dispatcher_proto_rawDesc = "" +
 	"\x04node\x18\x04 \x01(\v2\x0e.shoal.v1.NodeR\x04node\x12*\n" +
 	"\x05peers\x18\x05 \x03(\v2\x14.shoal.v1.NodeSubnetR\x05peers\x12\x1b\n" +
 	"\ttask_pool\x18\x06 \x01(\tR\btaskPool\x12-\n" +
-	"\bnetworks\x18\a \x03(\v2\x11.shoal.v1.NetworkR\bnetworks\"1\n" +
+	"\bnetworks\x18\a \x03(\v2\x11.shoal.v1.NetworkR\bnetworks\"g\n" +
 	"\x10HeartbeatRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"C\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x124\n" +
+	"\vport_errors\x18\x02 \x03(\v2\x13.shoal.v1.PortErrorR\n" +
+	"portErrors\"C\n" +
 	"\x11HeartbeatResponse\x12.\n" +
 	"\x13heartbeat_period_ms\x18\x01 \x01(\x03R\x11heartbeatPeriodMs2\x82\x03\n" +
 	"\n" +
@@ -1131,6 +1144,7 @@ var file_dispatcher_proto_goTypes = []any{
 	(*Node)(nil),                     // 24: shoal.v1.Node
 	(*NodeSubnet)(nil),               // 25: shoal.v1.NodeSubnet
 	(*Network)(nil),                  // 26: shoal.v1.Network
+	(*PortError)(nil),                // 27: shoal.v1.PortError
 }
 var file_dispatcher_proto_depIdxs = []int32{
 	2,  // 0: shoal.v1.EndpointsMessage.services:type_name -> shoal.v1.ServiceEndpoints
@@ -1149,23 +1163,24 @@ var file_dispatcher_proto_depIdxs = []int32{
 	24, // 13: shoal.v1.SessionMessage.node:type_name -> shoal.v1.Node
 	25, // 14: shoal.v1.SessionMessage.peers:type_name -> shoal.v1.NodeSubnet
 	26, // 15: shoal.v1.SessionMessage.networks:type_name -> shoal.v1.Network
-	11, // 16: shoal.v1.Dispatcher.Session:input_type -> shoal.v1.SessionRequest
-	13, // 17: shoal.v1.Dispatcher.Heartbeat:input_type -> shoal.v1.HeartbeatRequest
-	4,  // 18: shoal.v1.Dispatcher.Assignments:input_type -> shoal.v1.AssignmentsRequest
-	7,  // 19: shoal.v1.Dispatcher.UpdateTaskStatus:input_type -> shoal.v1.UpdateTaskStatusRequest
-	0,  // 20: shoal.v1.Dispatcher.Endpoints:input_type -> shoal.v1.EndpointsRequest
-	9,  // 21: shoal.v1.TaskLogs.Read:input_type -> shoal.v1.TaskLogsRequest
-	12, // 22: shoal.v1.Dispatcher.Session:output_type -> shoal.v1.SessionMessage
-	14, // 23: shoal.v1.Dispatcher.Heartbeat:output_type -> shoal.v1.HeartbeatResponse
-	5,  // 24: shoal.v1.Dispatcher.Assignments:output_type -> shoal.v1.AssignmentsMessage
-	8,  // 25: shoal.v1.Dispatcher.UpdateTaskStatus:output_type -> shoal.v1.UpdateTaskStatusResponse
-	1,  // 26: shoal.v1.Dispatcher.Endpoints:output_type -> shoal.v1.EndpointsMessage
-	10, // 27: shoal.v1.TaskLogs.Read:output_type -> shoal.v1.LogMessage
-	22, // [22:28] is the sub-list for method output_type
-	16, // [16:22] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	27, // 16: shoal.v1.HeartbeatRequest.port_errors:type_name -> shoal.v1.PortError
+	11, // 17: shoal.v1.Dispatcher.Session:input_type -> shoal.v1.SessionRequest
+	13, // 18: shoal.v1.Dispatcher.Heartbeat:input_type -> shoal.v1.HeartbeatRequest
+	4,  // 19: shoal.v1.Dispatcher.Assignments:input_type -> shoal.v1.AssignmentsRequest
+	7,  // 20: shoal.v1.Dispatcher.UpdateTaskStatus:input_type -> shoal.v1.UpdateTaskStatusRequest
+	0,  // 21: shoal.v1.Dispatcher.Endpoints:input_type -> shoal.v1.EndpointsRequest
+	9,  // 22: shoal.v1.TaskLogs.Read:input_type -> shoal.v1.TaskLogsRequest
+	12, // 23: shoal.v1.Dispatcher.Session:output_type -> shoal.v1.SessionMessage
+	14, // 24: shoal.v1.Dispatcher.Heartbeat:output_type -> shoal.v1.HeartbeatResponse
+	5,  // 25: shoal.v1.Dispatcher.Assignments:output_type -> shoal.v1.AssignmentsMessage
+	8,  // 26: shoal.v1.Dispatcher.UpdateTaskStatus:output_type -> shoal.v1.UpdateTaskStatusResponse
+	1,  // 27: shoal.v1.Dispatcher.Endpoints:output_type -> shoal.v1.EndpointsMessage
+	10, // 28: shoal.v1.TaskLogs.Read:output_type -> shoal.v1.LogMessage
+	23, // [23:29] is the sub-list for method output_type
+	17, // [17:23] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_dispatcher_proto_init() }

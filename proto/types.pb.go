@@ -1043,8 +1043,12 @@ type NodeStatus struct {
 	State   NodeState              `protobuf:"varint,1,opt,name=state,proto3,enum=shoal.v1.NodeState" json:"state,omitempty"`
 	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// addr is the node's advertised gRPC address (IP:PORT).
-	Addr          string                 `protobuf:"bytes,3,opt,name=addr,proto3" json:"addr,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Addr      string                 `protobuf:"bytes,3,opt,name=addr,proto3" json:"addr,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// port_errors are the ingress-published ports this node's routing mesh
+	// cannot serve (another process holds the port, say), as its agent last
+	// reported them; empty while the node is not ready.
+	PortErrors    []*PortError `protobuf:"bytes,5,rep,name=port_errors,json=portErrors,proto3" json:"port_errors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1107,6 +1111,75 @@ func (x *NodeStatus) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *NodeStatus) GetPortErrors() []*PortError {
+	if x != nil {
+		return x.PortErrors
+	}
+	return nil
+}
+
+// PortError is one published port a node cannot serve, and why.
+type PortError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Port  uint32                 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	// protocol is "tcp" or "udp".
+	Protocol      string `protobuf:"bytes,2,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortError) Reset() {
+	*x = PortError{}
+	mi := &file_types_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortError) ProtoMessage() {}
+
+func (x *PortError) ProtoReflect() protoreflect.Message {
+	mi := &file_types_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortError.ProtoReflect.Descriptor instead.
+func (*PortError) Descriptor() ([]byte, []int) {
+	return file_types_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PortError) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *PortError) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *PortError) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type ManagerInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// raft_addr is the address Raft peers dial (IP:PORT).
@@ -1119,7 +1192,7 @@ type ManagerInfo struct {
 
 func (x *ManagerInfo) Reset() {
 	*x = ManagerInfo{}
-	mi := &file_types_proto_msgTypes[12]
+	mi := &file_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1204,7 @@ func (x *ManagerInfo) String() string {
 func (*ManagerInfo) ProtoMessage() {}
 
 func (x *ManagerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[12]
+	mi := &file_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1217,7 @@ func (x *ManagerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerInfo.ProtoReflect.Descriptor instead.
 func (*ManagerInfo) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{12}
+	return file_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ManagerInfo) GetRaftAddr() string {
@@ -1174,7 +1247,7 @@ type ManagerAddr struct {
 
 func (x *ManagerAddr) Reset() {
 	*x = ManagerAddr{}
-	mi := &file_types_proto_msgTypes[13]
+	mi := &file_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1259,7 @@ func (x *ManagerAddr) String() string {
 func (*ManagerAddr) ProtoMessage() {}
 
 func (x *ManagerAddr) ProtoReflect() protoreflect.Message {
-	mi := &file_types_proto_msgTypes[13]
+	mi := &file_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1272,7 @@ func (x *ManagerAddr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerAddr.ProtoReflect.Descriptor instead.
 func (*ManagerAddr) Descriptor() ([]byte, []int) {
-	return file_types_proto_rawDescGZIP(), []int{13}
+	return file_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ManagerAddr) GetNodeId() string {
@@ -1313,14 +1386,20 @@ const file_types_proto_rawDesc = "" +
 	"\tnano_cpus\x18\x04 \x01(\x03R\bnanoCpus\x12!\n" +
 	"\fmemory_bytes\x18\x05 \x01(\x03R\vmemoryBytes\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x18\n" +
-	"\aruntime\x18\a \x01(\tR\aruntime\"\xa0\x01\n" +
+	"\aruntime\x18\a \x01(\tR\aruntime\"\xd6\x01\n" +
 	"\n" +
 	"NodeStatus\x12)\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x13.shoal.v1.NodeStateR\x05state\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x12\n" +
 	"\x04addr\x18\x03 \x01(\tR\x04addr\x129\n" +
 	"\n" +
-	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"E\n" +
+	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x124\n" +
+	"\vport_errors\x18\x05 \x03(\v2\x13.shoal.v1.PortErrorR\n" +
+	"portErrors\"Q\n" +
+	"\tPortError\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\x12\x1a\n" +
+	"\bprotocol\x18\x02 \x01(\tR\bprotocol\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"E\n" +
 	"\vManagerInfo\x12\x1b\n" +
 	"\traft_addr\x18\x01 \x01(\tR\braftAddr\x12\x19\n" +
 	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\"\x7f\n" +
@@ -1356,7 +1435,7 @@ func file_types_proto_rawDescGZIP() []byte {
 }
 
 var file_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_types_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_types_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_types_proto_goTypes = []any{
 	(NodeRole)(0),                 // 0: shoal.v1.NodeRole
 	(NodeAvailability)(0),         // 1: shoal.v1.NodeAvailability
@@ -1373,38 +1452,40 @@ var file_types_proto_goTypes = []any{
 	(*NodeSpec)(nil),              // 12: shoal.v1.NodeSpec
 	(*NodeDescription)(nil),       // 13: shoal.v1.NodeDescription
 	(*NodeStatus)(nil),            // 14: shoal.v1.NodeStatus
-	(*ManagerInfo)(nil),           // 15: shoal.v1.ManagerInfo
-	(*ManagerAddr)(nil),           // 16: shoal.v1.ManagerAddr
-	nil,                           // 17: shoal.v1.NetworkSpec.LabelsEntry
-	nil,                           // 18: shoal.v1.NodeSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*PortError)(nil),             // 15: shoal.v1.PortError
+	(*ManagerInfo)(nil),           // 16: shoal.v1.ManagerInfo
+	(*ManagerAddr)(nil),           // 17: shoal.v1.ManagerAddr
+	nil,                           // 18: shoal.v1.NetworkSpec.LabelsEntry
+	nil,                           // 19: shoal.v1.NodeSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
 }
 var file_types_proto_depIdxs = []int32{
-	19, // 0: shoal.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	19, // 1: shoal.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	20, // 0: shoal.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	20, // 1: shoal.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 2: shoal.v1.Cluster.meta:type_name -> shoal.v1.Meta
 	5,  // 3: shoal.v1.Cluster.spec:type_name -> shoal.v1.ClusterSpec
 	8,  // 4: shoal.v1.Cluster.root_ca:type_name -> shoal.v1.RootCA
 	9,  // 5: shoal.v1.Cluster.join_tokens:type_name -> shoal.v1.JoinTokens
 	3,  // 6: shoal.v1.Network.meta:type_name -> shoal.v1.Meta
 	7,  // 7: shoal.v1.Network.spec:type_name -> shoal.v1.NetworkSpec
-	17, // 8: shoal.v1.NetworkSpec.labels:type_name -> shoal.v1.NetworkSpec.LabelsEntry
+	18, // 8: shoal.v1.NetworkSpec.labels:type_name -> shoal.v1.NetworkSpec.LabelsEntry
 	3,  // 9: shoal.v1.Node.meta:type_name -> shoal.v1.Meta
 	12, // 10: shoal.v1.Node.spec:type_name -> shoal.v1.NodeSpec
 	13, // 11: shoal.v1.Node.description:type_name -> shoal.v1.NodeDescription
 	14, // 12: shoal.v1.Node.status:type_name -> shoal.v1.NodeStatus
 	0,  // 13: shoal.v1.Node.role:type_name -> shoal.v1.NodeRole
-	15, // 14: shoal.v1.Node.manager:type_name -> shoal.v1.ManagerInfo
+	16, // 14: shoal.v1.Node.manager:type_name -> shoal.v1.ManagerInfo
 	0,  // 15: shoal.v1.NodeSpec.desired_role:type_name -> shoal.v1.NodeRole
 	1,  // 16: shoal.v1.NodeSpec.availability:type_name -> shoal.v1.NodeAvailability
-	18, // 17: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
+	19, // 17: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
 	2,  // 18: shoal.v1.NodeStatus.state:type_name -> shoal.v1.NodeState
-	19, // 19: shoal.v1.NodeStatus.updated_at:type_name -> google.protobuf.Timestamp
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	20, // 19: shoal.v1.NodeStatus.updated_at:type_name -> google.protobuf.Timestamp
+	15, // 20: shoal.v1.NodeStatus.port_errors:type_name -> shoal.v1.PortError
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_types_proto_init() }
@@ -1418,7 +1499,7 @@ func file_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_types_proto_rawDesc), len(file_types_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

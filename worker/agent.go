@@ -71,6 +71,13 @@ type Config struct {
 	// services and ready tasks the node's DNS, VIPs and routing mesh
 	// serve); nil: the node does not open the stream. It must not block.
 	OnEndpoints func(*shoalpb.EndpointsMessage)
+	// PortErrors returns the ingress ports the node's routing mesh cannot
+	// serve right now (worker/endpoints Sinks.PortErrors); every heartbeat
+	// carries them, so the leader learns a change within a heartbeat period
+	// and a new leader learns the set on the first heartbeat of a session.
+	// The list is empty on almost every node, which costs the heartbeat
+	// nothing. It must not block; nil reports none.
+	PortErrors func() []*shoalpb.PortError
 	// SaveCreds persists the credentials after a renewal.
 	SaveCreds func() error
 	// Executor runs the node's tasks; nil for a node that runs none.
@@ -322,7 +329,11 @@ func (a *Agent) heartbeat(ctx context.Context, client shoalpb.DispatcherClient, 
 		}
 		sent := time.Now()
 		hbCtx, cancel := context.WithTimeout(ctx, dispatcher.MissedHeartbeats*period)
-		resp, err := client.Heartbeat(hbCtx, &shoalpb.HeartbeatRequest{SessionId: sessionID})
+		req := &shoalpb.HeartbeatRequest{SessionId: sessionID}
+		if a.cfg.PortErrors != nil {
+			req.PortErrors = a.cfg.PortErrors()
+		}
+		resp, err := client.Heartbeat(hbCtx, req)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("heartbeat: %w", err)

@@ -100,6 +100,9 @@ type session struct {
 	assign        *assignQueue
 	closed        chan struct{}
 	closeOnce     sync.Once
+	// portErrors is the node's last reported set of ports it cannot serve;
+	// nil until its first heartbeat, when the stored set is kept.
+	portErrors atomic.Pointer[[]*shoalpb.PortError]
 }
 
 func (s *session) close() { s.closeOnce.Do(func() { close(s.closed) }) }
@@ -272,6 +275,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *shoalpb.HeartbeatReques
 		return nil, err
 	}
 	sess.beat(time.Now())
+	d.recordPortErrors(sess, req.GetPortErrors())
 	return &shoalpb.HeartbeatResponse{HeartbeatPeriodMs: d.heartbeatPeriod().Milliseconds()}, nil
 }
 
@@ -512,6 +516,10 @@ func nodeUpdate(n *shoalpb.Node, v verdict, now time.Time) *shoalpb.Node {
 			changed = true
 		}
 	}
+	ports, setPorts := wantPortErrors(v)
+	if setPorts && !samePortErrors(st.GetPortErrors(), ports) {
+		changed = true
+	}
 	if !changed {
 		return nil
 	}
@@ -527,6 +535,9 @@ func nodeUpdate(n *shoalpb.Node, v verdict, now time.Time) *shoalpb.Node {
 	}
 	if desc != nil {
 		upd.Description = desc
+	}
+	if setPorts {
+		upd.Status.PortErrors = ports
 	}
 	return upd
 }
