@@ -9,6 +9,7 @@ package endpoints
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -99,6 +100,12 @@ func (t *Table) notifyLocked() {
 
 // retryAfter is how soon Run tries again after a sink failed.
 const retryAfter = time.Second
+
+// meshRetry is how often Run tries again to listen on published ports the
+// routing mesh could not listen on: the mesh itself never retries, and a
+// port another process holds is freed without any change to the table.
+// Each try is a listen per such port (and a log line from the mesh).
+const meshRetry = 3 * time.Second
 
 // TTL is the cluster's DNS TTL.
 func (t *Table) TTL() time.Duration {
@@ -318,6 +325,11 @@ type Sinks struct {
 	DNS  func(Snapshot)
 	VIPs func([]lb.Service) error
 	Mesh func([]mesh.Port) map[uint16]error
+	// PortErrors is told the complete set of ingress ports Mesh could not
+	// serve, sorted by port (empty: it serves them all), each time the set
+	// changes, from the Mesh loop (it must not block). The node's agent
+	// reports it to the leader (NodeStatus.port_errors).
+	PortErrors func([]*shoalpb.PortError)
 }
 
 // Run hands every change of the table to sinks until ctx ends, each sink
@@ -344,18 +356,29 @@ func (t *Table) Run(ctx context.Context, sinks Sinks, log *slog.Logger) {
 		})
 	}
 	if sinks.Mesh != nil {
-		portErrs := map[uint16]string{} // logged once until they change
 		loops.Go(func() {
-			t.follow(ctx, func(snap Snapshot) bool {
-				errs := sinks.Mesh(snap.Ingress())
-				for port, err := range errs {
-					if portErrs[port] != err.Error() {
-						log.Warn("routing mesh cannot publish a port on this node", "port", port, "err", err)
+			var last []*shoalpb.PortError // logged and reported once until they change
+			reported := false
+			t.followEvery(ctx, meshRetry, func(snap Snapshot) bool {
+				ports := snap.Ingress()
+				errs := sinks.Mesh(ports)
+				cur := portErrors(ports, errs)
+				for _, pe := range cur {
+					if !slices.ContainsFunc(last, func(o *shoalpb.PortError) bool { return samePortError(o, pe) }) {
+						log.Warn("routing mesh cannot publish a port on this node", "port", pe.GetPort(), "err", pe.GetError())
 					}
 				}
-				clear(portErrs)
-				for port, err := range errs {
-					portErrs[port] = err.Error()
+				if sinks.PortErrors != nil && (!reported || !slices.EqualFunc(cur, last, samePortError)) {
+					sinks.PortErrors(cur)
+					reported = true
+				}
+				last = cur
+				// A port that could not listen may be freed at any time;
+				// one the mesh does not support never will be.
+				for _, err := range errs {
+					if !errors.Is(err, mesh.ErrUnsupported) {
+						return false
+					}
 				}
 				return true
 			})
@@ -364,9 +387,36 @@ func (t *Table) Run(ctx context.Context, sinks Sinks, log *slog.Logger) {
 	loops.Wait()
 }
 
+// portErrors turns the mesh's per-port errors into the sorted list the
+// agent reports, taking each port's protocol from ports.
+func portErrors(ports []mesh.Port, errs map[uint16]error) []*shoalpb.PortError {
+	out := make([]*shoalpb.PortError, 0, len(errs))
+	for num, err := range errs {
+		proto := "tcp"
+		for _, p := range ports {
+			if p.Published == num && p.Protocol != "" {
+				proto = p.Protocol
+				break
+			}
+		}
+		out = append(out, &shoalpb.PortError{Port: uint32(num), Protocol: proto, Error: err.Error()})
+	}
+	slices.SortFunc(out, func(a, b *shoalpb.PortError) int { return int(a.GetPort()) - int(b.GetPort()) })
+	return out
+}
+
+func samePortError(a, b *shoalpb.PortError) bool {
+	return a.GetPort() == b.GetPort() && a.GetProtocol() == b.GetProtocol() && a.GetError() == b.GetError()
+}
+
 // follow calls apply with a new snapshot after every change (coalesced)
 // until ctx ends; when apply fails it is called again after retryAfter.
 func (t *Table) follow(ctx context.Context, apply func(Snapshot) bool) {
+	t.followEvery(ctx, retryAfter, apply)
+}
+
+// followEvery is follow with a retry interval of its own.
+func (t *Table) followEvery(ctx context.Context, retryEvery time.Duration, apply func(Snapshot) bool) {
 	changed := make(chan struct{}, 1)
 	t.mu.Lock()
 	t.watchers = append(t.watchers, changed)
@@ -388,7 +438,7 @@ func (t *Table) follow(ctx context.Context, apply func(Snapshot) bool) {
 			continue
 		}
 		if !apply(t.Snapshot()) {
-			retry = time.After(retryAfter)
+			retry = time.After(retryEvery)
 		}
 	}
 }
