@@ -35,6 +35,9 @@ var accessRules = []accessRule{
 	// Export. Images.Load is only served on the local socket.
 	{"/shoal.v1.Images/List", []ca.Role{ca.RoleManager, ca.RoleWorker, ca.RoleClient}},
 	{"/shoal.v1.Images/Export", []ca.Role{ca.RoleManager, ca.RoleWorker}},
+	// `shoal dns lookup`: a client asks a manager, which relays a question
+	// about another node to that node.
+	{"/shoal.v1.NodeDNS/", []ca.Role{ca.RoleManager, ca.RoleClient}},
 	{"/shoal.v1.ControlService/", []ca.Role{ca.RoleManager, ca.RoleClient}},
 	{"/grpc.reflection.", []ca.Role{ca.RoleManager, ca.RoleClient}},
 }

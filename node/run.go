@@ -137,6 +137,9 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 	shoalpb.RegisterImagesServer(clusterSrv, imagesSrv)
 	shoalpb.RegisterImagesServer(localSrv, imagesSrv)
 	shoalpb.RegisterVolumesServer(localSrv, volumes.NewServer(n.tasks.volumes, executor.VolumesInUse))
+	dnsSrv := n.dnsDebug(id, store)
+	shoalpb.RegisterNodeDNSServer(clusterSrv, dnsSrv)
+	shoalpb.RegisterNodeDNSServer(localSrv, dnsSrv)
 	if mgr != nil {
 		mgr.RegisterCluster(clusterSrv)
 		mgr.RegisterLocal(localSrv)
