@@ -186,6 +186,7 @@ func (n *Node) runRole(ctx context.Context) (err error) {
 		SaveCreds:   n.saveCreds,
 		OnNetwork:   n.onNetwork(n.tasks),
 		OnEndpoints: n.tasks.onEndpoints(),
+		PortErrors:  n.tasks.portErrors(),
 		Executor:    executor,
 		Logger:      n.log,
 	})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"shoal/netdns"
+	shoalpb "shoal/proto"
 	"shoal/worker/endpoints"
 	"shoal/worker/lb"
 	"shoal/worker/mesh"
@@ -34,6 +35,9 @@ type serviceNet struct {
 
 	// scope is what the DNS servers know of their queriers.
 	scope atomic.Pointer[dnsScope]
+	// portErrs are the ingress ports the mesh cannot serve, for the
+	// agent's heartbeats.
+	portErrs atomic.Pointer[[]*shoalpb.PortError]
 
 	mu      sync.Mutex
 	dns     map[string]*dnsListener // by listen address (gateway:53)
@@ -84,7 +88,7 @@ func openServiceNet(ctx context.Context, netw *network.Network, log *slog.Logger
 		dns:       map[string]*dnsListener{},
 	}
 	s.scope.Store(&dnsScope{})
-	go s.endpoints.Run(ctx, endpoints.Sinks{DNS: s.swapDNS, VIPs: s.lb.Apply, Mesh: s.mesh.Update}, log)
+	go s.endpoints.Run(ctx, endpoints.Sinks{DNS: s.swapDNS, VIPs: s.lb.Apply, Mesh: s.mesh.Update, PortErrors: s.setPortErrors}, log)
 	return s, nil
 }
 
@@ -156,6 +160,26 @@ func (s *serviceNet) setNetworks(defs []network.Def, netw *network.Network) {
 }
 
 func (s *serviceNet) scopeOf(src netip.Addr) ([]string, bool) { return s.scope.Load().of(src) }
+
+func (s *serviceNet) setPortErrors(pe []*shoalpb.PortError) { s.portErrs.Store(&pe) }
+
+// portErrors is the current set of ingress ports the mesh cannot serve.
+func (s *serviceNet) portErrors() []*shoalpb.PortError {
+	if pe := s.portErrs.Load(); pe != nil {
+		return *pe
+	}
+	return nil
+}
+
+// portErrors is the agent's PortErrors: nil without service networking.
+// The service networking outlives the agent (a role change makes a new
+// one), so the agent asks for the set rather than being told it.
+func (tr *taskRuntime) portErrors() func() []*shoalpb.PortError {
+	if tr.svcnet == nil {
+		return nil
+	}
+	return tr.svcnet.portErrors
+}
 
 // dnsServer returns one of the node's DNS servers, nil while none runs:
 // they all answer from the same table and scope, so any one answers as the
