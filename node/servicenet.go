@@ -51,17 +51,17 @@ type dnsListener struct {
 	cancel context.CancelFunc
 }
 
-// dnsScope maps a querier's address to its networks: those of its task when
-// the task is ready (the endpoints know all its addresses), else the
-// network whose subnet holds the address. The host and anything outside
-// every network see every network.
+// dnsScope answers which networks a querier is on: those of this node's
+// task that holds its address (every task queries its own node's DNS), else
+// the network whose subnet holds it. The host and anything outside every
+// network see every network.
 type dnsScope struct {
-	tasks    map[netip.Addr][]string
+	tasks    *network.Network
 	networks []network.Def
 }
 
 func (d *dnsScope) of(src netip.Addr) ([]string, bool) {
-	if nets, ok := d.tasks[src]; ok {
+	if nets, ok := d.tasks.NetworksOf(src); ok {
 		return nets, true
 	}
 	for _, n := range d.networks {
@@ -87,7 +87,7 @@ func openServiceNet(ctx context.Context, netw *network.Network, log *slog.Logger
 		ctx:       ctx,
 		dns:       map[string]*dnsListener{},
 	}
-	s.scope.Store(&dnsScope{})
+	s.scope.Store(&dnsScope{tasks: netw})
 	go s.endpoints.Run(ctx, endpoints.Sinks{DNS: s.swapDNS, VIPs: s.lb.Apply, Mesh: s.mesh.Update, PortErrors: s.setPortErrors}, log)
 	return s, nil
 }
@@ -98,11 +98,9 @@ func (s *serviceNet) deregisterDelay() time.Duration {
 	return s.endpoints.TTL() + propagation
 }
 
-// swapDNS gives the DNS servers their new table and scope.
+// swapDNS gives the DNS servers their new table.
 func (s *serviceNet) swapDNS(snap endpoints.Snapshot) {
 	r := snap.DNS()
-	old := s.scope.Load()
-	s.scope.Store(&dnsScope{tasks: snap.Scopes(), networks: old.networks})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.last, s.lastTTL = r, snap.TTL
@@ -122,8 +120,7 @@ func (s *serviceNet) setNetworks(defs []network.Def, netw *network.Network) {
 		subnets[d.ID] = d.Subnet
 	}
 	s.endpoints.SetNetworks(subnets)
-	old := s.scope.Load()
-	s.scope.Store(&dnsScope{tasks: old.tasks, networks: defs})
+	s.scope.Store(&dnsScope{tasks: netw, networks: defs})
 
 	want := map[string]bool{}
 	for _, d := range defs {

@@ -252,22 +252,6 @@ func (s Snapshot) VIPs() []lb.Service {
 	return out
 }
 
-// Scopes maps the address of every ready task to the networks it is on,
-// for the DNS server to answer a querier with the names of its networks.
-func (s Snapshot) Scopes() map[netip.Addr][]string {
-	out := map[netip.Addr][]string{}
-	for _, svc := range s.Services {
-		for _, et := range svc.Tasks {
-			addrs := svc.taskAddrs(et)
-			nets := slices.Sorted(maps.Keys(addrs))
-			for _, a := range addrs {
-				out[a] = nets
-			}
-		}
-	}
-	return out
-}
-
 // Ingress is the snapshot as the routing mesh's ports: every port
 // published in ingress mode, over its service's ready tasks anywhere.
 func (s Snapshot) Ingress() []mesh.Port {
@@ -320,8 +304,7 @@ func proxyProtocol(p shoalpb.ProxyProtocol) mesh.ProxyProtocol {
 
 // Sinks are what Run keeps in step with the table; a nil one is skipped.
 type Sinks struct {
-	// DNS takes the snapshot whole: the records (Snapshot.DNS), the
-	// queriers' networks (Scopes) and the TTL.
+	// DNS takes the snapshot whole: the records (Snapshot.DNS) and the TTL.
 	DNS  func(Snapshot)
 	VIPs func([]lb.Service) error
 	Mesh func([]mesh.Port) map[uint16]error

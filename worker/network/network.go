@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/coreos/go-iptables/iptables"
 
@@ -78,6 +80,11 @@ type Network struct {
 	node        nodeRecord
 	tasks       map[string]*taskRecord // by task ID, as recorded on disk
 	busy        map[string]bool        // tasks whose Attach or Detach runs
+
+	// byAddr maps each address of a recorded task to the task's
+	// networks; rebuilt whole (under mu) after a change of the records,
+	// read without a lock by NetworksOf on every DNS query.
+	byAddr atomic.Pointer[map[netip.Addr][]string]
 }
 
 var _ runtime.Network = (*Network)(nil)
@@ -213,7 +220,36 @@ func (n *Network) load() error {
 		r.migrate()
 		n.tasks[r.TaskID] = &r
 	}
+	n.indexLocked()
 	return nil
+}
+
+// indexLocked rebuilds byAddr from the records; mu must be held.
+func (n *Network) indexLocked() {
+	m := make(map[netip.Addr][]string, len(n.tasks))
+	for _, r := range n.tasks {
+		nets := make([]string, len(r.Links))
+		for i, l := range r.Links {
+			nets[i] = l.Network
+		}
+		for _, l := range r.Links {
+			if p, err := netip.ParsePrefix(l.Address); err == nil {
+				m[p.Addr()] = nets
+			}
+		}
+	}
+	n.byAddr.Store(&m)
+}
+
+// NetworksOf returns the networks of this node's task that holds addr (its
+// primary network first); false for an address of no task here. The
+// node's DNS servers scope their answers with it.
+func (n *Network) NetworksOf(addr netip.Addr) ([]string, bool) {
+	if m := n.byAddr.Load(); m != nil {
+		nets, ok := (*m)[addr]
+		return nets, ok
+	}
+	return nil, false
 }
 
 func (n *Network) saveTask(r *taskRecord) error {
@@ -241,6 +277,7 @@ func (n *Network) Attach(ctx context.Context, t *shoalpb.Task) (runtime.Attachme
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock() // dropped while the namespace is built
+	defer n.indexLocked()
 	nets, err := n.waitNetworksLocked(ctx, id, tns)
 	if err != nil {
 		return runtime.Attachment{}, err
@@ -351,6 +388,7 @@ func (n *Network) build(t *shoalpb.Task, r *taskRecord, plans []linkPlan) error 
 func (n *Network) Detach(ctx context.Context, taskID string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	defer n.indexLocked()
 	n.waitTaskLocked(taskID)
 	r := n.tasks[taskID]
 	if r == nil {
@@ -421,6 +459,7 @@ func (n *Network) teardown(r *taskRecord) error {
 func (n *Network) Prune(ctx context.Context, keep map[string]bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	defer n.indexLocked()
 	n.waitIdleLocked()
 	var errs []error
 	for id, r := range n.tasks {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,15 @@ func TestNetworksIsolateOnOneNode(t *testing.T) {
 	a2 := attach(t, n, netTask("a2", DefaultID, "10.231.30.3/24"))
 	b1 := attach(t, n, netTask("b1", "blue", "10.232.30.2/24"))
 	ab := attach(t, n, netTask("ab", DefaultID, "10.231.30.4/24", "blue", "10.232.30.3/24"))
+	// The node's DNS scopes a querier by the networks of its task.
+	for addr, want := range map[string][]string{"10.232.30.3": {DefaultID, "blue"}, "10.231.30.4": {DefaultID, "blue"}, "10.232.30.2": {"blue"}} {
+		if got, ok := n.NetworksOf(netip.MustParseAddr(addr)); !ok || !slices.Equal(got, want) {
+			t.Errorf("NetworksOf(%s) = %v, %v; want %v", addr, got, ok, want)
+		}
+	}
+	if got, ok := n.NetworksOf(netip.MustParseAddr("10.231.30.99")); ok {
+		t.Errorf("NetworksOf an address of no task = %v, want none", got)
+	}
 	if ab.IP != "10.231.30.4" || b1.IP != "10.232.30.2" {
 		t.Errorf("Attachment.IP of ab, b1 = %s, %s; want the primary addresses 10.231.30.4, 10.232.30.2", ab.IP, b1.IP)
 	}
