@@ -196,6 +196,12 @@ func printNodePretty(cmd *cobra.Command, v *shoalpb.NodeView) {
 		fmt.Fprintf(out, "  Message:       %s\n", r.Message)
 	}
 	fmt.Fprintf(out, "Availability:    %s\n", r.Availability)
+	if pes := v.Node.GetStatus().GetPortErrors(); len(pes) > 0 {
+		fmt.Fprintln(out, "Ports not served:")
+		for _, pe := range pes {
+			fmt.Fprintf(out, "  - %d/%s: %s\n", pe.GetPort(), protocolOrTCP(pe.GetProtocol()), pe.GetError())
+		}
+	}
 	if r.ManagerStatus != "" {
 		fmt.Fprintf(out, "Manager status:  %s\n", r.ManagerStatus)
 		fmt.Fprintf(out, "  Raft address:  %s\n", v.Node.GetManager().GetRaftAddr())

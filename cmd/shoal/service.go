@@ -176,12 +176,18 @@ func newServiceInspectCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(func(ctx context.Context, c *client) error {
 				var list []*shoalpb.Service
+				var problems [][]portProblem
 				for _, ref := range args {
 					svc, err := c.control().GetService(ctx, &shoalpb.GetServiceRequest{Service: ref})
 					if err != nil {
 						return err
 					}
 					list = append(list, svc)
+					p, err := portProblemsOf(ctx, c, svc)
+					if err != nil {
+						return err
+					}
+					problems = append(problems, p)
 				}
 				if tmpl != "" && tmpl != "json" {
 					for _, svc := range list {
@@ -191,7 +197,7 @@ func newServiceInspectCmd(g *globals) *cobra.Command {
 					}
 					return nil
 				}
-				return printProtoArray(cmd, list)
+				return printServicesJSON(cmd, list, problems)
 			})
 		},
 	}
@@ -447,6 +453,18 @@ func newServicePsCmd(g *globals) *cobra.Command {
 					if err := printTasks(ctx, cmd, c, f, quiet, tmpl); err != nil {
 						return err
 					}
+					if quiet || tmpl != "" {
+						continue
+					}
+					svc, err := c.control().GetService(ctx, &shoalpb.GetServiceRequest{Service: ref})
+					if err != nil {
+						return err
+					}
+					problems, err := portProblemsOf(ctx, c, svc)
+					if err != nil {
+						return err
+					}
+					printPortProblems(cmd.OutOrStdout(), problems)
 				}
 				return nil
 			})

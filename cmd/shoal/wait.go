@@ -49,6 +49,7 @@ func waitConverged(cmd *cobra.Command, c *client, serviceID string, timeout time
 		switch {
 		case p.done:
 			fmt.Fprintln(out, "verify: service converged")
+			warnPortProblems(cmd, c, serviceID)
 			return nil
 		case p.failure != "":
 			return fmt.Errorf("the service cannot converge: %s", p.failure)
