@@ -34,7 +34,7 @@ func newRootCmd() *cobra.Command {
 		newInitCmd(), newJoinCmd(), newDaemonCmd(),
 		newInfoCmd(g), newLeaveCmd(g), newNodeCmd(g), newJoinTokenCmd(g), newCertCmd(g),
 		newServiceCmd(g), newEventsCmd(g), newClusterCmd(g), newTaskShimCmd(), newTaskLoggerCmd(),
-		newImageCmd(g), newVolumeCmd(g), newNetworkCmd(g), newCleanupCmd(),
+		newImageCmd(g), newVolumeCmd(g), newNetworkCmd(g), newDNSCmd(g), newCleanupCmd(),
 	)
 	showUsageOnBadArgs(root)
 	return root

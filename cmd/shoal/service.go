@@ -171,7 +171,7 @@ func newServiceInspectCmd(g *globals) *cobra.Command {
 	var tmpl string
 	cmd := &cobra.Command{
 		Use:   "inspect [--format F] SERVICE [SERVICE...]",
-		Short: "Show services in detail (JSON)",
+		Short: "Show services in detail (JSON): spec, endpoint mode, VIP, ports and the current endpoints",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(func(ctx context.Context, c *client) error {
@@ -189,19 +189,23 @@ func newServiceInspectCmd(g *globals) *cobra.Command {
 					}
 					problems = append(problems, p)
 				}
+				full, err := inspectServices(ctx, c, list, problems)
+				if err != nil {
+					return err
+				}
 				if tmpl != "" && tmpl != "json" {
-					for _, svc := range list {
+					for _, svc := range full {
 						if err := format.One(cmd.OutOrStdout(), tmpl, svc); err != nil {
 							return err
 						}
 					}
 					return nil
 				}
-				return printServicesJSON(cmd, list, problems)
+				return printInspectJSON(cmd, full)
 			})
 		},
 	}
-	cmd.Flags().StringVarP(&tmpl, "format", "f", "", "Go template over the service ({{.Spec.Name}}), or json")
+	cmd.Flags().StringVarP(&tmpl, "format", "f", "", "Go template over the service ({{.Spec.Name}}, {{.EndpointMode}}, {{.Ports}}, {{range .Endpoints}}{{.Task}} {{.Node}} {{.Addresses}}{{end}}), or json")
 	return cmd
 }
 
