@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -11,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	shoalpb "shoal/proto"
 )
@@ -128,42 +125,4 @@ func warnPortProblems(cmd *cobra.Command, c *client, serviceID string) {
 	for _, p := range problems {
 		fmt.Fprintf(cmd.OutOrStdout(), "warning: %s\n", p)
 	}
-}
-
-// printServicesJSON prints services as `service inspect` does: an indented
-// JSON array of the services, each with a "portErrors" list when some
-// node cannot serve one of its ingress ports.
-func printServicesJSON(cmd *cobra.Command, svcs []*shoalpb.Service, problems [][]portProblem) error {
-	var buf bytes.Buffer
-	buf.WriteString("[")
-	for i, svc := range svcs {
-		if i > 0 {
-			buf.WriteString(",")
-		}
-		b, err := protojson.Marshal(svc)
-		if err != nil {
-			return err
-		}
-		if len(problems[i]) > 0 {
-			extra, err := json.Marshal(problems[i])
-			if err != nil {
-				return err
-			}
-			// Add the key inside the object, after the service's fields.
-			b = bytes.TrimSuffix(bytes.TrimSpace(b), []byte("}"))
-			if len(bytes.TrimSpace(b)) > 1 {
-				b = append(b, ',')
-			}
-			b = append(append(append(b, `"portErrors":`...), extra...), '}')
-		}
-		buf.Write(b)
-	}
-	buf.WriteString("]")
-	var out bytes.Buffer
-	if err := json.Indent(&out, buf.Bytes(), "", "    "); err != nil {
-		return err
-	}
-	out.WriteString("\n")
-	_, err := out.WriteTo(cmd.OutOrStdout())
-	return err
 }
