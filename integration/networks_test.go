@@ -158,10 +158,10 @@ func TestNetworks(t *testing.T) {
 	db := waitConverged(t, api, "db", 2, convergeTimeout)
 	// app: on back and the default network, on a node without db[0].
 	mustShoal(t, m, "service", "create", "--name", "app", "--network", "back", "--network", "default",
-		"--constraint", "node.id!="+db[0].GetNodeId(), testutil.AppImageName, "sleep")
+		"--constraint", "node.id!="+db[0].GetNodeId(), "--no-healthcheck", testutil.AppImageName, "sleep")
 	app := waitConverged(t, api, "app", 1, convergeTimeout)[0]
 	// web: the default network only.
-	mustShoal(t, m, "service", "create", "--name", "web", testutil.AppImageName, "sleep")
+	mustShoal(t, m, "service", "create", "--name", "web", "--no-healthcheck", testutil.AppImageName, "sleep")
 	web := waitConverged(t, api, "web", 1, convergeTimeout)[0]
 	svc, err := api.GetService(t.Context(), &shoalpb.GetServiceRequest{Service: "db"})
 	if err != nil {

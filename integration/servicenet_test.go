@@ -75,7 +75,7 @@ func dnsServerOf(t *testing.T, task *shoalpb.Task) string {
 // which tells the task who the client is; a task leaves DNS before it is
 // sent its stop signal.
 func TestServiceNetworking(t *testing.T) {
-	c := containerCluster(t, 1, 2)
+	c := containerCluster(t, 1, 2, testutil.WithHostDNS(upstreamPort))
 	m := c.Managers[0]
 	api := controlAPI(t, m)
 	mustShoal(t, m, "image", "load", "-i", testutil.AppImageFile(t))
@@ -86,7 +86,7 @@ func TestServiceNetworking(t *testing.T) {
 		testutil.AppImageName, "serve", "8080", "9000")
 	who := waitConverged(t, api, "who", 3, convergeTimeout)
 	mustShoal(t, m, "service", "create", "--name", "client", "--constraint", "node.id=="+who[0].GetNodeId(),
-		testutil.AppImageName, "sleep")
+		"--no-healthcheck", testutil.AppImageName, "sleep")
 	client := waitConverged(t, api, "client", 1, convergeTimeout)[0]
 	svc, err := api.GetService(t.Context(), &shoalpb.GetServiceRequest{Service: "who"})
 	if err != nil {
@@ -118,6 +118,24 @@ func TestServiceNetworking(t *testing.T) {
 		expect([]string{"tasks.who"}, ips...)
 		expect([]string{fmt.Sprintf("who.%d.%s", who[1].GetSlot(), who[1].GetId())}, taskIP(t, who[1]))
 		expect([]string{"who", "AAAA"}) // an IPv4-only name: no answer, no error
+	})
+
+	t.Run("names outside the cluster go to the node's upstream", func(t *testing.T) {
+		// "/invalid/": the upstream answers NXDOMAIN for that domain.
+		startDnsmasq(t, c.Gateway(), upstreamPort, "/outside.test/192.0.2.77", "/invalid/")
+		testutil.Eventually(t, convergeTimeout, func() error {
+			got, err := digFrom(t, client, "www.outside.test")
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(got, []string{"192.0.2.77"}) {
+				return fmt.Errorf("dig www.outside.test = %v, want the upstream's 192.0.2.77", got)
+			}
+			return nil
+		})
+		if st, err := digStatus(t, client, "nothing.invalid"); err != nil || st != "NXDOMAIN" {
+			t.Errorf("a name the upstream says does not exist: status %q, %v; want its NXDOMAIN", st, err)
+		}
 	})
 
 	t.Run("VIP balances over the ready tasks", func(t *testing.T) {
@@ -216,6 +234,30 @@ func TestServiceNetworking(t *testing.T) {
 		if seen := lastSeen[gone.GetId()]; !seen.Before(at) {
 			t.Errorf("task %s was still in DNS at %s, after its SIGTERM at %s (scaled down at %s)", gone.GetId(), seen.Format(time.StampMicro), at.Format(time.StampMicro), scaledAt.Format(time.StampMicro))
 		}
+	})
+}
+
+// upstreamPort is where the test's own resolver listens for the nodes.
+const upstreamPort = 5354
+
+// startDnsmasq runs dnsmasq on addr:port until the test ends, answering
+// the names of each address rule ("/domain/ip"; "/domain/": NXDOMAIN) and
+// refusing the rest.
+func startDnsmasq(t *testing.T, addr string, port int, rules ...string) {
+	t.Helper()
+	args := []string{"--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
+		"--listen-address=" + addr, "--port=" + strconv.Itoa(port), "--pid-file=", "--log-facility=-"}
+	for _, r := range rules {
+		args = append(args, "--address="+r)
+	}
+	cmd := exec.Command("dnsmasq", args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("dnsmasq: %v (install dnsmasq-base)", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 	})
 }
 

@@ -48,7 +48,11 @@ type Config struct {
 	// ContainerdAddress is the socket of a containerd to use instead of the
 	// one the containerd runtime starts itself.
 	ContainerdAddress string
-	Version           string
+	// DNSUpstreams are the resolvers ("ip:port") the node's DNS servers
+	// forward names outside the cluster to; empty: those of the host's
+	// /etc/resolv.conf.
+	DNSUpstreams []string
+	Version      string
 
 	// Init only.
 	CertExpiry      time.Duration

@@ -60,7 +60,7 @@ func (n *Node) openRuntime(ctx context.Context, fail func(error)) (*taskRuntime,
 	if err != nil {
 		return nil, fmt.Errorf("task network: %w", err)
 	}
-	svcnet, err := openServiceNet(ctx, netw, n.log)
+	svcnet, err := openServiceNet(ctx, netw, n.cfg.DNSUpstreams, n.log)
 	if err != nil {
 		return nil, err
 	}

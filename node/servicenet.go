@@ -32,6 +32,7 @@ type serviceNet struct {
 	lb        *lb.LB
 	mesh      *mesh.Mesh
 	ctx       context.Context
+	upstreams []string // for names outside the cluster; nil: the host's
 
 	// scope is what the DNS servers know of their queriers.
 	scope atomic.Pointer[dnsScope]
@@ -74,7 +75,7 @@ func (d *dnsScope) of(src netip.Addr) ([]string, bool) {
 
 // openServiceNet starts the node's service networking; Run-time pieces
 // stop with ctx.
-func openServiceNet(ctx context.Context, netw *network.Network, log *slog.Logger) (*serviceNet, error) {
+func openServiceNet(ctx context.Context, netw *network.Network, upstreams []string, log *slog.Logger) (*serviceNet, error) {
 	balancer, err := lb.New(lb.Config{Table: vipTable(netw), Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("service VIPs: %w", err)
@@ -85,6 +86,7 @@ func openServiceNet(ctx context.Context, netw *network.Network, log *slog.Logger
 		lb:        balancer,
 		mesh:      mesh.New(mesh.Config{Logger: log}),
 		ctx:       ctx,
+		upstreams: upstreams,
 		dns:       map[string]*dnsListener{},
 	}
 	s.scope.Store(&dnsScope{tasks: netw})
@@ -140,7 +142,7 @@ func (s *serviceNet) setNetworks(defs []network.Def, netw *network.Network) {
 		if s.dns[addr] != nil {
 			continue
 		}
-		srv, err := netdns.NewServer(netdns.Config{Addrs: []string{addr}, TTL: netdns.DefaultTTL, Scope: s.scopeOf, Logger: s.log})
+		srv, err := netdns.NewServer(netdns.Config{Addrs: []string{addr}, TTL: netdns.DefaultTTL, Scope: s.scopeOf, Upstreams: s.upstreams, Logger: s.log})
 		if err != nil {
 			s.log.Warn("cannot start a DNS server for the node's tasks", "addr", addr, "err", err)
 			continue

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -22,9 +23,10 @@ const defaultDataDir = "/var/lib/shoal"
 
 // daemonFlags are the flags shared by init, join and daemon.
 type daemonFlags struct {
-	cfg       node.Config
-	logLevel  string
-	debugAddr string
+	cfg          node.Config
+	logLevel     string
+	debugAddr    string
+	dnsUpstreams []string
 }
 
 func (f *daemonFlags) register(cmd *cobra.Command, addrs bool) {
@@ -39,6 +41,7 @@ func (f *daemonFlags) register(cmd *cobra.Command, addrs bool) {
 		fl.StringVar(&f.cfg.Runtime, "runtime", "", "task runtime: containerd or process (default: the one the node was started with)")
 	}
 	fl.StringVar(&f.cfg.ContainerdAddress, "containerd-address", "", "socket of a running containerd to use (default: the containerd runtime starts its own under the data dir)")
+	fl.StringArrayVar(&f.dnsUpstreams, "dns-upstream", nil, "resolver IP[:PORT] the node's DNS forwards names outside the cluster to (repeat for several; default: the host's /etc/resolv.conf)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.Uint64Var(&f.cfg.SnapshotThreshold, "raft-snapshot-threshold", 0, "Raft log entries between snapshots (0: default 8192)")
 	fl.Uint64Var(&f.cfg.TrailingLogs, "raft-trailing-logs", 0, "Raft log entries kept after a snapshot (0: default 10240)")
@@ -58,6 +61,13 @@ func (f *daemonFlags) run(mode node.Mode) error {
 	}
 	f.cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	f.cfg.Version = version
+	for _, u := range f.dnsUpstreams {
+		addr, err := upstreamAddr(u)
+		if err != nil {
+			return err
+		}
+		f.cfg.DNSUpstreams = append(f.cfg.DNSUpstreams, addr)
+	}
 	if f.debugAddr != "" {
 		ln, err := net.Listen("tcp", f.debugAddr)
 		if err != nil {
@@ -154,4 +164,16 @@ func newDaemonCmd() *cobra.Command {
 	f.register(cmd, false)
 	cmd.Flags().BoolVar(&f.cfg.ForceNewCluster, "force-new-cluster", false, "after losing quorum: continue as a one-manager cluster from this manager's state")
 	return cmd
+}
+
+// upstreamAddr is a --dns-upstream value as ip:port (port 53 when none is
+// given).
+func upstreamAddr(s string) (string, error) {
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return netip.AddrPortFrom(ip, 53).String(), nil
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil && ap.Port() != 0 {
+		return ap.String(), nil
+	}
+	return "", fmt.Errorf("--dns-upstream %q: give a resolver's IP or IP:PORT, such as 192.0.2.53 or 127.0.0.1:5353", s)
 }

@@ -76,3 +76,16 @@ func TestEditNetworks(t *testing.T) {
 		})
 	}
 }
+
+func TestUpstreamAddr(t *testing.T) {
+	for in, want := range map[string]string{"192.0.2.53": "192.0.2.53:53", "127.0.0.1:5353": "127.0.0.1:5353"} {
+		if got, err := upstreamAddr(in); err != nil || got != want {
+			t.Errorf("upstreamAddr(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "dns.example", "192.0.2.53:0", "192.0.2.53:99999", ":53"} {
+		if _, err := upstreamAddr(bad); err == nil || !strings.Contains(err.Error(), "--dns-upstream") {
+			t.Errorf("upstreamAddr(%q): err %v, want one naming --dns-upstream", bad, err)
+		}
+	}
+}

@@ -78,8 +78,11 @@ func buildAppImage() ([]byte, error) {
 		Env:        []string{"FROM_IMAGE=yes", "SHARED=image"},
 		WorkingDir: "/tmp",
 		StopSignal: "SIGTERM",
+		// A 5 s timeout: an exec (runc exec) on a 2-core machine running
+		// the whole suite has taken over a second, and a check that times
+		// out 4 times replaces the task under a test.
 		Healthcheck: &imagetar.Healthcheck{
-			Test: []string{"CMD", "/app", "hello"}, Interval: 2 * time.Second, Timeout: time.Second, Retries: 4,
+			Test: []string{"CMD", "/app", "hello"}, Interval: 2 * time.Second, Timeout: 5 * time.Second, Retries: 4,
 		},
 	})
 	return buf.Bytes(), err

@@ -3,6 +3,7 @@ package testutil
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"strconv"
@@ -18,6 +19,7 @@ type options struct {
 	initArgs   []string
 	daemonArgs []string
 	hosts      bool
+	dnsPort    int // WithHostDNS
 }
 
 // WithInitArgs adds arguments to `shoal init` of the first manager, e.g.
@@ -109,6 +111,9 @@ func newCluster(tb testing.TB, opts []Option) *Cluster {
 	tb.Cleanup(func() { c.cleanup(tb) })
 	if c.opts.hosts {
 		c.net = newHostNet(tb)
+		if c.opts.dnsPort != 0 {
+			c.opts.daemonArgs = append(c.opts.daemonArgs, "--dns-upstream", net.JoinHostPort(c.net.gateway, strconv.Itoa(c.opts.dnsPort)))
+		}
 	}
 	return c
 }

@@ -52,6 +52,17 @@ func WithHosts() Option {
 	return func(o *options) { o.hosts = true }
 }
 
+// WithHostDNS (with WithHosts) makes every node's DNS forward names outside
+// the cluster to port on the test's namespace (Cluster.Gateway), where a
+// test can run a resolver of its own.
+func WithHostDNS(port int) Option {
+	return func(o *options) { o.dnsPort = port }
+}
+
+// Gateway is the test namespace's address on the hosts' bridge (WithHosts):
+// every node reaches it.
+func (c *Cluster) Gateway() string { return c.net.gateway }
+
 // RequireRoot fails the test under CI=true, or skips it otherwise, when the
 // test process is not root or lacks one of the commands.
 func RequireRoot(tb testing.TB, commands ...string) {

@@ -306,7 +306,7 @@ func TestExecAndHealthcheck(t *testing.T) {
 	loadApp(t, r)
 	h := start(t, r, newTask("execme", "sleep"))
 	hc := h.Info().Healthcheck
-	if hc == nil || !slices.Equal(hc.Test, []string{"CMD", "/app", "hello"}) || hc.IntervalMs != 2000 || hc.TimeoutMs != 1000 || hc.Retries != 4 {
+	if hc == nil || !slices.Equal(hc.Test, []string{"CMD", "/app", "hello"}) || hc.IntervalMs != 2000 || hc.TimeoutMs != 5000 || hc.Retries != 4 {
 		t.Errorf("Healthcheck = %v, want the image's", hc)
 	}
 	ex := h.(runtime.Execer)
