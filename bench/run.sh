@@ -74,6 +74,7 @@ bench BenchmarkNodeDeath "$runs" 1x || failed=1
 bench BenchmarkPlaceTasks "$runs" 1x ./scheduler/ || failed=1
 bench BenchmarkContainers "$runs" 1x || failed=1
 bench BenchmarkDNS "$runs" 1x || failed=1
+bench BenchmarkEndpoints "$runs" 1x || failed=1
 bench BenchmarkMesh "$runs" 1x || failed=1
 bench "BenchmarkControlPlaneScale/workers=1000/tasks=$scale_tasks" "$scale_runs" 1x || failed=1
 

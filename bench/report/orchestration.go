@@ -7,8 +7,8 @@ import (
 
 // allFigures is every figure of the report, in order: the cluster core's
 // (figures), then those of services and scheduling, of containers, and of
-// service networking (DNS, routing mesh).
-var allFigures = slices.Concat(figures, orchestrationFigures, containerFigures, dnsFigures, meshFigures)
+// service networking (DNS, endpoint propagation, routing mesh).
+var allFigures = slices.Concat(figures, orchestrationFigures, containerFigures, dnsFigures, endpointsFigures, meshFigures)
 
 // Benchmarks of services and scheduling.
 const (
