@@ -156,8 +156,10 @@ func TestNetworks(t *testing.T) {
 	mustShoal(t, m, "service", "create", "--name", "db", "--replicas", "2", "--replicas-max-per-node", "1",
 		"--network", "name=back,alias=database", testutil.AppImageName, "serve", "8080", "9000")
 	db := waitConverged(t, api, "db", 2, convergeTimeout)
-	// app: on back and the default network, on a node without db[0].
-	mustShoal(t, m, "service", "create", "--name", "app", "--network", "back", "--network", "default",
+	// app: on the default network (its primary one) and back, on a node
+	// without db[0]. Its route to a VIP leaves from its default address,
+	// so a VIP must still send it to db's address on back.
+	mustShoal(t, m, "service", "create", "--name", "app", "--network", "default", "--network", "back",
 		"--constraint", "node.id!="+db[0].GetNodeId(), "--no-healthcheck", testutil.AppImageName, "sleep")
 	app := waitConverged(t, api, "app", 1, convergeTimeout)[0]
 	// web: the default network only.

@@ -80,7 +80,7 @@ func (n *Node) openRuntime(ctx context.Context, fail func(error)) (*taskRuntime,
 		starting.rt, starting.err = containerd.New(ctx, containerd.Config{
 			DataDir: n.cfg.DataDir,
 			Address: n.cfg.ContainerdAddress,
-			Network: netw,
+			Network: taskNetwork{Network: netw, s: svcnet},
 			Images:  images.Source(n.dialManager),
 			Volume:  vols.Ensure,
 			Log:     n.log,

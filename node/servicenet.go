@@ -15,6 +15,7 @@ import (
 	"shoal/worker/lb"
 	"shoal/worker/mesh"
 	"shoal/worker/network"
+	"shoal/worker/runtime"
 )
 
 // propagation is what the deregistration delay adds to the DNS TTL: the
@@ -90,6 +91,7 @@ func openServiceNet(ctx context.Context, netw *network.Network, upstreams []stri
 		dns:       map[string]*dnsListener{},
 	}
 	s.scope.Store(&dnsScope{tasks: netw})
+	netw.OnTasksChanged(s.endpoints.SetClients)
 	go s.endpoints.Run(ctx, endpoints.Sinks{DNS: s.swapDNS, VIPs: s.lb.Apply, Mesh: s.mesh.Update, PortErrors: s.setPortErrors}, log)
 	return s, nil
 }
@@ -112,16 +114,10 @@ func (s *serviceNet) swapDNS(snap endpoints.Snapshot) {
 	}
 }
 
-// setNetworks follows the node's network slices: the endpoints learn the
-// networks (for VIP sources), and a DNS server runs on the gateway of
-// every slice, where the resolv.conf of the tasks on it points. Servers of
-// slices that are gone stop.
+// setNetworks follows the node's network slices: a DNS server runs on the
+// gateway of every slice, where the resolv.conf of the tasks on it points.
+// Servers of slices that are gone stop.
 func (s *serviceNet) setNetworks(defs []network.Def, netw *network.Network) {
-	subnets := make(map[string]netip.Prefix, len(defs))
-	for _, d := range defs {
-		subnets[d.ID] = d.Subnet
-	}
-	s.endpoints.SetNetworks(subnets)
 	s.scope.Store(&dnsScope{tasks: netw, networks: defs})
 
 	want := map[string]bool{}
@@ -190,6 +186,32 @@ func (s *serviceNet) dnsServer() *netdns.Server {
 		return l.srv
 	}
 	return nil
+}
+
+// vipWait bounds how long a task's start waits for the VIP rules to know
+// it as a client.
+const vipWait = 3 * time.Second
+
+// taskNetwork is the node's task network as the runtime sees it: Attach
+// returns once the VIP rules know the task as a client (they send each of
+// the node's tasks to a network it shares with the service), so that its
+// first connection to a VIP is balanced, not refused.
+type taskNetwork struct {
+	*network.Network
+	s *serviceNet
+}
+
+func (tn taskNetwork) Attach(ctx context.Context, t *shoalpb.Task) (runtime.Attachment, error) {
+	att, err := tn.Network.Attach(ctx, t)
+	if err != nil {
+		return att, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, vipWait)
+	defer cancel()
+	if err := tn.s.endpoints.WaitVIPs(wctx); err != nil {
+		tn.s.log.Warn("starting a task before the VIP rules know it; its first VIP connections may be refused", "task", t.GetId(), "err", err)
+	}
+	return att, nil
 }
 
 // close stops the mesh and removes the VIP rules (the DNS server ends

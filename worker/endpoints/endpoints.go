@@ -23,6 +23,7 @@ import (
 	shoalpb "shoal/proto"
 	"shoal/worker/lb"
 	"shoal/worker/mesh"
+	"shoal/worker/network"
 )
 
 // defaultDrain is a task's stop grace period when its spec sets none
@@ -36,17 +37,23 @@ type Table struct {
 	services map[string]*shoalpb.ServiceEndpoints
 	tasks    map[string]*shoalpb.EndpointTask
 	ttlMs    int64
-	networks map[string]netip.Prefix // network ID -> subnet (SetNetworks)
-	synced   bool                    // a complete set has arrived
-	watchers []chan struct{}         // one per sink loop (cap 1): the table changed
+	clients  map[netip.Addr]network.TaskAddr // the node's tasks (SetClients)
+	synced   bool                            // a complete set has arrived
+	// gen counts the changes; vipsGen is the gen of the last snapshot the
+	// VIP sink applied (vipsApplied is closed and replaced when it moves).
+	gen         uint64
+	vipsGen     uint64
+	vipsApplied chan struct{}
+	watchers    []chan struct{} // one per sink loop (cap 1): the table changed
 }
 
 // New returns an empty table.
 func New() *Table {
 	return &Table{
-		services: map[string]*shoalpb.ServiceEndpoints{},
-		tasks:    map[string]*shoalpb.EndpointTask{},
-		ttlMs:    1000,
+		services:    map[string]*shoalpb.ServiceEndpoints{},
+		tasks:       map[string]*shoalpb.EndpointTask{},
+		ttlMs:       1000,
+		vipsApplied: make(chan struct{}),
 	}
 }
 
@@ -77,19 +84,50 @@ func (t *Table) Apply(msg *shoalpb.EndpointsMessage) {
 	t.mu.Unlock()
 }
 
-// SetNetworks records the cluster's networks (ID -> subnet), which the VIP
-// rules and the DNS scoping need; a change wakes the sinks.
-func (t *Table) SetNetworks(nets map[string]netip.Prefix) {
+// SetClients records the addresses of the node's own tasks, the clients
+// of the VIP rules (a task's connection to a VIP is NATed on its node).
+func (t *Table) SetClients(clients map[netip.Addr]network.TaskAddr) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if maps.Equal(t.networks, nets) {
-		return
-	}
-	t.networks = maps.Clone(nets)
+	t.clients = clients
 	t.notifyLocked()
 }
 
+// WaitVIPs waits until the VIP rules hold every change made before the
+// call, or ctx ends. Rules are applied only once the first complete set
+// of endpoints has arrived.
+func (t *Table) WaitVIPs(ctx context.Context) error {
+	t.mu.Lock()
+	gen := t.gen
+	t.mu.Unlock()
+	for {
+		t.mu.Lock()
+		done, applied := t.vipsGen >= gen, t.vipsApplied
+		t.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-applied:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// vipsDone records that the VIP sink applied the snapshot of change gen.
+func (t *Table) vipsDone(gen uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if gen > t.vipsGen {
+		t.vipsGen = gen
+		close(t.vipsApplied)
+		t.vipsApplied = make(chan struct{})
+	}
+}
+
 func (t *Table) notifyLocked() {
+	t.gen++
 	for _, w := range t.watchers {
 		select {
 		case w <- struct{}{}:
@@ -122,8 +160,10 @@ func (t *Table) TTL() time.Duration {
 type Snapshot struct {
 	Services []Service
 	TTL      time.Duration
-	// Networks are the cluster's networks: ID -> subnet.
-	Networks map[string]netip.Prefix
+	// Clients are the node's tasks' addresses.
+	Clients map[netip.Addr]network.TaskAddr
+	// Gen is the number of the last change the snapshot holds.
+	Gen uint64
 }
 
 // Service is one service with its ready tasks.
@@ -141,7 +181,7 @@ func (t *Table) Snapshot() Snapshot {
 	for _, et := range t.tasks {
 		byService[et.GetServiceId()] = append(byService[et.GetServiceId()], et)
 	}
-	snap := Snapshot{Services: make([]Service, 0, len(t.services)), Networks: t.networks}
+	snap := Snapshot{Services: make([]Service, 0, len(t.services)), Clients: t.clients, Gen: t.gen}
 	if t.ttlMs > 0 {
 		snap.TTL = time.Duration(t.ttlMs) * time.Millisecond
 	}
@@ -222,13 +262,15 @@ func lower(names []string) []string {
 }
 
 // VIPs is the snapshot as the node's VIP rules: every service with a VIP,
-// balanced over its ready tasks (none: connections are refused). A client
-// on a network is sent to the tasks' addresses on that network, and
-// refused when the service is not on it; a client on no network (the host)
-// to the tasks' primary addresses.
+// balanced over its ready tasks (none: connections are refused). Each of
+// the node's tasks is sent to the tasks' addresses on a network it shares
+// with the service (the network of its own address when the service is on
+// it, else the first of the task's networks that the service is on), and
+// refused when it shares none; the node itself goes to the tasks' primary
+// addresses.
 func (s Snapshot) VIPs() []lb.Service {
 	var out []lb.Service
-	ids := slices.Sorted(maps.Keys(s.Networks))
+	clients := slices.SortedFunc(maps.Keys(s.Clients), netip.Addr.Compare)
 	for _, svc := range s.Services {
 		vip, err := netip.ParseAddr(svc.GetVip())
 		if err != nil || svc.GetMode() == shoalpb.EndpointMode_ENDPOINT_MODE_DNSRR {
@@ -244,8 +286,22 @@ func (s Snapshot) VIPs() []lb.Service {
 				byNet[id] = append(byNet[id], a)
 			}
 		}
-		for _, id := range ids {
-			ls.Sources = append(ls.Sources, lb.Source{From: s.Networks[id], Backends: byNet[id]})
+		on := map[string]bool{}
+		for _, n := range svc.GetNetworks() {
+			on[n.GetTarget()] = true
+		}
+		for _, c := range clients {
+			ta := s.Clients[c]
+			shared := ""
+			if on[ta.Network] {
+				shared = ta.Network
+			} else if i := slices.IndexFunc(ta.Networks, func(id string) bool { return on[id] }); i >= 0 {
+				shared = ta.Networks[i]
+			}
+			if shared == "" {
+				continue // no Source: refused
+			}
+			ls.Sources = append(ls.Sources, lb.Source{From: netip.PrefixFrom(c, 32), Backends: byNet[shared]})
 		}
 		out = append(out, ls)
 	}
@@ -334,6 +390,7 @@ func (t *Table) Run(ctx context.Context, sinks Sinks, log *slog.Logger) {
 					log.Warn("updating service VIP rules failed; retrying", "err", err)
 					return false
 				}
+				t.vipsDone(snap.Gen)
 				return true
 			})
 		})

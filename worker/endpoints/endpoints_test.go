@@ -13,6 +13,7 @@ import (
 	shoalpb "shoal/proto"
 	"shoal/worker/lb"
 	"shoal/worker/mesh"
+	"shoal/worker/network"
 )
 
 func web() *shoalpb.ServiceEndpoints {
@@ -107,17 +108,20 @@ func TestRunFeedsSinks(t *testing.T) {
 }
 
 // On several networks: DNS attaches the service to each with its aliases
-// and knows each task's address per network; a VIP client on a network
-// goes to the tasks' addresses there and is refused on a network the
-// service is not on.
+// and knows each task's address per network; a VIP client among the
+// node's tasks goes to the tasks' addresses on a network it shares with
+// the service, and is refused when it shares none.
 func TestSnapshotNetworks(t *testing.T) {
 	tab := New()
-	nets := map[string]netip.Prefix{
-		"default": netip.MustParsePrefix("10.200.0.0/16"),
-		"back":    netip.MustParsePrefix("10.64.0.0/16"),
-		"other":   netip.MustParsePrefix("10.65.0.0/16"),
-	}
-	tab.SetNetworks(nets)
+	tab.SetClients(map[netip.Addr]network.TaskAddr{
+		// on back itself
+		netip.MustParseAddr("10.64.1.5"): {Network: "back", Networks: []string{"back"}},
+		// front first, back second: goes to back
+		netip.MustParseAddr("10.66.1.5"): {Network: "front", Networks: []string{"front", "back"}},
+		netip.MustParseAddr("10.64.1.6"): {Network: "back", Networks: []string{"front", "back"}},
+		// shares nothing: no source
+		netip.MustParseAddr("10.65.1.5"): {Network: "other", Networks: []string{"other"}},
+	})
 	svc := web()
 	svc.Networks = []*shoalpb.NetworkAttachmentConfig{{Target: "back", Aliases: []string{"DB"}}, {Target: "default"}}
 	t1 := endpoint("t1", "10.64.0.2", 0)
@@ -132,17 +136,40 @@ func TestSnapshotNetworks(t *testing.T) {
 		t.Fatalf("DNS view %+v", dns)
 	}
 	vip := snap.VIPs()[0]
+	back := []netip.Addr{netip.MustParseAddr("10.64.0.2")}
 	want := []lb.Source{
-		{From: nets["back"], Backends: []netip.Addr{netip.MustParseAddr("10.64.0.2")}},
-		{From: nets["default"], Backends: []netip.Addr{netip.MustParseAddr("10.200.0.2")}},
-		{From: nets["other"]},
+		{From: netip.MustParsePrefix("10.64.1.5/32"), Backends: back},
+		{From: netip.MustParsePrefix("10.64.1.6/32"), Backends: back},
+		{From: netip.MustParsePrefix("10.66.1.5/32"), Backends: back},
 	}
-	if !slices.Equal(vip.Backends, []netip.Addr{netip.MustParseAddr("10.64.0.2")}) || len(vip.Sources) != len(want) {
+	if !slices.Equal(vip.Backends, back) || len(vip.Sources) != len(want) {
 		t.Fatalf("VIP view %+v", vip)
 	}
 	for i, w := range want {
 		if vip.Sources[i].From != w.From || !slices.Equal(vip.Sources[i].Backends, w.Backends) {
 			t.Fatalf("VIP source %d: %+v, want %+v", i, vip.Sources[i], w)
 		}
+	}
+}
+
+// WaitVIPs returns once the VIP sink applied every change made before it.
+func TestWaitVIPs(t *testing.T) {
+	tab := New()
+	applied := make(chan int, 10)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go tab.Run(ctx, Sinks{VIPs: func(s []lb.Service) error { applied <- len(s); return nil }}, slog.New(slog.DiscardHandler))
+	tab.Apply(&shoalpb.EndpointsMessage{Complete: true, Services: []*shoalpb.ServiceEndpoints{web()}})
+	tab.SetClients(map[netip.Addr]network.TaskAddr{netip.MustParseAddr("10.200.0.9"): {Network: "default", Networks: []string{"default"}}})
+	wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer wcancel()
+	if err := tab.WaitVIPs(wctx); err != nil {
+		t.Fatalf("WaitVIPs: %v", err)
+	}
+	tab.mu.Lock()
+	caught := tab.vipsGen == tab.gen
+	tab.mu.Unlock()
+	if !caught {
+		t.Fatal("WaitVIPs returned before the sink applied the last change")
 	}
 }

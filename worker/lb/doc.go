@@ -9,37 +9,35 @@
 // The LB drives the nft command with a generated script on its standard
 // input, as go-iptables drives iptables: no netlink library for nftables.
 //
-// Networks: a task on several networks has one address on each, and tasks
+// Clients: a task on several networks has one address on each, and tasks
 // on different networks cannot reach each other, so a VIP must send a
-// client to its backend's address on the client's own network. A Service
-// says so with Sources: a network's CIDR and the service's backends there.
-// A client whose source address is in a Source's prefix gets that
-// Source's backends, or is rejected when it has none (a network the
-// service is not on); any other client (the node itself, traffic from
-// other nodes' underlay addresses) gets the Service's Backends.
+// client to its backend's address on a network the client is on. A
+// Service says so with Sources: a client prefix (the agent gives one per
+// task of the node, a /32) and the service's backends for it. A task's
+// connection to a VIP is NATed on the task's own node, so a node needs
+// Sources for its own tasks only. A task with no Source, or whose Source
+// has no backends (it shares no network with the service), is rejected; the
+// node itself (output hook) gets the Service's Backends.
 //
 // The table (family ip, Config.Table, one per node on a machine):
 //
-//   - map sourced (interval map keyed by "client network . VIP": jump
-//     svc_<hash>_<network>, or accept when the service has no backend
-//     there), looked up first from a nat chain on prerouting (tasks'
-//     packets arrive through the bridge). Then map vips (VIP → jump
-//     svc_<hash of service ID>), looked up from that chain and from one
-//     on output (the node's own connections, which always get Backends).
+//   - map sourced (interval map keyed by "client prefix . VIP": jump
+//     svc_<hash>_<prefix>), looked up from a nat chain on prerouting (tasks'
+//     packets arrive through the bridge), and map vips (VIP → jump
+//     svc_<hash of service ID>), looked up from a nat chain on output (the
+//     node's own connections, which always get Backends).
 //     Each of a service's chains holds one rule: "dnat to numgen random
 //     mod N map { 0 : b0, 1 : b1, … }". A connection's first packet
-//     costs two lookups, not a rule per service or per network: a hash
-//     probe in vips, and in sourced a concatenated-interval ("pipapo")
-//     match of a few bitmap ANDs per 4-bit group of the key, each as
-//     wide as the elements' count over 64 (13 words for 800 elements).
-//   - sets closed (VIPs whose Backends are empty) and closed_sourced
-//     ("network . VIP" of Sources without backends). Filter chains on
-//     prerouting and output reject connections to them at once, TCP with
-//     a reset and anything else with ICMP port unreachable (the node's own
-//     datagrams fail in write with EPERM), so a client never waits on a
-//     black hole. The chains run after DNAT, so only packets left with a
-//     closed VIP as destination match; the "accept" in sourced is what
-//     keeps a client of a closed network from falling through to vips.
+//     costs one lookup, not a rule per service or per client: in sourced a
+//     concatenated-interval ("pipapo") match of a few bitmap ANDs per
+//     4-bit group of the key, each as wide as the elements' count over 64
+//     (13 words for 800 elements); in vips a hash probe.
+//   - sets vipaddrs (every VIP) and closed (VIPs whose Backends are empty).
+//     Filter chains on prerouting and output reject what is still
+//     addressed to them after DNAT (vipaddrs on prerouting: a client with
+//     no backends; closed on output), TCP with a reset and anything else
+//     with ICMP port unreachable (the node's own datagrams fail in write
+//     with EPERM), so a client never waits on a black hole.
 //   - set hairpin ("b . b" for every backend b of every source) and a
 //     postrouting nat rule masquerading DNATed packets whose source and
 //     destination are the same address: a task reaching itself through

@@ -31,38 +31,35 @@ var (
 	ErrConntrack = errors.New("lb: deleting conntrack entries failed")
 )
 
-// Service is one service's virtual IP and the addresses of its ready tasks,
-// per network the service is on.
+// Service is one service's virtual IP and the addresses of its ready tasks
+// for each client.
 type Service struct {
 	// ID names the service; it is hashed into the names of the service's
 	// nftables chains.
 	ID string
 	// VIP is the service's virtual IPv4 address.
 	VIP netip.Addr
-	// Backends serve clients in none of Sources: the node itself, and
-	// connections arriving from outside every network (other nodes'
-	// addresses). They are the service's ready tasks' addresses, on this
-	// node or another. Empty: those connections are rejected at once (TCP
-	// reset, ICMP port unreachable otherwise), never black-holed.
+	// Backends serve the node's own connections: the service's ready
+	// tasks' addresses, on this node or another. Empty: those
+	// connections are rejected at once (TCP reset, ICMP port unreachable
+	// otherwise), never black-holed.
 	Backends []netip.Addr
-	// Sources send a client whose source address is in From to that
-	// network's backends: tasks on different networks cannot reach each
-	// other, so a client must get its backend's address on its own
-	// network. Give every network of the node a Source: one the service
-	// is not on gets a Source without backends, so that its clients are
-	// rejected at once; a client in no Source gets Backends, which the
-	// forward rules between networks would silently drop.
+	// Sources send a task whose address is in From to its backends: tasks
+	// on different networks cannot reach each other, so a client must get
+	// its backend's address on a network it shares with the service. A
+	// task's connection in no Source, or in one without backends, is
+	// rejected at once.
 	Sources []Source
 }
 
-// Source is one network of a service: the clients it holds and the
-// service's backends there.
+// Source is a set of clients of a service and the service's backends for
+// them.
 type Source struct {
-	// From is the network's IPv4 CIDR; the Sources of one service must not
-	// overlap.
+	// From is the clients' IPv4 prefix (a task's address as a /32); the
+	// Sources of one service must not overlap.
 	From netip.Prefix
-	// Backends are the addresses of the service's ready tasks on that
-	// network. Empty: connections from the network are rejected at once.
+	// Backends are the addresses of the service's ready tasks on a network
+	// the clients are on. Empty: their connections are rejected at once.
 	Backends []netip.Addr
 }
 

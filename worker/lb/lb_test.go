@@ -19,8 +19,15 @@ var vip = netip.MustParseAddr("10.201.0.10")
 
 func vipAddr(port int) string { return fmt.Sprintf("%s:%d", vip, port) }
 
+// apply applies services; one without Sources gets the one the agent would
+// give the topology's tasks, all on one network: its Backends.
 func apply(tb testing.TB, l *LB, services ...Service) {
 	tb.Helper()
+	for i, s := range services {
+		if s.Sources == nil {
+			services[i].Sources = []Source{{From: netip.MustParsePrefix(gateway + "/24").Masked(), Backends: s.Backends}}
+		}
+	}
 	if err := l.Apply(services); err != nil {
 		tb.Fatal(err)
 	}

@@ -8,24 +8,22 @@ import (
 )
 
 // The table's fixed part. Chains of services are jumped to from two
-// verdict maps, looked up in turn on prerouting: sourced (client's network
-// . VIP → jump to the chain of the service's backends on that network, or
-// accept when it has none there) and vips (VIP → jump to the chain of the
-// service's Backends). The output hook, the node's own connections, looks
-// up vips only. A VIP whose Backends are empty is in the set closed, a
-// network and VIP whose Source is empty in closed_sourced; the filter
-// hooks reject packets still addressed to them after DNAT. The "accept" in
-// sourced is what keeps such a client from falling through to vips.
-// hairpin holds "backend . backend" for every backend, so that a task
-// DNATed to itself is masqueraded (the kernel drops a packet from one of
-// its own addresses as a martian). The output nat chain says -100: nft
-// 1.0.6 refuses the dstnat keyword there.
+// verdict maps: sourced (client address . VIP → jump to the chain of the
+// service's backends for that client), looked up on prerouting, where a
+// node's tasks' connections arrive, and vips (VIP → jump to the chain of
+// the service's Backends), looked up on output, the node's own
+// connections. A packet still addressed to a VIP after prerouting's NAT
+// (a client with no Source, or one whose Source has no backends) is
+// rejected (set vipaddrs, every VIP), as is one from the node to a VIP
+// whose Backends are empty (set closed). hairpin holds "backend . backend"
+// for every backend, so that a task DNATed to itself is masqueraded (the
+// kernel drops a packet from one of its own addresses as a martian). The
+// output nat chain says -100: nft 1.0.6 refuses the dstnat keyword there.
 const baseChains = `	set closed {
 		type ipv4_addr
 	}
-	set closed_sourced {
-		type ipv4_addr . ipv4_addr
-		flags interval
+	set vipaddrs {
+		type ipv4_addr
 	}
 	set hairpin {
 		type ipv4_addr . ipv4_addr
@@ -40,7 +38,6 @@ const baseChains = `	set closed {
 	chain prerouting {
 		type nat hook prerouting priority dstnat; policy accept;
 		ip saddr . ip daddr vmap @sourced
-		ip daddr vmap @vips
 	}
 	chain output {
 		type nat hook output priority -100; policy accept;
@@ -52,10 +49,8 @@ const baseChains = `	set closed {
 	}
 	chain reject_in {
 		type filter hook prerouting priority filter; policy accept;
-		ip daddr @closed meta l4proto tcp reject with tcp reset
-		ip daddr @closed reject
-		ip saddr . ip daddr @closed_sourced meta l4proto tcp reject with tcp reset
-		ip saddr . ip daddr @closed_sourced reject
+		ip daddr @vipaddrs meta l4proto tcp reject with tcp reset
+		ip daddr @vipaddrs reject
 	}
 	chain reject_out {
 		type filter hook output priority filter; policy accept;
@@ -70,11 +65,11 @@ const (
 	setVips = iota
 	setSourced
 	setClosed
-	setClosedSourced
+	setVIPAddrs
 	numSets
 )
 
-var setNames = [numSets]string{"vips", "sourced", "closed", "closed_sourced"}
+var setNames = [numSets]string{"vips", "sourced", "closed", "vipaddrs"}
 
 // element is one element of a set (value empty) or a map.
 type element struct{ key, value string }
@@ -100,6 +95,7 @@ type objects struct {
 func (s service) objects() objects {
 	var o objects
 	vip := s.vip.String()
+	o.elems[setVIPAddrs] = append(o.elems[setVIPAddrs], element{key: vip})
 	if len(s.backends) == 0 {
 		o.elems[setClosed] = append(o.elems[setClosed], element{key: vip})
 	} else {
@@ -107,12 +103,10 @@ func (s service) objects() objects {
 		o.elems[setVips] = append(o.elems[setVips], element{vip, "jump " + s.chain})
 	}
 	for _, src := range s.sources {
-		key := src.from.String() + " . " + vip
 		if len(src.backends) == 0 {
-			o.elems[setSourced] = append(o.elems[setSourced], element{key, "accept"})
-			o.elems[setClosedSourced] = append(o.elems[setClosedSourced], element{key: key})
-			continue
+			continue // no element: the client is rejected
 		}
+		key := src.from.String() + " . " + vip
 		o.chains = append(o.chains, chainRule{src.chain, dnatRule(src.backends)})
 		o.elems[setSourced] = append(o.elems[setSourced], element{key, "jump " + src.chain})
 	}

@@ -67,6 +67,8 @@ func TestUpdateScriptWritesOnlyChanges(t *testing.T) {
 	wantScript := strings.Join([]string{
 		"delete element ip t vips { 10.201.0.3 }",
 		"delete element ip t closed { 10.201.0.4 }",
+		// "gone" leaves and "new" takes its VIP: out and in again.
+		"delete element ip t vipaddrs { 10.201.0.4 }",
 		"delete element ip t hairpin { 10.0.0.4 . 10.0.0.4, 10.0.0.5 . 10.0.0.5 }",
 		"delete chain ip t " + c("empties"),
 		"add chain ip t " + c("new"),
@@ -75,6 +77,7 @@ func TestUpdateScriptWritesOnlyChanges(t *testing.T) {
 		"add rule ip t " + c("shrinks") + " dnat to 10.0.0.3",
 		"add element ip t vips { 10.201.0.4 : jump " + c("new") + " }",
 		"add element ip t closed { 10.201.0.3 }",
+		"add element ip t vipaddrs { 10.201.0.4 }",
 		"add element ip t hairpin { 10.0.0.6 . 10.0.0.6 }",
 		"",
 	}, "\n")

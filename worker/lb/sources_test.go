@@ -46,8 +46,8 @@ func TestValidateRefusesBadSources(t *testing.T) {
 	}
 }
 
-// webWithSources is a service with a catch-all backend and three networks:
-// one with two backends, one without, one with one.
+// webWithSources is a service with a catch-all backend and three client
+// prefixes: one with two backends, one without (rejected), one with one.
 func webWithSources() Service {
 	return Service{ID: "web", VIP: netip.MustParseAddr("10.201.0.1"), Backends: addrs("10.0.0.9"), Sources: []Source{
 		{From: prefix("10.1.0.0/24"), Backends: addrs("10.1.0.3", "10.1.0.2")},
@@ -75,10 +75,11 @@ func TestFullScriptSources(t *testing.T) {
 		"}",
 		// db has no catch-all backend: the node's own clients are refused.
 		"add element ip t vips { 10.201.0.1 : jump " + web + " }",
+		// 10.2.0.0/24 has no element: its clients are rejected (vipaddrs).
 		"add element ip t sourced { 10.1.0.0/24 . 10.201.0.2 : jump " + db + "_0a010000_24, 10.1.0.0/24 . 10.201.0.1 : jump " + web + "_0a010000_24, " +
-			"10.2.0.0/24 . 10.201.0.1 : accept, 10.3.0.0/24 . 10.201.0.1 : jump " + web + "_0a030000_24 }",
+			"10.3.0.0/24 . 10.201.0.1 : jump " + web + "_0a030000_24 }",
 		"add element ip t closed { 10.201.0.2 }",
-		"add element ip t closed_sourced { 10.2.0.0/24 . 10.201.0.1 }",
+		"add element ip t vipaddrs { 10.201.0.2, 10.201.0.1 }",
 		"add element ip t hairpin { 10.0.0.9 . 10.0.0.9, 10.1.0.2 . 10.1.0.2, 10.1.0.3 . 10.1.0.3, 10.1.0.5 . 10.1.0.5, 10.3.0.2 . 10.3.0.2 }",
 		"",
 	}, "\n")
@@ -105,16 +106,14 @@ func TestUpdateScriptSources(t *testing.T) {
 	}
 	c := chainName("web")
 	wantScript := strings.Join([]string{
-		"delete element ip t sourced { 10.2.0.0/24 . 10.201.0.1, 10.3.0.0/24 . 10.201.0.1 }",
-		"delete element ip t closed_sourced { 10.2.0.0/24 . 10.201.0.1 }",
+		"delete element ip t sourced { 10.3.0.0/24 . 10.201.0.1 }",
 		"delete element ip t hairpin { 10.1.0.3 . 10.1.0.3, 10.3.0.2 . 10.3.0.2 }",
 		"delete chain ip t " + c + "_0a030000_24",
 		"flush chain ip t " + c + "_0a010000_24",
 		"add rule ip t " + c + "_0a010000_24 dnat to numgen random mod 2 map { 0 : 10.1.0.2, 1 : 10.1.0.4 }",
 		"add chain ip t " + c + "_0a020000_24",
 		"add rule ip t " + c + "_0a020000_24 dnat to 10.2.0.2",
-		"add element ip t sourced { 10.2.0.0/24 . 10.201.0.1 : jump " + c + "_0a020000_24, 10.4.0.0/24 . 10.201.0.1 : accept }",
-		"add element ip t closed_sourced { 10.4.0.0/24 . 10.201.0.1 }",
+		"add element ip t sourced { 10.2.0.0/24 . 10.201.0.1 : jump " + c + "_0a020000_24 }",
 		"add element ip t hairpin { 10.1.0.4 . 10.1.0.4, 10.2.0.2 . 10.2.0.2 }",
 		"",
 	}, "\n")
@@ -125,8 +124,8 @@ func TestUpdateScriptSources(t *testing.T) {
 	// Removing the service removes all it had.
 	wantScript = strings.Join([]string{
 		"delete element ip t vips { 10.201.0.1 }",
-		"delete element ip t sourced { 10.1.0.0/24 . 10.201.0.1, 10.2.0.0/24 . 10.201.0.1, 10.3.0.0/24 . 10.201.0.1 }",
-		"delete element ip t closed_sourced { 10.2.0.0/24 . 10.201.0.1 }",
+		"delete element ip t sourced { 10.1.0.0/24 . 10.201.0.1, 10.3.0.0/24 . 10.201.0.1 }",
+		"delete element ip t vipaddrs { 10.201.0.1 }",
 		"delete element ip t hairpin { 10.0.0.9 . 10.0.0.9, 10.1.0.2 . 10.1.0.2, 10.1.0.3 . 10.1.0.3, 10.3.0.2 . 10.3.0.2 }",
 		"delete chain ip t " + c,
 		"delete chain ip t " + c + "_0a010000_24",

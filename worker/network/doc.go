@@ -49,11 +49,12 @@
 // passes, traffic into another network does not (replies included, so
 // neither side can open a connection). Traffic to and from the host's own
 // addresses is not forwarded and stays allowed: the node's DNS on each
-// gateway, the routing mesh and VIP DNAT (done in PREROUTING, so FORWARD
-// judges the real task address). A host-mode published port of a task is
-// therefore reached from tasks of its own networks and from outside, not
-// from tasks of other networks (the routing mesh, which connects from the
-// host, serves those).
+// gateway and the routing mesh. Destination-NATed connections skip
+// isolation (one shared rule at the top of SHOAL-ISOLATE): the VIP rules
+// (worker/lb) already send a task only to backends on a network it shares
+// with the service and refuse the others, and a task on several networks
+// reaches a VIP from whichever address its route picks; a host-mode
+// published port is public anyway.
 //
 // Every iptables rule shoal adds carries a comment "shoal:<bridge>:node"
 // (the network's bridge) or "shoal:<Config.Bridge>:task:<id>", so that

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,10 +83,18 @@ type Network struct {
 	tasks       map[string]*taskRecord // by task ID, as recorded on disk
 	busy        map[string]bool        // tasks whose Attach or Detach runs
 
-	// byAddr maps each address of a recorded task to the task's
-	// networks; rebuilt whole (under mu) after a change of the records,
-	// read without a lock by NetworksOf on every DNS query.
-	byAddr atomic.Pointer[map[netip.Addr][]string]
+	// byAddr maps each address of a recorded task to its networks;
+	// rebuilt whole (under mu) after a change of the records, read without
+	// a lock by NetworksOf on every DNS query.
+	byAddr atomic.Pointer[map[netip.Addr]TaskAddr]
+	// onTasks is told each new byAddr (OnTasksChanged).
+	onTasks atomic.Pointer[func(map[netip.Addr]TaskAddr)]
+}
+
+// TaskAddr is what the node knows of one address of one of its tasks.
+type TaskAddr struct {
+	Network  string   // the network the address is on
+	Networks []string // all the task's networks, its primary one first
 }
 
 var _ runtime.Network = (*Network)(nil)
@@ -224,9 +234,10 @@ func (n *Network) load() error {
 	return nil
 }
 
-// indexLocked rebuilds byAddr from the records; mu must be held.
+// indexLocked rebuilds byAddr from the records and tells OnTasksChanged's
+// function when it changed; mu must be held.
 func (n *Network) indexLocked() {
-	m := make(map[netip.Addr][]string, len(n.tasks))
+	m := make(map[netip.Addr]TaskAddr, len(n.tasks))
 	for _, r := range n.tasks {
 		nets := make([]string, len(r.Links))
 		for i, l := range r.Links {
@@ -234,11 +245,19 @@ func (n *Network) indexLocked() {
 		}
 		for _, l := range r.Links {
 			if p, err := netip.ParsePrefix(l.Address); err == nil {
-				m[p.Addr()] = nets
+				m[p.Addr()] = TaskAddr{Network: l.Network, Networks: nets}
 			}
 		}
 	}
+	if old := n.byAddr.Load(); old != nil && maps.EqualFunc(*old, m, func(a, b TaskAddr) bool {
+		return a.Network == b.Network && slices.Equal(a.Networks, b.Networks)
+	}) {
+		return
+	}
 	n.byAddr.Store(&m)
+	if f := n.onTasks.Load(); f != nil {
+		(*f)(m)
+	}
 }
 
 // NetworksOf returns the networks of this node's task that holds addr (its
@@ -246,10 +265,22 @@ func (n *Network) indexLocked() {
 // node's DNS servers scope their answers with it.
 func (n *Network) NetworksOf(addr netip.Addr) ([]string, bool) {
 	if m := n.byAddr.Load(); m != nil {
-		nets, ok := (*m)[addr]
-		return nets, ok
+		a, ok := (*m)[addr]
+		return a.Networks, ok
 	}
 	return nil, false
+}
+
+// OnTasksChanged has f told the addresses of the node's tasks now and
+// after every change (the map is not modified afterwards). f is called
+// with the network's lock held: it must not block or call the Network.
+func (n *Network) OnTasksChanged(f func(map[netip.Addr]TaskAddr)) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.onTasks.Store(&f)
+	if m := n.byAddr.Load(); m != nil {
+		f(*m)
+	}
 }
 
 func (n *Network) saveTask(r *taskRecord) error {

@@ -19,10 +19,16 @@ const (
 	chainPorts       = "SHOAL-PORTS"       // nat
 )
 
-// jumps are the rules that send traffic to shoal's chains; insert says
-// whether the jump must come before anything else in the chain (FORWARD:
-// before a policy-enforcing DROP Docker may have left; SHOAL-FORWARD:
-// isolation before the bridges' ACCEPTs).
+// jumps are the rules that send traffic to shoal's chains, and the one
+// rule every node shares at the top of SHOAL-ISOLATE; insert says whether
+// the rule must come before anything else in the chain (FORWARD: before a
+// policy-enforcing DROP Docker may have left; SHOAL-FORWARD: isolation
+// before the bridges' ACCEPTs). Connections that were destination-NATed
+// (to a VIP, whose rules send a task only to backends on a network it
+// shares with the service and refuse the rest, or to a published port)
+// skip isolation: a task on several networks reaches a VIP from the
+// address its route picks, which may be on another network than the
+// backend's.
 var jumps = []struct {
 	table, chain string
 	insert       bool
@@ -30,6 +36,7 @@ var jumps = []struct {
 }{
 	{"filter", "FORWARD", true, []string{"-j", chainForward}},
 	{"filter", chainForward, true, []string{"-j", chainIsolate}},
+	{"filter", chainIsolate, true, []string{"-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN"}},
 	{"nat", "POSTROUTING", true, []string{"-j", chainPostrouting}},
 	{"nat", "PREROUTING", false, []string{"-m", "addrtype", "--dst-type", "LOCAL", "-j", chainPorts}},
 	{"nat", "OUTPUT", false, []string{"-m", "addrtype", "--dst-type", "LOCAL", "-j", chainPorts}},
