@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"shoal/internal/testutil"
 )
 
 // Each test gets its own loopback /24 (127.0.<net>.x) and the default port,
@@ -208,9 +210,14 @@ func TestKilledNodeIsDeclaredDead(t *testing.T) {
 		if m := memberOf(t, g, "n3"); m.State != StateDead {
 			t.Fatalf("%s: Members() has n3 %v, want dead", g.cfg.NodeID, m.State)
 		}
-		if ids(g.Managers()) != "n1,n2" {
-			t.Fatalf("%s: Managers() = %s, want n1,n2", g.cfg.NodeID, ids(g.Managers()))
-		}
+		// A loaded machine can starve n1 or n2 long enough for the other
+		// to suspect it for a moment; it refutes and is alive again.
+		testutil.Eventually(t, 10*time.Second, func() error {
+			if got := ids(g.Managers()); got != "n1,n2" {
+				return fmt.Errorf("%s: Managers() = %s, want n1,n2", g.cfg.NodeID, got)
+			}
+			return nil
+		})
 	}
 }
 

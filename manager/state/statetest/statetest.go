@@ -59,9 +59,16 @@ func Cluster(tb testing.TB, n int) []*state.Store {
 			})
 			continue
 		}
-		if err := stores[0].AddVoter(ctx, id, ln.Addr().String()); err != nil {
-			tb.Fatalf("add voter %s: %v", id, err)
-		}
+		// Through whichever store leads: on a loaded machine the first
+		// one may lose its leadership while a voter is added.
+		testutil.Eventually(tb, 30*time.Second, func() error {
+			for _, l := range stores {
+				if l.IsLeader() {
+					return l.AddVoter(ctx, id, ln.Addr().String())
+				}
+			}
+			return fmt.Errorf("add voter %s: no store leads", id)
+		})
 		testutil.Eventually(tb, 30*time.Second, func() error {
 			if have, want := s.AppliedIndex(), stores[0].AppliedIndex(); have < want {
 				return fmt.Errorf("%s applied %d of %d", id, have, want)
