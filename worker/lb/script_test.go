@@ -99,14 +99,7 @@ func TestDnatRule(t *testing.T) {
 // checks that the table each incremental Apply leaves equals a table built
 // from scratch from the same set, and that nft accepted every increment.
 func TestIncrementalMatchesRebuild(t *testing.T) {
-	topo := newTopology(t)
-	l := topo.newLB(t)
-	fresh, err := New(Config{Table: "shoal-fresh", NetNS: topo.host, Logger: l.log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for step := range 40 {
+	matchesRebuild(t, 1, func(rng *rand.Rand) []Service {
 		var services []Service
 		vips := rng.Perm(12)
 		for i := range 8 {
@@ -121,6 +114,29 @@ func TestIncrementalMatchesRebuild(t *testing.T) {
 			}
 			services = append(services, s)
 		}
+		return services
+	})
+}
+
+// matchesRebuild applies 40 sets of services made by gen (from a random
+// source seeded with seed) to an LB incrementally and to another one from
+// scratch, and checks that both tables are the same after each, and that
+// nft accepted every increment.
+func matchesRebuild(t *testing.T, seed uint64, gen func(*rand.Rand) []Service) {
+	topo := newTopology(t)
+	l := topo.newLB(t)
+	fresh, err := New(Config{Table: "shoal-fresh", NetNS: topo.host, Logger: l.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := fresh.Destroy(); err != nil {
+			t.Error(err)
+		}
+	})
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	for step := range 40 {
+		services := gen(rng)
 		apply(t, l, services...)
 		fresh.mu.Lock()
 		fresh.synced = false
@@ -132,9 +148,6 @@ func TestIncrementalMatchesRebuild(t *testing.T) {
 	}
 	if l.rebuilds != 1 {
 		t.Errorf("%d whole-table rebuilds, want 1 (at New): an increment was refused", l.rebuilds)
-	}
-	if err := fresh.Destroy(); err != nil {
-		t.Fatal(err)
 	}
 }
 

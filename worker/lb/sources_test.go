@@ -219,20 +219,8 @@ func TestSourcesPickTheClientsNetwork(t *testing.T) {
 // sources: interval maps are where nft's incremental updates are most
 // likely to go wrong.
 func TestIncrementalSourcesMatchRebuild(t *testing.T) {
-	topo := newTopology(t)
-	l := topo.newLB(t)
-	fresh, err := New(Config{Table: "shoal-fresh", NetNS: topo.host, Logger: l.log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := fresh.Destroy(); err != nil {
-			t.Error(err)
-		}
-	})
 	networks := []netip.Prefix{prefix("10.1.0.0/24"), prefix("10.2.0.0/24"), prefix("10.3.0.0/16"), prefix("10.200.5.7/32")}
-	rng := rand.New(rand.NewPCG(3, 4))
-	for step := range 40 {
+	matchesRebuild(t, 3, func(rng *rand.Rand) []Service {
 		var services []Service
 		vips := rng.Perm(12)
 		for i := range 6 {
@@ -259,16 +247,6 @@ func TestIncrementalSourcesMatchRebuild(t *testing.T) {
 			}
 			services = append(services, s)
 		}
-		apply(t, l, services...)
-		fresh.mu.Lock()
-		fresh.synced = false
-		fresh.mu.Unlock()
-		apply(t, fresh, services...)
-		if got, want := tableState(t, l), tableState(t, fresh); !slices.Equal(got, want) {
-			t.Fatalf("step %d: incremental table\n%s\nfrom scratch\n%s", step, strings.Join(got, "\n"), strings.Join(want, "\n"))
-		}
-	}
-	if l.rebuilds != 1 {
-		t.Errorf("%d whole-table rebuilds, want 1 (at New): an increment was refused", l.rebuilds)
-	}
+		return services
+	})
 }

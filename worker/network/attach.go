@@ -109,18 +109,6 @@ func taskAddress(taskID string, tn *shoalpb.TaskNetwork, slice *net.IPNet) (*net
 	return &net.IPNet{IP: ip, Mask: slice.Mask}, nil
 }
 
-func sameLinks(a, b []taskLink) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // extraVethName is the host side's name of a task's interface on a network
 // other than its primary one: 15 characters at most, unique per node, task
 // and network.

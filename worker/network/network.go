@@ -337,7 +337,7 @@ func (n *Network) Attach(ctx context.Context, t *shoalpb.Task) (runtime.Attachme
 	if old := n.tasks[id]; old != nil {
 		// A record outlives a reboot, which empties /run/netns: check
 		// the namespace and veths are still there.
-		if old.Complete && sameLinks(old.Links, links) && samePorts(old.Ports, ports) && alive(old) {
+		if old.Complete && slices.Equal(old.Links, links) && slices.Equal(old.Ports, ports) && alive(old) {
 			return old.attachment(n), nil
 		}
 		// Half made by a crashed Attach, or the task changed: start over.
@@ -593,18 +593,6 @@ func (n *Network) portRules(t *shoalpb.Task) ([]portRule, error) {
 		out = append(out, pr)
 	}
 	return out, nil
-}
-
-func samePorts(a, b []portRule) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // vethName is the host side's name: 15 characters at most, unique per node
