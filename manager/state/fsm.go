@@ -147,6 +147,11 @@ func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction) (Event, e
 	if err := checkUnique(txn, t, obj); err != nil {
 		return Event{}, err
 	}
+	if t.check != nil {
+		if err := t.check(txn, obj); err != nil {
+			return Event{}, err
+		}
+	}
 	shareTaskSpec(txn, obj)
 	if err := txn.Insert(t.name, obj); err != nil {
 		return Event{}, fmt.Errorf("write %s %q: %w", t.name, id, err)

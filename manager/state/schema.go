@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -34,6 +35,10 @@ type table struct {
 	indexes map[string]string
 	// unique names the secondary indexes whose values Apply keeps unique.
 	unique []string
+	// check, when set, refuses a write that would break a rule across the
+	// table's objects that no index can state; it sees the stored objects
+	// (obj is not written yet).
+	check func(txn *memdb.Txn, obj object) error
 }
 
 // Table names. ReadTx methods and tests use them; the rest of the code goes
@@ -70,9 +75,33 @@ var tables = []*table{
 	withIndexes(newTable(tableTasks, (*shoalpb.StoreAction).GetTask,
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Task { return &s.Tasks }),
 		map[string]string{indexServiceID: "ServiceId", indexNodeID: "NodeId"}),
-	withIndexes(newTable(tableNetworks, (*shoalpb.StoreAction).GetNetwork,
+	withCheck(withIndexes(newTable(tableNetworks, (*shoalpb.StoreAction).GetNetwork,
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Network { return &s.Networks }),
 		map[string]string{indexNetworkName: "Spec.Name", indexNetworkSubnet: "Subnet"}, indexNetworkName, indexNetworkSubnet),
+		subnetsApart),
+}
+
+func withCheck(t *table, check func(*memdb.Txn, object) error) *table {
+	t.check = check
+	return t
+}
+
+// subnetsApart refuses a network whose subnet overlaps another network's:
+// the unique index only catches equal ones, and creates through several
+// managers may race with overlapping --subnet values.
+func subnetsApart(txn *memdb.Txn, obj object) error {
+	n := obj.(*shoalpb.Network)
+	p, err := netip.ParsePrefix(n.GetSubnet())
+	if err != nil {
+		return nil
+	}
+	for _, other := range listTable[*shoalpb.Network](txn, tableNetworks) {
+		q, err := netip.ParsePrefix(other.GetSubnet())
+		if err == nil && other.GetId() != n.GetId() && q.Overlaps(p) {
+			return fmt.Errorf("%w: %s subnet %s overlaps network %s (%s)", ErrExists, tableNetworks, p, other.GetSpec().GetName(), q)
+		}
+	}
+	return nil
 }
 
 func withIndexes(t *table, indexes map[string]string, unique ...string) *table {

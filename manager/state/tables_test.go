@@ -91,3 +91,34 @@ func TestServicesAndTasksIndexes(t *testing.T) {
 		map[string][]string{"s1": {"t1", "t3"}},
 		map[string][]string{"n1": {"t3"}, "n2": {"t1"}})
 }
+
+// Networks: names and subnets are unique, and no two subnets overlap, so
+// that racing creates through several managers cannot store clashing
+// networks; an update of a network keeps its own subnet.
+func TestNetworkSubnetsApart(t *testing.T) {
+	f := testFSM()
+	network := func(kind shoalpb.StoreActionKind, id, name, subnet string, version uint64) *shoalpb.StoreAction {
+		return &shoalpb.StoreAction{Kind: kind, Target: &shoalpb.StoreAction_Network{Network: &shoalpb.Network{
+			Id: id, Meta: &shoalpb.Meta{Version: version}, Spec: &shoalpb.NetworkSpec{Name: name}, Subnet: subnet}}}
+	}
+	create := shoalpb.StoreActionKind_STORE_ACTION_CREATE
+	if err := apply(t, f, 1, network(create, "n1", "back", "10.64.0.0/16", 0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ id, name, subnet string }{
+		{"n2", "back", "10.65.0.0/16"},   // same name
+		{"n3", "front", "10.64.0.0/16"},  // same subnet
+		{"n4", "front", "10.64.16.0/20"}, // inside back's
+		{"n5", "front", "10.0.0.0/8"},    // holding back's
+	} {
+		if err := apply(t, f, 2, network(create, c.id, c.name, c.subnet, 0)); !errors.Is(err, ErrExists) {
+			t.Errorf("%s %s %s: got %v, want ErrExists", c.id, c.name, c.subnet, err)
+		}
+	}
+	if err := apply(t, f, 3, network(create, "n6", "front", "10.65.0.0/16", 0)); err != nil {
+		t.Fatalf("a network apart from back: %v", err)
+	}
+	if err := apply(t, f, 4, network(shoalpb.StoreActionKind_STORE_ACTION_UPDATE, "n1", "back", "10.64.0.0/16", 1)); err != nil {
+		t.Fatalf("an update of back with its own subnet: %v", err)
+	}
+}
