@@ -30,6 +30,8 @@ type backend struct {
 	// idle or not.
 	transport *http.Transport
 	dialer    *net.Dialer
+	// pool holds the fast HTTP path's idle connections to the task.
+	pool upPool
 
 	mu       sync.Mutex
 	removed  bool // left the set: acquire fails from then on
@@ -150,6 +152,7 @@ func (b *backend) finish() {
 	b.mu.Unlock()
 	if b.transport != nil {
 		b.transport.CloseIdleConnections()
+		b.pool.close()
 	}
 	for _, c := range tconns {
 		c.Close()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"sync"
@@ -16,8 +17,9 @@ import (
 // request could not be retried).
 var errNoBackend = errors.New("no ready task")
 
-// newHTTPServer builds the port's HTTP/1.1 front: a reverse proxy whose
-// transport is the port itself, so that every request picks its backend.
+// newHTTPServer builds the port's net/http front for the connections the
+// fast path (fasthttp.go) hands over: a reverse proxy whose transport is
+// the port itself, so that every request picks its backend.
 func (p *port) newHTTPServer() *http.Server {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -45,7 +47,7 @@ func (p *port) newHTTPServer() *http.Server {
 
 func (p *port) serveHTTP() {
 	defer p.wg.Done()
-	if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := p.srv.Serve(p.fallback); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		p.log.Error("http front stopped", "err", err)
 	}
 }
@@ -160,3 +162,44 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b 
 
 func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
+
+// handoffListener is the net/http server's listener: it yields the client
+// connections the fast path hands over.
+type handoffListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newHandoffListener(addr net.Addr) *handoffListener {
+	return &handoffListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// handoff passes c to the server; it reports false (c closed) if the
+// server is closing.
+func (l *handoffListener) handoff(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		c.Close()
+		return false
+	}
+}
+
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *handoffListener) Addr() net.Addr { return l.addr }

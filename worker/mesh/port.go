@@ -18,7 +18,13 @@ type port struct {
 	published uint16
 	mode      Mode
 	ln        *net.TCPListener
-	srv       *http.Server // HTTP mode
+	srv       *http.Server // HTTP mode: net/http for what the fast path hands over
+	fallback  *handoffListener
+
+	// shutting: the port is retiring; HTTP client connections close once
+	// idle.
+	shutting atomic.Bool
+	clients  map[*clientConn]struct{}
 
 	// cur is what a new connection or request reads: swapped whole by
 	// update, never changed in place.
@@ -53,6 +59,7 @@ func newPort(m *Mesh, p Port, ln *net.TCPListener) *port {
 		ln:        ln,
 		byID:      map[string]*backend{},
 		draining:  map[*backend]struct{}{},
+		clients:   map[*clientConn]struct{}{},
 		done:      make(chan struct{}),
 	}
 	np.ctx, np.cancel = context.WithCancel(context.Background())
@@ -63,11 +70,54 @@ func newPort(m *Mesh, p Port, ln *net.TCPListener) *port {
 func (p *port) start() {
 	p.wg.Add(1)
 	if p.mode == ModeHTTP {
+		p.fallback = newHandoffListener(p.ln.Addr())
 		p.srv = p.newHTTPServer()
+		p.wg.Add(1)
 		go p.serveHTTP()
+		go p.accept(p.handleHTTP)
 		return
 	}
-	go p.serveTCP()
+	go p.accept(p.handleTCP)
+}
+
+// track registers an HTTP client connection, or reports false if the port
+// is closing.
+func (p *port) track(cc *clientConn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx.Err() != nil {
+		return false
+	}
+	p.clients[cc] = struct{}{}
+	return true
+}
+
+func (p *port) untrack(cc *clientConn) {
+	p.mu.Lock()
+	delete(p.clients, cc)
+	p.mu.Unlock()
+}
+
+// closeClients closes the fast path's client connections: those waiting
+// for a request only (idleOnly), or all.
+func (p *port) closeClients(idleOnly bool) {
+	p.mu.Lock()
+	var cs []*clientConn
+	for cc := range p.clients {
+		if !idleOnly || cc.idle.Load() {
+			cs = append(cs, cc)
+		}
+	}
+	p.mu.Unlock()
+	for _, cc := range cs {
+		if idleOnly {
+			// Only the client side: a request that began just now
+			// fails as with any server closing an idle connection.
+			cc.c.Close()
+		} else {
+			cc.Close()
+		}
+	}
 }
 
 func (p *port) service() string { return p.cur.Load().service }
@@ -128,6 +178,12 @@ func (p *port) retire(onDone func()) {
 	}
 	p.update(Port{Published: p.published, Mode: p.mode, Service: p.service()})
 	if p.mode == ModeHTTP {
+		// Stop accepting, then close the idle client connections; a
+		// busy one closes after its response (shutting is checked
+		// before each request and sets Connection: close).
+		p.shutting.Store(true)
+		p.ln.Close()
+		p.closeClients(true)
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -164,11 +220,12 @@ func (p *port) close() {
 		all = append(all, b)
 	}
 	p.mu.Unlock()
+	p.shutting.Store(true)
 	p.cancel()
+	p.ln.Close()
 	if p.srv != nil {
 		p.srv.Close()
-	} else {
-		p.ln.Close()
+		p.closeClients(false)
 	}
 	for _, b := range all {
 		b.remove(false)

@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// serveTCP accepts the port's connections until its listener closes.
-func (p *port) serveTCP() {
+// accept accepts the port's connections until its listener closes, each
+// served by handle on a goroutine of its own.
+func (p *port) accept(handle func(*net.TCPConn)) {
 	defer p.wg.Done()
 	var backoff time.Duration
 	for {
@@ -33,7 +34,7 @@ func (p *port) serveTCP() {
 		}
 		backoff = 0
 		p.wg.Add(1)
-		go p.handleTCP(c)
+		go handle(c)
 	}
 }
 
