@@ -162,6 +162,8 @@ func (s *Server) StoreError(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, state.ErrExists):
 		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, state.ErrInUse):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return status.FromContextError(err).Err()
 	}

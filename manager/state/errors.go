@@ -23,6 +23,10 @@ var (
 	ErrNotFound = errors.New("object not found")
 	// ErrExists means a CREATE named an object that already exists.
 	ErrExists = errors.New("object already exists")
+	// ErrInUse means a DELETE named an object that others still refer to
+	// (a network a service is on), or a write referred to one that does
+	// not exist.
+	ErrInUse = errors.New("object in use")
 	// ErrClosed is returned by operations on a closed Store.
 	ErrClosed = errors.New("store closed")
 	// ErrInvalidAction means a command is malformed: no actions, an unknown

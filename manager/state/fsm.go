@@ -137,6 +137,11 @@ func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction) (Event, e
 		if stored == nil {
 			return Event{}, fmt.Errorf("%w: %s %q", ErrNotFound, t.name, id)
 		}
+		if t.checkDelete != nil {
+			if err := t.checkDelete(txn, stored); err != nil {
+				return Event{}, err
+			}
+		}
 		if err := txn.Delete(t.name, stored); err != nil {
 			return Event{}, fmt.Errorf("delete %s %q: %w", t.name, id, err)
 		}

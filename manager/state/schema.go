@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"shoal/manager/allocator"
 	shoalpb "shoal/proto"
 )
 
@@ -39,6 +40,8 @@ type table struct {
 	// table's objects that no index can state; it sees the stored objects
 	// (obj is not written yet).
 	check func(txn *memdb.Txn, obj object) error
+	// checkDelete, when set, refuses the deletion of stored.
+	checkDelete func(txn *memdb.Txn, stored object) error
 }
 
 // Table names. ReadTx methods and tests use them; the rest of the code goes
@@ -69,21 +72,55 @@ var tables = []*table{
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Cluster { return &s.Clusters }),
 	newTable(tableNodes, (*shoalpb.StoreAction).GetNode,
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Node { return &s.Nodes }),
-	withIndexes(newTable(tableServices, (*shoalpb.StoreAction).GetService,
+	withCheck(withIndexes(newTable(tableServices, (*shoalpb.StoreAction).GetService,
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Service { return &s.Services }),
 		map[string]string{indexServiceName: "Spec.Name", indexServiceVIP: "Endpoint.Vip"}, indexServiceName, indexServiceVIP),
+		networksExist),
 	withIndexes(newTable(tableTasks, (*shoalpb.StoreAction).GetTask,
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Task { return &s.Tasks }),
 		map[string]string{indexServiceID: "ServiceId", indexNodeID: "NodeId"}),
 	withCheck(withIndexes(newTable(tableNetworks, (*shoalpb.StoreAction).GetNetwork,
 		func(s *shoalpb.Snapshot) *[]*shoalpb.Network { return &s.Networks }),
 		map[string]string{indexNetworkName: "Spec.Name", indexNetworkSubnet: "Subnet"}, indexNetworkName, indexNetworkSubnet),
-		subnetsApart),
+		subnetsApart, networkUnused),
 }
 
-func withCheck(t *table, check func(*memdb.Txn, object) error) *table {
+// withCheck sets t's checks: of writes, then (optional) of deletions.
+func withCheck(t *table, check func(*memdb.Txn, object) error, checkDelete ...func(*memdb.Txn, object) error) *table {
 	t.check = check
+	if len(checkDelete) > 0 {
+		t.checkDelete = checkDelete[0]
+	}
 	return t
+}
+
+// networksExist refuses a service on a network that is not stored (the
+// default network is never stored): a network removed while the service was
+// being written.
+func networksExist(txn *memdb.Txn, obj object) error {
+	svc := obj.(*shoalpb.Service)
+	for _, att := range svc.GetSpec().GetTask().GetNetworks() {
+		id := att.GetTarget()
+		if id == allocator.DefaultNetworkID || getObject[*shoalpb.Network](txn, tableNetworks, id) != nil {
+			continue
+		}
+		return fmt.Errorf("%w: service %s names network %s, which does not exist (it was removed); 'shoal network ls' lists the networks", ErrInUse, svc.GetSpec().GetName(), id)
+	}
+	return nil
+}
+
+// networkUnused refuses to delete a network a service is on.
+func networkUnused(txn *memdb.Txn, stored object) error {
+	n := stored.(*shoalpb.Network)
+	for _, svc := range listTable[*shoalpb.Service](txn, tableServices) {
+		for _, att := range svc.GetSpec().GetTask().GetNetworks() {
+			if att.GetTarget() == n.GetId() {
+				return fmt.Errorf("%w: network %s is used by service %s; remove the service or run 'shoal service update --network-rm %s %s' first",
+					ErrInUse, n.GetSpec().GetName(), svc.GetSpec().GetName(), n.GetSpec().GetName(), svc.GetSpec().GetName())
+			}
+		}
+	}
+	return nil
 }
 
 // subnetsApart refuses a network whose subnet overlaps another network's:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -120,5 +121,36 @@ func TestNetworkSubnetsApart(t *testing.T) {
 	}
 	if err := apply(t, f, 4, network(shoalpb.StoreActionKind_STORE_ACTION_UPDATE, "n1", "back", "10.64.0.0/16", 1)); err != nil {
 		t.Fatalf("an update of back with its own subnet: %v", err)
+	}
+}
+
+// A service names only stored networks, and a network a service is on is
+// not deleted: whichever of a network's removal and a service's creation
+// commits second is refused.
+func TestNetworkReferences(t *testing.T) {
+	f := testFSM()
+	create, del := shoalpb.StoreActionKind_STORE_ACTION_CREATE, shoalpb.StoreActionKind_STORE_ACTION_DELETE
+	back := &shoalpb.StoreAction{Kind: create, Target: &shoalpb.StoreAction_Network{Network: &shoalpb.Network{
+		Id: "n1", Spec: &shoalpb.NetworkSpec{Name: "back"}, Subnet: "10.64.0.0/16"}}}
+	on := func(id string, networks ...string) *shoalpb.StoreAction {
+		a := createService(id, "svc-"+id)
+		a.GetService().Spec.Task = &shoalpb.TaskSpec{}
+		for _, n := range networks {
+			a.GetService().Spec.Task.Networks = append(a.GetService().Spec.Task.Networks, &shoalpb.NetworkAttachmentConfig{Target: n})
+		}
+		return a
+	}
+	if err := apply(t, f, 1, on("s0", "n1")); !errors.Is(err, ErrInUse) {
+		t.Fatalf("a service on a network not stored: %v, want ErrInUse", err)
+	}
+	if err := apply(t, f, 2, back, on("s1", "default", "n1")); err != nil {
+		t.Fatal(err)
+	}
+	gone := &shoalpb.StoreAction{Kind: del, Target: &shoalpb.StoreAction_Network{Network: &shoalpb.Network{Id: "n1"}}}
+	if err := apply(t, f, 3, gone); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "svc-s1") {
+		t.Fatalf("deleting a network a service is on: %v, want ErrInUse naming svc-s1", err)
+	}
+	if err := apply(t, f, 4, &shoalpb.StoreAction{Kind: del, Target: &shoalpb.StoreAction_Service{Service: &shoalpb.Service{Id: "s1"}}}, gone); err != nil {
+		t.Fatalf("deleting the service, then the network: %v", err)
 	}
 }
