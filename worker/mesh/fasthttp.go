@@ -102,7 +102,11 @@ func (cc *clientConn) serve() bool {
 			return false
 		}
 		cc.idle.Store(false)
-		cc.c.SetReadDeadline(time.Now().Add(httpHeadTimeout))
+		// Deadlines cost a timer update each: the head's own is set
+		// only if the head is not all here yet.
+		if buf, _ := cc.br.Peek(cc.br.Buffered()); bytes.Index(buf, []byte("\r\n\r\n")) < 0 {
+			cc.c.SetReadDeadline(time.Now().Add(httpHeadTimeout))
+		}
 		var start []byte
 		var err error
 		cc.head, start, cc.fields, err = readHead(cc.br, cc.head, cc.fields)
@@ -115,10 +119,13 @@ func (cc *clientConn) serve() bool {
 		case err != nil:
 			return false
 		}
-		cc.c.SetReadDeadline(time.Time{})
 		req, ok := parseRequest(start, cc.fields)
 		if !ok {
 			return cc.handoff()
+		}
+		if req.frame.chunked || req.frame.length > 0 {
+			// A body may take its time, as with net/http.
+			cc.c.SetReadDeadline(time.Time{})
 		}
 		if !cc.forward(&req) {
 			return false
