@@ -69,30 +69,91 @@
 //
 // # HTTP mode
 //
-// net/http serves the port; httputil.ReverseProxy forwards each request
-// with X-Forwarded-For (the client's own entries kept, the mesh's view of
-// the client appended), X-Forwarded-Proto http and X-Forwarded-Host. The
-// port itself is the proxy's RoundTripper: it picks the backend per
-// request, so draining is exact even on a long keep-alive client
-// connection. Each backend has its own keep-alive pool (an http.Transport
-// with up to 1024 idle connections), closed when the backend has drained.
-// A request whose dial failed is sent to another backend if it has no body
-// to replay (nothing reached the failed backend, so this is safe for any
-// method).
+// The port runs its own HTTP/1.1 server for the common case (fasthttp.go,
+// h1.go): one goroutine per client connection, each request head read and
+// parsed once into slices of a reused buffer, forwarded with the
+// hop-by-hop headers (and those the Connection header names) removed,
+// X-Forwarded-For (the client's own entries kept, the mesh's view of the
+// client appended), X-Forwarded-Proto http and X-Forwarded-Host added, over
+// a connection from the chosen backend's pool of keep-alive connections
+// (upstream.go: up to 1024 idle, the most recent reused first, none older
+// than 50 s). Bodies are streamed by their framing (Content-Length or
+// chunked, trailers passed on); a response is copied as it comes (the
+// client's buffer is flushed whenever the task's side has nothing more
+// buffered), a response without a length runs to the task's close and
+// the client connection closes after it. HEAD, 1xx, 204 and 304 answers
+// carry no body. Requests are served one at a time per connection
+// (pipelined ones wait their turn). Each request picks its backend, so
+// draining is exact even on a long keep-alive client connection; while a
+// request is in flight its client connection is registered with the
+// backend, whose drain deadline closes both sides.
+//
+// A request whose dial failed goes to another backend if it has no body
+// (nothing reached the failed backend, so this is safe for any method). A
+// kept-alive connection that fails before any byte of the answer (the
+// task closed it just as it was reused) is retried once on a new
+// connection for bodyless GET, HEAD, OPTIONS, TRACE, PUT and DELETE only;
+// anything else gets a 502. A task that answers before reading the whole
+// body (413, say) and closes is still heard; one that answers without
+// reading a large body and keeps the connection open stalls the request
+// (the body is written before the answer is read, on one goroutine).
+//
+// Anything else goes to net/http: another HTTP version (1.0, HTTP/2 prior
+// knowledge), Upgrade (WebSocket), Expect: 100-continue, CONNECT, absolute
+// or asterisk targets, a Host missing or repeated, a transfer coding other
+// than a lone chunked, Content-Length and chunked together, obs-folded or
+// otherwise unusual header lines. The connection, with the bytes already
+// read replayed first, is handed to an http.Server whose handler is
+// httputil.ReverseProxy with the port as its RoundTripper (http.go), the
+// same headers added, and serves it from then on. A client that goes away
+// while the task prepares its answer is noticed when the answer is
+// written, not before (net/http's background read is one of the costs the
+// fast path drops).
 //
 // # Costs measured
 //
 // bench/mesh_test.go (BenchmarkMesh): three nginx backends answering
-// `200 ok`, wrk with 64 keep-alive connections, the mesh as its own process
-// with GOMAXPROCS 2, nginx with 2 workers and keep-alive upstreams as the
-// peer, on the project's 2-core VM while other work kept its load average
-// near 9, two runs: mesh TCP mode 14,074 and 16,119 requests/s (0.58× and
-// 0.75× nginx), HTTP mode 7,190 and 6,744 (0.30× and 0.31×), nginx 24,084
-// and 21,520; p99 77/43, 68/58 and 62/85 ms. Below the 0.8× target in HTTP
-// mode (and TCP mode in one run). A CPU profile of HTTP mode
-// under that load spends 43% in system calls (one read and one write on
-// each side per request, as nginx does) and most of the rest in net/http's
-// per-request parsing, header copies and allocation; splice and a plain
-// 16 KiB buffered copy measured the same in TCP mode for these small
-// responses (11.8k–13.2k against 12.6k–12.8k requests/s).
+// `200 ok`, wrk with 64 keep-alive connections for 10 s, the mesh as its
+// own process with GOMAXPROCS 2 (internal/meshproxy), nginx with 2 workers
+// and keep-alive upstreams as the peer, each run measuring mesh TCP, mesh
+// HTTP and nginx twice in turn and reporting the means. Command, run from
+// the module root on the project's 2-core VM while other work shared it:
+//
+//	go test -run '^$' -bench '^BenchmarkMesh$' -benchtime 1x -count 2 ./bench/
+//
+// Before the fast path (commit 685e187, httputil.ReverseProxy on every
+// request; load average 13.3/29.9 (1/5 min) before, 7.5/21.6 after):
+// HTTP 9,723 and 7,670 requests/s = 0.38× and 0.43× nginx (25,826 and
+// 18,023); TCP 0.76× and 1.33×. An earlier pair, load near 9: HTTP 0.30×
+// and 0.31×, TCP 0.58× and 0.75×.
+//
+// With the fast path, three runs (count 2 each, six pairs of figures):
+//
+//	load 68.3/54.5 → 27.2/45.8: HTTP 11,165 and 9,899 (0.73×, 0.67×), TCP 0.83×, 0.92×, nginx 15,221 and 14,729
+//	load 28.7/33.4 → 23.9/30.8: HTTP 8,527 and 8,573 (0.70×, 0.78×), TCP 0.72×, 0.79×, nginx 12,107 and 10,990
+//
+// so HTTP went from 0.30–0.43× to 0.67–0.78× nginx, and TCP (unchanged)
+// spreads over 0.72–1.33× with the machine's load: its own runs differ by
+// more than the gap to the target. On this machine single wrk rounds of the
+// same target differ by up to 2× (nginx 11,073 and 30,778 requests/s in
+// the same hour), so one figure says little; compare the ratios of a run.
+//
+// What limits it: a CPU profile of the fast path under wrk (meshproxy
+// -cpuprofile) spends 71% in system calls, 15% in reading heads (mostly
+// the read system call under bufio) and little else: no allocation to
+// speak of per request, so GOGC does not matter. The remaining gap to
+// nginx is system calls: per request the mesh reads the client (data),
+// writes the task, reads the task once too early (EAGAIN, then parks in
+// the netpoller), reads the answer, writes the client, and reads the
+// client once more until EAGAIN; nginx, edge-triggered, can skip both
+// EAGAIN reads (reasoned from the profile, not counted with strace). Go offers no safe way to wait for readability without
+// that first read (syscall.RawConn.Read resets the edge that may already
+// have fired). TCP mode is in the same place: io.Copy between the two
+// *net.TCPConn splices both ways; an earlier measurement found splice and
+// a plain 16 KiB buffered copy the same for these small responses
+// (11.8k–13.2k against 12.6k–12.8k requests/s); one goroutine accepts,
+// which is not on the path of a keep-alive load. SO_REUSEPORT listeners
+// and GC settings were not tried for TCP mode: it allocates per
+// connection, not per request, and the load's 64 connections are opened
+// once.
 package mesh
