@@ -127,29 +127,32 @@
 // 18,023); TCP 0.76× and 1.33×. An earlier pair, load near 9: HTTP 0.30×
 // and 0.31×, TCP 0.58× and 0.75×.
 //
-// With the fast path, three runs (count 2 each, six pairs of figures):
+// With the fast path, two runs of the same command:
 //
 //	load 68.3/54.5 → 27.2/45.8: HTTP 11,165 and 9,899 (0.73×, 0.67×), TCP 0.83×, 0.92×, nginx 15,221 and 14,729
 //	load 28.7/33.4 → 23.9/30.8: HTTP 8,527 and 8,573 (0.70×, 0.78×), TCP 0.72×, 0.79×, nginx 12,107 and 10,990
 //
 // so HTTP went from 0.30–0.43× to 0.67–0.78× nginx, and TCP (unchanged)
 // spreads over 0.72–1.33× with the machine's load: its own runs differ by
-// more than the gap to the target. On this machine single wrk rounds of the
+// more than its gap to the target. Neither reaches 0.8× in every run. On this machine single wrk rounds of the
 // same target differ by up to 2× (nginx 11,073 and 30,778 requests/s in
 // the same hour), so one figure says little; compare the ratios of a run.
 //
-// What limits it: a CPU profile of the fast path under wrk (meshproxy
-// -cpuprofile) spends 71% in system calls, 15% in reading heads (mostly
-// the read system call under bufio) and little else: no allocation to
-// speak of per request, so GOGC does not matter. The remaining gap to
-// nginx is system calls: per request the mesh reads the client (data),
-// writes the task, reads the task once too early (EAGAIN, then parks in
-// the netpoller), reads the answer, writes the client, and reads the
-// client once more until EAGAIN; nginx, edge-triggered, can skip both
-// EAGAIN reads (reasoned from the profile, not counted with strace). Go offers no safe way to wait for readability without
-// that first read (syscall.RawConn.Read resets the edge that may already
-// have fired). TCP mode is in the same place: io.Copy between the two
-// *net.TCPConn splices both ways; an earlier measurement found splice and
+// What limits it is not pinned down. A CPU profile of the fast path under
+// wrk (meshproxy -cpuprofile) spends 71% in system calls, 15% reading
+// heads (mostly the read system call under bufio) and little else: no
+// allocation to speak of per request, so GOGC does not matter. strace -c
+// over 3 s of wrk -c8 counts per request 2.0 write and 2.3 read calls
+// (0.3 of them EAGAIN) and 0.08 epoll_pwait for the mesh, against 2.0
+// writev, 2.0 recvfrom, 1.0 getsockopt and 0.5 epoll_wait for nginx: the
+// about as many calls. What the mesh adds is its runtime around those
+// calls (goroutine parking through the netpoller, futex wakeups between
+// threads, and 0.6 nanosleep per request from spinning threads under
+// strace), which a loaded 2-core machine makes dearer; nginx's two
+// single-threaded workers have none of it. (Likely, not shown: the
+// profile cannot separate it from the calls themselves.)
+//
+// TCP mode: io.Copy between the two *net.TCPConn splices both ways; an earlier measurement found splice and
 // a plain 16 KiB buffered copy the same for these small responses
 // (11.8k–13.2k against 12.6k–12.8k requests/s); one goroutine accepts,
 // which is not on the path of a keep-alive load. SO_REUSEPORT listeners

@@ -488,7 +488,9 @@ func (cc *clientConn) finalResponse(uc *upConn, req *request, start []byte, fiel
 		}
 		return false, false, cerr
 	}
-	if upKeep && bodyDone && uc.br.Buffered() == 0 {
+	// Unregister the connection before pooling it: a drain deadline
+	// closing this client must not close it under its next user.
+	if upKeep && bodyDone && uc.br.Buffered() == 0 && cc.setUp(nil) {
 		uc.b.pool.put(uc)
 	} else {
 		uc.c.Close()
