@@ -121,30 +121,34 @@
 //
 //	go test -run '^$' -bench '^BenchmarkMesh$' -benchtime 1x -count 2 ./bench/
 //
-// Before the fast path (commit 685e187, httputil.ReverseProxy on every
-// request; load average 13.3/29.9 (1/5 min) before, 7.5/21.6 after):
-// HTTP 9,723 and 7,670 requests/s = 0.38× and 0.43× nginx (25,826 and
-// 18,023); TCP 0.76× and 1.33×. An earlier pair, load near 9: HTTP 0.30×
-// and 0.31×, TCP 0.58× and 0.75×.
+// Quiet machine (load average 1.0–4.6), old and new code one after the
+// other (the old from `git archive 685e187`), two runs each:
 //
-// With the fast path, two runs of the same command:
+//	before (httputil.ReverseProxy per request): HTTP 11,454 and 12,162 requests/s = 0.41× and 0.42× nginx, p99 14.7/14.1 ms; TCP 0.91×, 0.93×
+//	after (fast path):                           HTTP 24,651 and 23,449 requests/s = 0.92× and 0.93× nginx, p99 7.8/7.3 ms;  TCP 1.00×, 1.01×
 //
-//	load 68.3/54.5 → 27.2/45.8: HTTP 11,165 and 9,899 (0.73×, 0.67×), TCP 0.83×, 0.92×, nginx 15,221 and 14,729
-//	load 28.7/33.4 → 23.9/30.8: HTTP 8,527 and 8,573 (0.70×, 0.78×), TCP 0.72×, 0.79×, nginx 12,107 and 10,990
+// Loaded machine (other work running), after:
 //
-// so HTTP went from 0.30–0.43× to 0.67–0.78× nginx, and TCP (unchanged)
-// spreads over 0.72–1.33× with the machine's load: its own runs differ by
-// more than its gap to the target. Neither reaches 0.8× in every run. On this machine single wrk rounds of the
-// same target differ by up to 2× (nginx 11,073 and 30,778 requests/s in
-// the same hour), so one figure says little; compare the ratios of a run.
+//	load 68.3/54.5 → 27.2/45.8 (1/5 min): HTTP 0.73×, 0.67×; TCP 0.83×, 0.92×
+//	load 28.7/33.4 → 23.9/30.8:           HTTP 0.70×, 0.78×; TCP 0.72×, 0.79×
+//	load  3.2/19.7 →  4.6/14.6:           HTTP 0.67×, 0.88×; TCP 0.83×, 1.00×
 //
-// What limits it is not pinned down. A CPU profile of the fast path under
+// and before, loaded: HTTP 0.38×, 0.43× (load 13.3/29.9 → 7.5/21.6), 0.30×,
+// 0.31× (load near 9); TCP 0.58×–1.33×. So HTTP mode went from about 0.4×
+// to 0.92× nginx on a quiet machine and to 0.67–0.88× on a loaded one;
+// TCP mode (unchanged) is at 0.91–1.01× quiet and 0.72–1.33× loaded,
+// where its own runs differ by more than its gap to the target. Single wrk
+// rounds of the same target differ by up to 2× under load (nginx 11,073
+// and 30,778 requests/s in the same hour): compare the ratios of one run.
+//
+// Under load neither mode reaches 0.8× in every run. What limits it there
+// is not pinned down. A CPU profile of the fast path under
 // wrk (meshproxy -cpuprofile) spends 71% in system calls, 15% reading
 // heads (mostly the read system call under bufio) and little else: no
 // allocation to speak of per request, so GOGC does not matter. strace -c
 // over 3 s of wrk -c8 counts per request 2.0 write and 2.3 read calls
 // (0.3 of them EAGAIN) and 0.08 epoll_pwait for the mesh, against 2.0
-// writev, 2.0 recvfrom, 1.0 getsockopt and 0.5 epoll_wait for nginx: the
+// writev, 2.0 recvfrom, 1.0 getsockopt and 0.5 epoll_wait for nginx:
 // about as many calls. What the mesh adds is its runtime around those
 // calls (goroutine parking through the netpoller, futex wakeups between
 // threads, and 0.6 nanosleep per request from spinning threads under
@@ -152,8 +156,8 @@
 // single-threaded workers have none of it. (Likely, not shown: the
 // profile cannot separate it from the calls themselves.)
 //
-// TCP mode: io.Copy between the two *net.TCPConn splices both ways; an earlier measurement found splice and
-// a plain 16 KiB buffered copy the same for these small responses
+// TCP mode: io.Copy between the two *net.TCPConn splices both ways; an
+// earlier measurement found splice and a plain 16 KiB buffered copy the same for these small responses
 // (11.8k–13.2k against 12.6k–12.8k requests/s); one goroutine accepts,
 // which is not on the path of a keep-alive load. SO_REUSEPORT listeners
 // and GC settings were not tried for TCP mode: it allocates per
