@@ -690,6 +690,104 @@ func (x *UpdateServiceRequest) GetSpec() *ServiceSpec {
 	return nil
 }
 
+type RollbackServiceRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// to_version is the spec_version to return to (one of the service's
+	// previous_specs); 0 means the spec before the current one.
+	ToVersion     uint64 `protobuf:"varint,2,opt,name=to_version,json=toVersion,proto3" json:"to_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackServiceRequest) Reset() {
+	*x = RollbackServiceRequest{}
+	mi := &file_control_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackServiceRequest) ProtoMessage() {}
+
+func (x *RollbackServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackServiceRequest.ProtoReflect.Descriptor instead.
+func (*RollbackServiceRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RollbackServiceRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *RollbackServiceRequest) GetToVersion() uint64 {
+	if x != nil {
+		return x.ToVersion
+	}
+	return 0
+}
+
+type PromoteServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteServiceRequest) Reset() {
+	*x = PromoteServiceRequest{}
+	mi := &file_control_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteServiceRequest) ProtoMessage() {}
+
+func (x *PromoteServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteServiceRequest.ProtoReflect.Descriptor instead.
+func (*PromoteServiceRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PromoteServiceRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
 type RemoveServiceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
@@ -699,7 +797,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_control_proto_msgTypes[14]
+	mi := &file_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +809,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[14]
+	mi := &file_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -724,7 +822,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{14}
+	return file_control_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RemoveServiceRequest) GetService() string {
@@ -742,7 +840,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_control_proto_msgTypes[15]
+	mi := &file_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +852,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[15]
+	mi := &file_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +865,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{15}
+	return file_control_proto_rawDescGZIP(), []int{17}
 }
 
 type ListTasksRequest struct {
@@ -780,7 +878,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_control_proto_msgTypes[16]
+	mi := &file_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +890,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[16]
+	mi := &file_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +903,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{16}
+	return file_control_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListTasksRequest) GetFilters() map[string]string {
@@ -824,7 +922,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_control_proto_msgTypes[17]
+	mi := &file_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +934,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[17]
+	mi := &file_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +947,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{17}
+	return file_control_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -871,7 +969,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_control_proto_msgTypes[18]
+	mi := &file_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +981,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[18]
+	mi := &file_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +994,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{18}
+	return file_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ServiceLogsRequest) GetService() string {
@@ -938,7 +1036,7 @@ type ServiceLogMessage struct {
 
 func (x *ServiceLogMessage) Reset() {
 	*x = ServiceLogMessage{}
-	mi := &file_control_proto_msgTypes[19]
+	mi := &file_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1048,7 @@ func (x *ServiceLogMessage) String() string {
 func (*ServiceLogMessage) ProtoMessage() {}
 
 func (x *ServiceLogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[19]
+	mi := &file_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1061,7 @@ func (x *ServiceLogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogMessage.ProtoReflect.Descriptor instead.
 func (*ServiceLogMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{19}
+	return file_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ServiceLogMessage) GetLog() *LogMessage {
@@ -990,7 +1088,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_control_proto_msgTypes[20]
+	mi := &file_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1002,7 +1100,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[20]
+	mi := &file_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1015,7 +1113,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{20}
+	return file_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EventsRequest) GetFilters() map[string]string {
@@ -1041,7 +1139,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1151,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1164,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{21}
+	return file_control_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Event) GetTime() *timestamppb.Timestamp {
@@ -1123,7 +1221,7 @@ type NodeView struct {
 
 func (x *NodeView) Reset() {
 	*x = NodeView{}
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1233,7 @@ func (x *NodeView) String() string {
 func (*NodeView) ProtoMessage() {}
 
 func (x *NodeView) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1246,7 @@ func (x *NodeView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeView.ProtoReflect.Descriptor instead.
 func (*NodeView) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{22}
+	return file_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NodeView) GetNode() *Node {
@@ -1175,7 +1273,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_control_proto_msgTypes[23]
+	mi := &file_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1285,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[23]
+	mi := &file_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1298,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{23}
+	return file_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListNodesRequest) GetFilters() map[string]string {
@@ -1219,7 +1317,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_control_proto_msgTypes[24]
+	mi := &file_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1329,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[24]
+	mi := &file_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1342,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{24}
+	return file_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeView {
@@ -1265,7 +1363,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1375,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1388,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{25}
+	return file_control_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetNodeRequest) GetNode() string {
@@ -1309,13 +1407,17 @@ type UpdateNodeRequest struct {
 	LabelAdd        map[string]string `protobuf:"bytes,4,rep,name=label_add,json=labelAdd,proto3" json:"label_add,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	LabelRm         []string          `protobuf:"bytes,5,rep,name=label_rm,json=labelRm,proto3" json:"label_rm,omitempty"`
 	DesiredRole     NodeRole          `protobuf:"varint,6,opt,name=desired_role,json=desiredRole,proto3,enum=shoal.v1.NodeRole" json:"desired_role,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// drain_deadline_ms is set when has_drain_deadline is true (see
+	// NodeSpec.drain_deadline_ms).
+	HasDrainDeadline bool  `protobuf:"varint,7,opt,name=has_drain_deadline,json=hasDrainDeadline,proto3" json:"has_drain_deadline,omitempty"`
+	DrainDeadlineMs  int64 `protobuf:"varint,8,opt,name=drain_deadline_ms,json=drainDeadlineMs,proto3" json:"drain_deadline_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1429,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1442,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{26}
+	return file_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -1385,6 +1487,20 @@ func (x *UpdateNodeRequest) GetDesiredRole() NodeRole {
 	return NodeRole_NODE_ROLE_UNSPECIFIED
 }
 
+func (x *UpdateNodeRequest) GetHasDrainDeadline() bool {
+	if x != nil {
+		return x.HasDrainDeadline
+	}
+	return false
+}
+
+func (x *UpdateNodeRequest) GetDrainDeadlineMs() int64 {
+	if x != nil {
+		return x.DrainDeadlineMs
+	}
+	return 0
+}
+
 type RemoveNodeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -1395,7 +1511,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_control_proto_msgTypes[27]
+	mi := &file_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1523,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[27]
+	mi := &file_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1536,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{27}
+	return file_control_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -1445,7 +1561,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_control_proto_msgTypes[28]
+	mi := &file_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1573,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[28]
+	mi := &file_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1586,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{28}
+	return file_control_proto_rawDescGZIP(), []int{30}
 }
 
 type GetJoinTokensRequest struct {
@@ -1481,7 +1597,7 @@ type GetJoinTokensRequest struct {
 
 func (x *GetJoinTokensRequest) Reset() {
 	*x = GetJoinTokensRequest{}
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1609,7 @@ func (x *GetJoinTokensRequest) String() string {
 func (*GetJoinTokensRequest) ProtoMessage() {}
 
 func (x *GetJoinTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1622,7 @@ func (x *GetJoinTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokensRequest.ProtoReflect.Descriptor instead.
 func (*GetJoinTokensRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{29}
+	return file_control_proto_rawDescGZIP(), []int{31}
 }
 
 type RotateJoinTokenRequest struct {
@@ -1519,7 +1635,7 @@ type RotateJoinTokenRequest struct {
 
 func (x *RotateJoinTokenRequest) Reset() {
 	*x = RotateJoinTokenRequest{}
-	mi := &file_control_proto_msgTypes[30]
+	mi := &file_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1531,7 +1647,7 @@ func (x *RotateJoinTokenRequest) String() string {
 func (*RotateJoinTokenRequest) ProtoMessage() {}
 
 func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[30]
+	mi := &file_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1544,7 +1660,7 @@ func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{30}
+	return file_control_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RotateJoinTokenRequest) GetRole() NodeRole {
@@ -1565,7 +1681,7 @@ type IssueClientCertificateRequest struct {
 
 func (x *IssueClientCertificateRequest) Reset() {
 	*x = IssueClientCertificateRequest{}
-	mi := &file_control_proto_msgTypes[31]
+	mi := &file_control_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1693,7 @@ func (x *IssueClientCertificateRequest) String() string {
 func (*IssueClientCertificateRequest) ProtoMessage() {}
 
 func (x *IssueClientCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[31]
+	mi := &file_control_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1706,7 @@ func (x *IssueClientCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueClientCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueClientCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{31}
+	return file_control_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *IssueClientCertificateRequest) GetCsr() []byte {
@@ -1617,7 +1733,7 @@ type IssueClientCertificateResponse struct {
 
 func (x *IssueClientCertificateResponse) Reset() {
 	*x = IssueClientCertificateResponse{}
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1745,7 @@ func (x *IssueClientCertificateResponse) String() string {
 func (*IssueClientCertificateResponse) ProtoMessage() {}
 
 func (x *IssueClientCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1758,7 @@ func (x *IssueClientCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueClientCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueClientCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{32}
+	return file_control_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *IssueClientCertificateResponse) GetCertPem() []byte {
@@ -1667,7 +1783,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_control_proto_msgTypes[33]
+	mi := &file_control_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1795,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[33]
+	mi := &file_control_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1808,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{33}
+	return file_control_proto_rawDescGZIP(), []int{35}
 }
 
 type InfoResponse struct {
@@ -1721,7 +1837,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_control_proto_msgTypes[34]
+	mi := &file_control_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1849,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[34]
+	mi := &file_control_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1862,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{34}
+	return file_control_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *InfoResponse) GetNodeId() string {
@@ -1870,7 +1986,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_control_proto_msgTypes[35]
+	mi := &file_control_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1882,7 +1998,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[35]
+	mi := &file_control_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1895,7 +2011,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{35}
+	return file_control_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LeaveRequest) GetForce() bool {
@@ -1913,7 +2029,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2041,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2054,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{36}
+	return file_control_proto_rawDescGZIP(), []int{38}
 }
 
 var File_control_proto protoreflect.FileDescriptor
@@ -1981,7 +2097,13 @@ const file_control_proto_rawDesc = "" +
 	"\x14UpdateServiceRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12)\n" +
-	"\x04spec\x18\x03 \x01(\v2\x15.shoal.v1.ServiceSpecR\x04spec\"0\n" +
+	"\x04spec\x18\x03 \x01(\v2\x15.shoal.v1.ServiceSpecR\x04spec\"Q\n" +
+	"\x16RollbackServiceRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1d\n" +
+	"\n" +
+	"to_version\x18\x02 \x01(\x04R\ttoVersion\"1\n" +
+	"\x15PromoteServiceRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\"0\n" +
 	"\x14RemoveServiceRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\"\x17\n" +
 	"\x15RemoveServiceResponse\"\x91\x01\n" +
@@ -2028,14 +2150,16 @@ const file_control_proto_rawDesc = "" +
 	"\x11ListNodesResponse\x12(\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x12.shoal.v1.NodeViewR\x05nodes\"$\n" +
 	"\x0eGetNodeRequest\x12\x12\n" +
-	"\x04node\x18\x01 \x01(\tR\x04node\"\xe9\x02\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"\xc3\x03\n" +
 	"\x11UpdateNodeRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12)\n" +
 	"\x10has_availability\x18\x02 \x01(\bR\x0fhasAvailability\x12>\n" +
 	"\favailability\x18\x03 \x01(\x0e2\x1a.shoal.v1.NodeAvailabilityR\favailability\x12F\n" +
 	"\tlabel_add\x18\x04 \x03(\v2).shoal.v1.UpdateNodeRequest.LabelAddEntryR\blabelAdd\x12\x19\n" +
 	"\blabel_rm\x18\x05 \x03(\tR\alabelRm\x125\n" +
-	"\fdesired_role\x18\x06 \x01(\x0e2\x12.shoal.v1.NodeRoleR\vdesiredRole\x1a;\n" +
+	"\fdesired_role\x18\x06 \x01(\x0e2\x12.shoal.v1.NodeRoleR\vdesiredRole\x12,\n" +
+	"\x12has_drain_deadline\x18\a \x01(\bR\x10hasDrainDeadline\x12*\n" +
+	"\x11drain_deadline_ms\x18\b \x01(\x03R\x0fdrainDeadlineMs\x1a;\n" +
 	"\rLabelAddEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"=\n" +
@@ -2075,7 +2199,7 @@ const file_control_proto_rawDesc = "" +
 	"\x13cert_not_after_unix\x18\x10 \x01(\x03R\x10certNotAfterUnix\"$\n" +
 	"\fLeaveRequest\x12\x14\n" +
 	"\x05force\x18\x01 \x01(\bR\x05force\"\x0f\n" +
-	"\rLeaveResponse2\xc0\v\n" +
+	"\rLeaveResponse2\xce\f\n" +
 	"\x0eControlService\x12D\n" +
 	"\tListNodes\x12\x1a.shoal.v1.ListNodesRequest\x1a\x1b.shoal.v1.ListNodesResponse\x127\n" +
 	"\aGetNode\x12\x18.shoal.v1.GetNodeRequest\x1a\x12.shoal.v1.NodeView\x12=\n" +
@@ -2091,7 +2215,9 @@ const file_control_proto_rawDesc = "" +
 	"\n" +
 	"GetService\x12\x1b.shoal.v1.GetServiceRequest\x1a\x11.shoal.v1.Service\x12M\n" +
 	"\fListServices\x12\x1d.shoal.v1.ListServicesRequest\x1a\x1e.shoal.v1.ListServicesResponse\x12B\n" +
-	"\rUpdateService\x12\x1e.shoal.v1.UpdateServiceRequest\x1a\x11.shoal.v1.Service\x12P\n" +
+	"\rUpdateService\x12\x1e.shoal.v1.UpdateServiceRequest\x1a\x11.shoal.v1.Service\x12F\n" +
+	"\x0fRollbackService\x12 .shoal.v1.RollbackServiceRequest\x1a\x11.shoal.v1.Service\x12D\n" +
+	"\x0ePromoteService\x12\x1f.shoal.v1.PromoteServiceRequest\x1a\x11.shoal.v1.Service\x12P\n" +
 	"\rRemoveService\x12\x1e.shoal.v1.RemoveServiceRequest\x1a\x1f.shoal.v1.RemoveServiceResponse\x12D\n" +
 	"\tListTasks\x12\x1a.shoal.v1.ListTasksRequest\x1a\x1b.shoal.v1.ListTasksResponse\x12J\n" +
 	"\vServiceLogs\x12\x1c.shoal.v1.ServiceLogsRequest\x1a\x1b.shoal.v1.ServiceLogMessage0\x01\x124\n" +
@@ -2117,7 +2243,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_control_proto_goTypes = []any{
 	(*CreateNetworkRequest)(nil),           // 0: shoal.v1.CreateNetworkRequest
 	(*GetNetworkRequest)(nil),              // 1: shoal.v1.GetNetworkRequest
@@ -2133,120 +2259,126 @@ var file_control_proto_goTypes = []any{
 	(*ServiceView)(nil),                    // 11: shoal.v1.ServiceView
 	(*ListServicesResponse)(nil),           // 12: shoal.v1.ListServicesResponse
 	(*UpdateServiceRequest)(nil),           // 13: shoal.v1.UpdateServiceRequest
-	(*RemoveServiceRequest)(nil),           // 14: shoal.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),          // 15: shoal.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),               // 16: shoal.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),              // 17: shoal.v1.ListTasksResponse
-	(*ServiceLogsRequest)(nil),             // 18: shoal.v1.ServiceLogsRequest
-	(*ServiceLogMessage)(nil),              // 19: shoal.v1.ServiceLogMessage
-	(*EventsRequest)(nil),                  // 20: shoal.v1.EventsRequest
-	(*Event)(nil),                          // 21: shoal.v1.Event
-	(*NodeView)(nil),                       // 22: shoal.v1.NodeView
-	(*ListNodesRequest)(nil),               // 23: shoal.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),              // 24: shoal.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),                 // 25: shoal.v1.GetNodeRequest
-	(*UpdateNodeRequest)(nil),              // 26: shoal.v1.UpdateNodeRequest
-	(*RemoveNodeRequest)(nil),              // 27: shoal.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),             // 28: shoal.v1.RemoveNodeResponse
-	(*GetJoinTokensRequest)(nil),           // 29: shoal.v1.GetJoinTokensRequest
-	(*RotateJoinTokenRequest)(nil),         // 30: shoal.v1.RotateJoinTokenRequest
-	(*IssueClientCertificateRequest)(nil),  // 31: shoal.v1.IssueClientCertificateRequest
-	(*IssueClientCertificateResponse)(nil), // 32: shoal.v1.IssueClientCertificateResponse
-	(*InfoRequest)(nil),                    // 33: shoal.v1.InfoRequest
-	(*InfoResponse)(nil),                   // 34: shoal.v1.InfoResponse
-	(*LeaveRequest)(nil),                   // 35: shoal.v1.LeaveRequest
-	(*LeaveResponse)(nil),                  // 36: shoal.v1.LeaveResponse
-	nil,                                    // 37: shoal.v1.ListServicesRequest.FiltersEntry
-	nil,                                    // 38: shoal.v1.ListTasksRequest.FiltersEntry
-	nil,                                    // 39: shoal.v1.EventsRequest.FiltersEntry
-	nil,                                    // 40: shoal.v1.Event.AttributesEntry
-	nil,                                    // 41: shoal.v1.ListNodesRequest.FiltersEntry
-	nil,                                    // 42: shoal.v1.UpdateNodeRequest.LabelAddEntry
-	(*NetworkSpec)(nil),                    // 43: shoal.v1.NetworkSpec
-	(*Network)(nil),                        // 44: shoal.v1.Network
-	(*ServiceSpec)(nil),                    // 45: shoal.v1.ServiceSpec
-	(*Service)(nil),                        // 46: shoal.v1.Service
-	(*Task)(nil),                           // 47: shoal.v1.Task
-	(*timestamppb.Timestamp)(nil),          // 48: google.protobuf.Timestamp
-	(*LogMessage)(nil),                     // 49: shoal.v1.LogMessage
-	(*Node)(nil),                           // 50: shoal.v1.Node
-	(NodeAvailability)(0),                  // 51: shoal.v1.NodeAvailability
-	(NodeRole)(0),                          // 52: shoal.v1.NodeRole
-	(*ManagerAddr)(nil),                    // 53: shoal.v1.ManagerAddr
-	(*JoinTokens)(nil),                     // 54: shoal.v1.JoinTokens
-	(*ClusterSpec)(nil),                    // 55: shoal.v1.ClusterSpec
+	(*RollbackServiceRequest)(nil),         // 14: shoal.v1.RollbackServiceRequest
+	(*PromoteServiceRequest)(nil),          // 15: shoal.v1.PromoteServiceRequest
+	(*RemoveServiceRequest)(nil),           // 16: shoal.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),          // 17: shoal.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),               // 18: shoal.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),              // 19: shoal.v1.ListTasksResponse
+	(*ServiceLogsRequest)(nil),             // 20: shoal.v1.ServiceLogsRequest
+	(*ServiceLogMessage)(nil),              // 21: shoal.v1.ServiceLogMessage
+	(*EventsRequest)(nil),                  // 22: shoal.v1.EventsRequest
+	(*Event)(nil),                          // 23: shoal.v1.Event
+	(*NodeView)(nil),                       // 24: shoal.v1.NodeView
+	(*ListNodesRequest)(nil),               // 25: shoal.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),              // 26: shoal.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),                 // 27: shoal.v1.GetNodeRequest
+	(*UpdateNodeRequest)(nil),              // 28: shoal.v1.UpdateNodeRequest
+	(*RemoveNodeRequest)(nil),              // 29: shoal.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),             // 30: shoal.v1.RemoveNodeResponse
+	(*GetJoinTokensRequest)(nil),           // 31: shoal.v1.GetJoinTokensRequest
+	(*RotateJoinTokenRequest)(nil),         // 32: shoal.v1.RotateJoinTokenRequest
+	(*IssueClientCertificateRequest)(nil),  // 33: shoal.v1.IssueClientCertificateRequest
+	(*IssueClientCertificateResponse)(nil), // 34: shoal.v1.IssueClientCertificateResponse
+	(*InfoRequest)(nil),                    // 35: shoal.v1.InfoRequest
+	(*InfoResponse)(nil),                   // 36: shoal.v1.InfoResponse
+	(*LeaveRequest)(nil),                   // 37: shoal.v1.LeaveRequest
+	(*LeaveResponse)(nil),                  // 38: shoal.v1.LeaveResponse
+	nil,                                    // 39: shoal.v1.ListServicesRequest.FiltersEntry
+	nil,                                    // 40: shoal.v1.ListTasksRequest.FiltersEntry
+	nil,                                    // 41: shoal.v1.EventsRequest.FiltersEntry
+	nil,                                    // 42: shoal.v1.Event.AttributesEntry
+	nil,                                    // 43: shoal.v1.ListNodesRequest.FiltersEntry
+	nil,                                    // 44: shoal.v1.UpdateNodeRequest.LabelAddEntry
+	(*NetworkSpec)(nil),                    // 45: shoal.v1.NetworkSpec
+	(*Network)(nil),                        // 46: shoal.v1.Network
+	(*ServiceSpec)(nil),                    // 47: shoal.v1.ServiceSpec
+	(*Service)(nil),                        // 48: shoal.v1.Service
+	(*Task)(nil),                           // 49: shoal.v1.Task
+	(*timestamppb.Timestamp)(nil),          // 50: google.protobuf.Timestamp
+	(*LogMessage)(nil),                     // 51: shoal.v1.LogMessage
+	(*Node)(nil),                           // 52: shoal.v1.Node
+	(NodeAvailability)(0),                  // 53: shoal.v1.NodeAvailability
+	(NodeRole)(0),                          // 54: shoal.v1.NodeRole
+	(*ManagerAddr)(nil),                    // 55: shoal.v1.ManagerAddr
+	(*JoinTokens)(nil),                     // 56: shoal.v1.JoinTokens
+	(*ClusterSpec)(nil),                    // 57: shoal.v1.ClusterSpec
 }
 var file_control_proto_depIdxs = []int32{
-	43, // 0: shoal.v1.CreateNetworkRequest.spec:type_name -> shoal.v1.NetworkSpec
+	45, // 0: shoal.v1.CreateNetworkRequest.spec:type_name -> shoal.v1.NetworkSpec
 	4,  // 1: shoal.v1.ListNetworksResponse.networks:type_name -> shoal.v1.NetworkView
-	44, // 2: shoal.v1.NetworkView.network:type_name -> shoal.v1.Network
-	45, // 3: shoal.v1.CreateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
-	37, // 4: shoal.v1.ListServicesRequest.filters:type_name -> shoal.v1.ListServicesRequest.FiltersEntry
-	46, // 5: shoal.v1.ServiceView.service:type_name -> shoal.v1.Service
+	46, // 2: shoal.v1.NetworkView.network:type_name -> shoal.v1.Network
+	47, // 3: shoal.v1.CreateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
+	39, // 4: shoal.v1.ListServicesRequest.filters:type_name -> shoal.v1.ListServicesRequest.FiltersEntry
+	48, // 5: shoal.v1.ServiceView.service:type_name -> shoal.v1.Service
 	11, // 6: shoal.v1.ListServicesResponse.services:type_name -> shoal.v1.ServiceView
-	45, // 7: shoal.v1.UpdateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
-	38, // 8: shoal.v1.ListTasksRequest.filters:type_name -> shoal.v1.ListTasksRequest.FiltersEntry
-	47, // 9: shoal.v1.ListTasksResponse.tasks:type_name -> shoal.v1.Task
-	48, // 10: shoal.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
-	49, // 11: shoal.v1.ServiceLogMessage.log:type_name -> shoal.v1.LogMessage
-	39, // 12: shoal.v1.EventsRequest.filters:type_name -> shoal.v1.EventsRequest.FiltersEntry
-	48, // 13: shoal.v1.Event.time:type_name -> google.protobuf.Timestamp
-	40, // 14: shoal.v1.Event.attributes:type_name -> shoal.v1.Event.AttributesEntry
-	50, // 15: shoal.v1.NodeView.node:type_name -> shoal.v1.Node
-	41, // 16: shoal.v1.ListNodesRequest.filters:type_name -> shoal.v1.ListNodesRequest.FiltersEntry
-	22, // 17: shoal.v1.ListNodesResponse.nodes:type_name -> shoal.v1.NodeView
-	51, // 18: shoal.v1.UpdateNodeRequest.availability:type_name -> shoal.v1.NodeAvailability
-	42, // 19: shoal.v1.UpdateNodeRequest.label_add:type_name -> shoal.v1.UpdateNodeRequest.LabelAddEntry
-	52, // 20: shoal.v1.UpdateNodeRequest.desired_role:type_name -> shoal.v1.NodeRole
-	52, // 21: shoal.v1.RotateJoinTokenRequest.role:type_name -> shoal.v1.NodeRole
-	52, // 22: shoal.v1.InfoResponse.role:type_name -> shoal.v1.NodeRole
-	53, // 23: shoal.v1.InfoResponse.managers:type_name -> shoal.v1.ManagerAddr
-	23, // 24: shoal.v1.ControlService.ListNodes:input_type -> shoal.v1.ListNodesRequest
-	25, // 25: shoal.v1.ControlService.GetNode:input_type -> shoal.v1.GetNodeRequest
-	26, // 26: shoal.v1.ControlService.UpdateNode:input_type -> shoal.v1.UpdateNodeRequest
-	27, // 27: shoal.v1.ControlService.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
-	29, // 28: shoal.v1.ControlService.GetJoinTokens:input_type -> shoal.v1.GetJoinTokensRequest
-	30, // 29: shoal.v1.ControlService.RotateJoinToken:input_type -> shoal.v1.RotateJoinTokenRequest
-	31, // 30: shoal.v1.ControlService.IssueClientCertificate:input_type -> shoal.v1.IssueClientCertificateRequest
+	47, // 7: shoal.v1.UpdateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
+	40, // 8: shoal.v1.ListTasksRequest.filters:type_name -> shoal.v1.ListTasksRequest.FiltersEntry
+	49, // 9: shoal.v1.ListTasksResponse.tasks:type_name -> shoal.v1.Task
+	50, // 10: shoal.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
+	51, // 11: shoal.v1.ServiceLogMessage.log:type_name -> shoal.v1.LogMessage
+	41, // 12: shoal.v1.EventsRequest.filters:type_name -> shoal.v1.EventsRequest.FiltersEntry
+	50, // 13: shoal.v1.Event.time:type_name -> google.protobuf.Timestamp
+	42, // 14: shoal.v1.Event.attributes:type_name -> shoal.v1.Event.AttributesEntry
+	52, // 15: shoal.v1.NodeView.node:type_name -> shoal.v1.Node
+	43, // 16: shoal.v1.ListNodesRequest.filters:type_name -> shoal.v1.ListNodesRequest.FiltersEntry
+	24, // 17: shoal.v1.ListNodesResponse.nodes:type_name -> shoal.v1.NodeView
+	53, // 18: shoal.v1.UpdateNodeRequest.availability:type_name -> shoal.v1.NodeAvailability
+	44, // 19: shoal.v1.UpdateNodeRequest.label_add:type_name -> shoal.v1.UpdateNodeRequest.LabelAddEntry
+	54, // 20: shoal.v1.UpdateNodeRequest.desired_role:type_name -> shoal.v1.NodeRole
+	54, // 21: shoal.v1.RotateJoinTokenRequest.role:type_name -> shoal.v1.NodeRole
+	54, // 22: shoal.v1.InfoResponse.role:type_name -> shoal.v1.NodeRole
+	55, // 23: shoal.v1.InfoResponse.managers:type_name -> shoal.v1.ManagerAddr
+	25, // 24: shoal.v1.ControlService.ListNodes:input_type -> shoal.v1.ListNodesRequest
+	27, // 25: shoal.v1.ControlService.GetNode:input_type -> shoal.v1.GetNodeRequest
+	28, // 26: shoal.v1.ControlService.UpdateNode:input_type -> shoal.v1.UpdateNodeRequest
+	29, // 27: shoal.v1.ControlService.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
+	31, // 28: shoal.v1.ControlService.GetJoinTokens:input_type -> shoal.v1.GetJoinTokensRequest
+	32, // 29: shoal.v1.ControlService.RotateJoinToken:input_type -> shoal.v1.RotateJoinTokenRequest
+	33, // 30: shoal.v1.ControlService.IssueClientCertificate:input_type -> shoal.v1.IssueClientCertificateRequest
 	7,  // 31: shoal.v1.ControlService.UpdateClusterSpec:input_type -> shoal.v1.UpdateClusterSpecRequest
 	8,  // 32: shoal.v1.ControlService.CreateService:input_type -> shoal.v1.CreateServiceRequest
 	9,  // 33: shoal.v1.ControlService.GetService:input_type -> shoal.v1.GetServiceRequest
 	10, // 34: shoal.v1.ControlService.ListServices:input_type -> shoal.v1.ListServicesRequest
 	13, // 35: shoal.v1.ControlService.UpdateService:input_type -> shoal.v1.UpdateServiceRequest
-	14, // 36: shoal.v1.ControlService.RemoveService:input_type -> shoal.v1.RemoveServiceRequest
-	16, // 37: shoal.v1.ControlService.ListTasks:input_type -> shoal.v1.ListTasksRequest
-	18, // 38: shoal.v1.ControlService.ServiceLogs:input_type -> shoal.v1.ServiceLogsRequest
-	20, // 39: shoal.v1.ControlService.Events:input_type -> shoal.v1.EventsRequest
-	0,  // 40: shoal.v1.ControlService.CreateNetwork:input_type -> shoal.v1.CreateNetworkRequest
-	1,  // 41: shoal.v1.ControlService.GetNetwork:input_type -> shoal.v1.GetNetworkRequest
-	2,  // 42: shoal.v1.ControlService.ListNetworks:input_type -> shoal.v1.ListNetworksRequest
-	5,  // 43: shoal.v1.ControlService.RemoveNetwork:input_type -> shoal.v1.RemoveNetworkRequest
-	33, // 44: shoal.v1.NodeService.Info:input_type -> shoal.v1.InfoRequest
-	35, // 45: shoal.v1.NodeService.Leave:input_type -> shoal.v1.LeaveRequest
-	24, // 46: shoal.v1.ControlService.ListNodes:output_type -> shoal.v1.ListNodesResponse
-	22, // 47: shoal.v1.ControlService.GetNode:output_type -> shoal.v1.NodeView
-	22, // 48: shoal.v1.ControlService.UpdateNode:output_type -> shoal.v1.NodeView
-	28, // 49: shoal.v1.ControlService.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
-	54, // 50: shoal.v1.ControlService.GetJoinTokens:output_type -> shoal.v1.JoinTokens
-	54, // 51: shoal.v1.ControlService.RotateJoinToken:output_type -> shoal.v1.JoinTokens
-	32, // 52: shoal.v1.ControlService.IssueClientCertificate:output_type -> shoal.v1.IssueClientCertificateResponse
-	55, // 53: shoal.v1.ControlService.UpdateClusterSpec:output_type -> shoal.v1.ClusterSpec
-	46, // 54: shoal.v1.ControlService.CreateService:output_type -> shoal.v1.Service
-	46, // 55: shoal.v1.ControlService.GetService:output_type -> shoal.v1.Service
-	12, // 56: shoal.v1.ControlService.ListServices:output_type -> shoal.v1.ListServicesResponse
-	46, // 57: shoal.v1.ControlService.UpdateService:output_type -> shoal.v1.Service
-	15, // 58: shoal.v1.ControlService.RemoveService:output_type -> shoal.v1.RemoveServiceResponse
-	17, // 59: shoal.v1.ControlService.ListTasks:output_type -> shoal.v1.ListTasksResponse
-	19, // 60: shoal.v1.ControlService.ServiceLogs:output_type -> shoal.v1.ServiceLogMessage
-	21, // 61: shoal.v1.ControlService.Events:output_type -> shoal.v1.Event
-	4,  // 62: shoal.v1.ControlService.CreateNetwork:output_type -> shoal.v1.NetworkView
-	4,  // 63: shoal.v1.ControlService.GetNetwork:output_type -> shoal.v1.NetworkView
-	3,  // 64: shoal.v1.ControlService.ListNetworks:output_type -> shoal.v1.ListNetworksResponse
-	6,  // 65: shoal.v1.ControlService.RemoveNetwork:output_type -> shoal.v1.RemoveNetworkResponse
-	34, // 66: shoal.v1.NodeService.Info:output_type -> shoal.v1.InfoResponse
-	36, // 67: shoal.v1.NodeService.Leave:output_type -> shoal.v1.LeaveResponse
-	46, // [46:68] is the sub-list for method output_type
-	24, // [24:46] is the sub-list for method input_type
+	14, // 36: shoal.v1.ControlService.RollbackService:input_type -> shoal.v1.RollbackServiceRequest
+	15, // 37: shoal.v1.ControlService.PromoteService:input_type -> shoal.v1.PromoteServiceRequest
+	16, // 38: shoal.v1.ControlService.RemoveService:input_type -> shoal.v1.RemoveServiceRequest
+	18, // 39: shoal.v1.ControlService.ListTasks:input_type -> shoal.v1.ListTasksRequest
+	20, // 40: shoal.v1.ControlService.ServiceLogs:input_type -> shoal.v1.ServiceLogsRequest
+	22, // 41: shoal.v1.ControlService.Events:input_type -> shoal.v1.EventsRequest
+	0,  // 42: shoal.v1.ControlService.CreateNetwork:input_type -> shoal.v1.CreateNetworkRequest
+	1,  // 43: shoal.v1.ControlService.GetNetwork:input_type -> shoal.v1.GetNetworkRequest
+	2,  // 44: shoal.v1.ControlService.ListNetworks:input_type -> shoal.v1.ListNetworksRequest
+	5,  // 45: shoal.v1.ControlService.RemoveNetwork:input_type -> shoal.v1.RemoveNetworkRequest
+	35, // 46: shoal.v1.NodeService.Info:input_type -> shoal.v1.InfoRequest
+	37, // 47: shoal.v1.NodeService.Leave:input_type -> shoal.v1.LeaveRequest
+	26, // 48: shoal.v1.ControlService.ListNodes:output_type -> shoal.v1.ListNodesResponse
+	24, // 49: shoal.v1.ControlService.GetNode:output_type -> shoal.v1.NodeView
+	24, // 50: shoal.v1.ControlService.UpdateNode:output_type -> shoal.v1.NodeView
+	30, // 51: shoal.v1.ControlService.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
+	56, // 52: shoal.v1.ControlService.GetJoinTokens:output_type -> shoal.v1.JoinTokens
+	56, // 53: shoal.v1.ControlService.RotateJoinToken:output_type -> shoal.v1.JoinTokens
+	34, // 54: shoal.v1.ControlService.IssueClientCertificate:output_type -> shoal.v1.IssueClientCertificateResponse
+	57, // 55: shoal.v1.ControlService.UpdateClusterSpec:output_type -> shoal.v1.ClusterSpec
+	48, // 56: shoal.v1.ControlService.CreateService:output_type -> shoal.v1.Service
+	48, // 57: shoal.v1.ControlService.GetService:output_type -> shoal.v1.Service
+	12, // 58: shoal.v1.ControlService.ListServices:output_type -> shoal.v1.ListServicesResponse
+	48, // 59: shoal.v1.ControlService.UpdateService:output_type -> shoal.v1.Service
+	48, // 60: shoal.v1.ControlService.RollbackService:output_type -> shoal.v1.Service
+	48, // 61: shoal.v1.ControlService.PromoteService:output_type -> shoal.v1.Service
+	17, // 62: shoal.v1.ControlService.RemoveService:output_type -> shoal.v1.RemoveServiceResponse
+	19, // 63: shoal.v1.ControlService.ListTasks:output_type -> shoal.v1.ListTasksResponse
+	21, // 64: shoal.v1.ControlService.ServiceLogs:output_type -> shoal.v1.ServiceLogMessage
+	23, // 65: shoal.v1.ControlService.Events:output_type -> shoal.v1.Event
+	4,  // 66: shoal.v1.ControlService.CreateNetwork:output_type -> shoal.v1.NetworkView
+	4,  // 67: shoal.v1.ControlService.GetNetwork:output_type -> shoal.v1.NetworkView
+	3,  // 68: shoal.v1.ControlService.ListNetworks:output_type -> shoal.v1.ListNetworksResponse
+	6,  // 69: shoal.v1.ControlService.RemoveNetwork:output_type -> shoal.v1.RemoveNetworkResponse
+	36, // 70: shoal.v1.NodeService.Info:output_type -> shoal.v1.InfoResponse
+	38, // 71: shoal.v1.NodeService.Leave:output_type -> shoal.v1.LeaveResponse
+	48, // [48:72] is the sub-list for method output_type
+	24, // [24:48] is the sub-list for method input_type
 	24, // [24:24] is the sub-list for extension type_name
 	24, // [24:24] is the sub-list for extension extendee
 	0,  // [0:24] is the sub-list for field type_name
@@ -2266,7 +2398,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   43,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -35,6 +35,8 @@ const (
 	ControlService_GetService_FullMethodName             = "/shoal.v1.ControlService/GetService"
 	ControlService_ListServices_FullMethodName           = "/shoal.v1.ControlService/ListServices"
 	ControlService_UpdateService_FullMethodName          = "/shoal.v1.ControlService/UpdateService"
+	ControlService_RollbackService_FullMethodName        = "/shoal.v1.ControlService/RollbackService"
+	ControlService_PromoteService_FullMethodName         = "/shoal.v1.ControlService/PromoteService"
 	ControlService_RemoveService_FullMethodName          = "/shoal.v1.ControlService/RemoveService"
 	ControlService_ListTasks_FullMethodName              = "/shoal.v1.ControlService/ListTasks"
 	ControlService_ServiceLogs_FullMethodName            = "/shoal.v1.ControlService/ServiceLogs"
@@ -66,6 +68,11 @@ type ControlServiceClient interface {
 	ListServices(ctx context.Context, in *ListServicesRequest, opts ...grpc.CallOption) (*ListServicesResponse, error)
 	// UpdateService replaces the spec; version must be the one read (meta.version).
 	UpdateService(ctx context.Context, in *UpdateServiceRequest, opts ...grpc.CallOption) (*Service, error)
+	// RollbackService returns a service to one of its kept specs (the one
+	// before the current by default), rolled out under its rollback_config.
+	RollbackService(ctx context.Context, in *RollbackServiceRequest, opts ...grpc.CallOption) (*Service, error)
+	// PromoteService lets a canary update go on to the remaining tasks.
+	PromoteService(ctx context.Context, in *PromoteServiceRequest, opts ...grpc.CallOption) (*Service, error)
 	RemoveService(ctx context.Context, in *RemoveServiceRequest, opts ...grpc.CallOption) (*RemoveServiceResponse, error)
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 	// ServiceLogs merges the logs of a service's tasks from every node. A node
@@ -212,6 +219,26 @@ func (c *controlServiceClient) UpdateService(ctx context.Context, in *UpdateServ
 	return out, nil
 }
 
+func (c *controlServiceClient) RollbackService(ctx context.Context, in *RollbackServiceRequest, opts ...grpc.CallOption) (*Service, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Service)
+	err := c.cc.Invoke(ctx, ControlService_RollbackService_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) PromoteService(ctx context.Context, in *PromoteServiceRequest, opts ...grpc.CallOption) (*Service, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Service)
+	err := c.cc.Invoke(ctx, ControlService_PromoteService_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *controlServiceClient) RemoveService(ctx context.Context, in *RemoveServiceRequest, opts ...grpc.CallOption) (*RemoveServiceResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RemoveServiceResponse)
@@ -331,6 +358,11 @@ type ControlServiceServer interface {
 	ListServices(context.Context, *ListServicesRequest) (*ListServicesResponse, error)
 	// UpdateService replaces the spec; version must be the one read (meta.version).
 	UpdateService(context.Context, *UpdateServiceRequest) (*Service, error)
+	// RollbackService returns a service to one of its kept specs (the one
+	// before the current by default), rolled out under its rollback_config.
+	RollbackService(context.Context, *RollbackServiceRequest) (*Service, error)
+	// PromoteService lets a canary update go on to the remaining tasks.
+	PromoteService(context.Context, *PromoteServiceRequest) (*Service, error)
 	RemoveService(context.Context, *RemoveServiceRequest) (*RemoveServiceResponse, error)
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	// ServiceLogs merges the logs of a service's tasks from every node. A node
@@ -392,6 +424,12 @@ func (UnimplementedControlServiceServer) ListServices(context.Context, *ListServ
 }
 func (UnimplementedControlServiceServer) UpdateService(context.Context, *UpdateServiceRequest) (*Service, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateService not implemented")
+}
+func (UnimplementedControlServiceServer) RollbackService(context.Context, *RollbackServiceRequest) (*Service, error) {
+	return nil, status.Error(codes.Unimplemented, "method RollbackService not implemented")
+}
+func (UnimplementedControlServiceServer) PromoteService(context.Context, *PromoteServiceRequest) (*Service, error) {
+	return nil, status.Error(codes.Unimplemented, "method PromoteService not implemented")
 }
 func (UnimplementedControlServiceServer) RemoveService(context.Context, *RemoveServiceRequest) (*RemoveServiceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveService not implemented")
@@ -654,6 +692,42 @@ func _ControlService_UpdateService_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControlService_RollbackService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RollbackServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).RollbackService(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_RollbackService_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).RollbackService(ctx, req.(*RollbackServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_PromoteService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PromoteServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).PromoteService(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_PromoteService_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).PromoteService(ctx, req.(*PromoteServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ControlService_RemoveService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RemoveServiceRequest)
 	if err := dec(in); err != nil {
@@ -838,6 +912,14 @@ var ControlService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateService",
 			Handler:    _ControlService_UpdateService_Handler,
+		},
+		{
+			MethodName: "RollbackService",
+			Handler:    _ControlService_RollbackService_Handler,
+		},
+		{
+			MethodName: "PromoteService",
+			Handler:    _ControlService_PromoteService_Handler,
 		},
 		{
 			MethodName: "RemoveService",

@@ -80,6 +80,178 @@ func (ServiceMode) EnumDescriptor() ([]byte, []int) {
 	return file_service_proto_rawDescGZIP(), []int{0}
 }
 
+type UpdateState int32
+
+const (
+	UpdateState_UPDATE_STATE_NONE UpdateState = 0
+	// UPDATING: tasks are being replaced by tasks of the current spec.
+	UpdateState_UPDATE_STATE_UPDATING UpdateState = 1
+	// PAUSED: too many replacements failed and the failure action is pause
+	// (or a canary was rolled back by hand); nothing more is replaced until
+	// the next update or rollback.
+	UpdateState_UPDATE_STATE_PAUSED    UpdateState = 2
+	UpdateState_UPDATE_STATE_COMPLETED UpdateState = 3
+	// ROLLBACK_STARTED: the spec went back to an earlier one (automatically
+	// by the failure action, or by `service rollback`) and tasks are being
+	// replaced under rollback_config.
+	UpdateState_UPDATE_STATE_ROLLBACK_STARTED   UpdateState = 4
+	UpdateState_UPDATE_STATE_ROLLBACK_PAUSED    UpdateState = 5
+	UpdateState_UPDATE_STATE_ROLLBACK_COMPLETED UpdateState = 6
+	// CANARY: update_config.canary new tasks run beside the old ones; the
+	// rest waits for `service promote` (or auto_promote_ms of readiness).
+	UpdateState_UPDATE_STATE_CANARY UpdateState = 7
+)
+
+// Enum value maps for UpdateState.
+var (
+	UpdateState_name = map[int32]string{
+		0: "UPDATE_STATE_NONE",
+		1: "UPDATE_STATE_UPDATING",
+		2: "UPDATE_STATE_PAUSED",
+		3: "UPDATE_STATE_COMPLETED",
+		4: "UPDATE_STATE_ROLLBACK_STARTED",
+		5: "UPDATE_STATE_ROLLBACK_PAUSED",
+		6: "UPDATE_STATE_ROLLBACK_COMPLETED",
+		7: "UPDATE_STATE_CANARY",
+	}
+	UpdateState_value = map[string]int32{
+		"UPDATE_STATE_NONE":               0,
+		"UPDATE_STATE_UPDATING":           1,
+		"UPDATE_STATE_PAUSED":             2,
+		"UPDATE_STATE_COMPLETED":          3,
+		"UPDATE_STATE_ROLLBACK_STARTED":   4,
+		"UPDATE_STATE_ROLLBACK_PAUSED":    5,
+		"UPDATE_STATE_ROLLBACK_COMPLETED": 6,
+		"UPDATE_STATE_CANARY":             7,
+	}
+)
+
+func (x UpdateState) Enum() *UpdateState {
+	p := new(UpdateState)
+	*p = x
+	return p
+}
+
+func (x UpdateState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateState) Descriptor() protoreflect.EnumDescriptor {
+	return file_service_proto_enumTypes[1].Descriptor()
+}
+
+func (UpdateState) Type() protoreflect.EnumType {
+	return &file_service_proto_enumTypes[1]
+}
+
+func (x UpdateState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateState.Descriptor instead.
+func (UpdateState) EnumDescriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{1}
+}
+
+type UpdateOrder int32
+
+const (
+	// STOP_FIRST: the old task is stopped, then its replacement started.
+	UpdateOrder_UPDATE_ORDER_STOP_FIRST UpdateOrder = 0
+	// START_FIRST: the replacement starts beside the old task, which is
+	// stopped once the replacement is ready.
+	UpdateOrder_UPDATE_ORDER_START_FIRST UpdateOrder = 1
+)
+
+// Enum value maps for UpdateOrder.
+var (
+	UpdateOrder_name = map[int32]string{
+		0: "UPDATE_ORDER_STOP_FIRST",
+		1: "UPDATE_ORDER_START_FIRST",
+	}
+	UpdateOrder_value = map[string]int32{
+		"UPDATE_ORDER_STOP_FIRST":  0,
+		"UPDATE_ORDER_START_FIRST": 1,
+	}
+)
+
+func (x UpdateOrder) Enum() *UpdateOrder {
+	p := new(UpdateOrder)
+	*p = x
+	return p
+}
+
+func (x UpdateOrder) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateOrder) Descriptor() protoreflect.EnumDescriptor {
+	return file_service_proto_enumTypes[2].Descriptor()
+}
+
+func (UpdateOrder) Type() protoreflect.EnumType {
+	return &file_service_proto_enumTypes[2]
+}
+
+func (x UpdateOrder) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateOrder.Descriptor instead.
+func (UpdateOrder) EnumDescriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{2}
+}
+
+type FailureAction int32
+
+const (
+	FailureAction_FAILURE_ACTION_PAUSE    FailureAction = 0
+	FailureAction_FAILURE_ACTION_CONTINUE FailureAction = 1
+	// ROLLBACK: update_config only; return to the spec the update left.
+	FailureAction_FAILURE_ACTION_ROLLBACK FailureAction = 2
+)
+
+// Enum value maps for FailureAction.
+var (
+	FailureAction_name = map[int32]string{
+		0: "FAILURE_ACTION_PAUSE",
+		1: "FAILURE_ACTION_CONTINUE",
+		2: "FAILURE_ACTION_ROLLBACK",
+	}
+	FailureAction_value = map[string]int32{
+		"FAILURE_ACTION_PAUSE":    0,
+		"FAILURE_ACTION_CONTINUE": 1,
+		"FAILURE_ACTION_ROLLBACK": 2,
+	}
+)
+
+func (x FailureAction) Enum() *FailureAction {
+	p := new(FailureAction)
+	*p = x
+	return p
+}
+
+func (x FailureAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FailureAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_service_proto_enumTypes[3].Descriptor()
+}
+
+func (FailureAction) Type() protoreflect.EnumType {
+	return &file_service_proto_enumTypes[3]
+}
+
+func (x FailureAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FailureAction.Descriptor instead.
+func (FailureAction) EnumDescriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{3}
+}
+
 type EndpointMode int32
 
 const (
@@ -114,11 +286,11 @@ func (x EndpointMode) String() string {
 }
 
 func (EndpointMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[1].Descriptor()
+	return file_service_proto_enumTypes[4].Descriptor()
 }
 
 func (EndpointMode) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[1]
+	return &file_service_proto_enumTypes[4]
 }
 
 func (x EndpointMode) Number() protoreflect.EnumNumber {
@@ -127,7 +299,7 @@ func (x EndpointMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EndpointMode.Descriptor instead.
 func (EndpointMode) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{1}
+	return file_service_proto_rawDescGZIP(), []int{4}
 }
 
 type MountType int32
@@ -163,11 +335,11 @@ func (x MountType) String() string {
 }
 
 func (MountType) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[2].Descriptor()
+	return file_service_proto_enumTypes[5].Descriptor()
 }
 
 func (MountType) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[2]
+	return &file_service_proto_enumTypes[5]
 }
 
 func (x MountType) Number() protoreflect.EnumNumber {
@@ -176,7 +348,7 @@ func (x MountType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MountType.Descriptor instead.
 func (MountType) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{2}
+	return file_service_proto_rawDescGZIP(), []int{5}
 }
 
 type RestartCondition int32
@@ -212,11 +384,11 @@ func (x RestartCondition) String() string {
 }
 
 func (RestartCondition) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[3].Descriptor()
+	return file_service_proto_enumTypes[6].Descriptor()
 }
 
 func (RestartCondition) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[3]
+	return &file_service_proto_enumTypes[6]
 }
 
 func (x RestartCondition) Number() protoreflect.EnumNumber {
@@ -225,7 +397,7 @@ func (x RestartCondition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartCondition.Descriptor instead.
 func (RestartCondition) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{3}
+	return file_service_proto_rawDescGZIP(), []int{6}
 }
 
 type PublishMode int32
@@ -258,11 +430,11 @@ func (x PublishMode) String() string {
 }
 
 func (PublishMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[4].Descriptor()
+	return file_service_proto_enumTypes[7].Descriptor()
 }
 
 func (PublishMode) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[4]
+	return &file_service_proto_enumTypes[7]
 }
 
 func (x PublishMode) Number() protoreflect.EnumNumber {
@@ -271,7 +443,7 @@ func (x PublishMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PublishMode.Descriptor instead.
 func (PublishMode) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{4}
+	return file_service_proto_rawDescGZIP(), []int{7}
 }
 
 type MeshMode int32
@@ -307,11 +479,11 @@ func (x MeshMode) String() string {
 }
 
 func (MeshMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[5].Descriptor()
+	return file_service_proto_enumTypes[8].Descriptor()
 }
 
 func (MeshMode) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[5]
+	return &file_service_proto_enumTypes[8]
 }
 
 func (x MeshMode) Number() protoreflect.EnumNumber {
@@ -320,7 +492,7 @@ func (x MeshMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MeshMode.Descriptor instead.
 func (MeshMode) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{5}
+	return file_service_proto_rawDescGZIP(), []int{8}
 }
 
 type ProxyProtocol int32
@@ -356,11 +528,11 @@ func (x ProxyProtocol) String() string {
 }
 
 func (ProxyProtocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[6].Descriptor()
+	return file_service_proto_enumTypes[9].Descriptor()
 }
 
 func (ProxyProtocol) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[6]
+	return &file_service_proto_enumTypes[9]
 }
 
 func (x ProxyProtocol) Number() protoreflect.EnumNumber {
@@ -369,7 +541,7 @@ func (x ProxyProtocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ProxyProtocol.Descriptor instead.
 func (ProxyProtocol) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{6}
+	return file_service_proto_rawDescGZIP(), []int{9}
 }
 
 type TaskState int32
@@ -439,11 +611,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[7].Descriptor()
+	return file_service_proto_enumTypes[10].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[7]
+	return &file_service_proto_enumTypes[10]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -452,7 +624,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{7}
+	return file_service_proto_rawDescGZIP(), []int{10}
 }
 
 type HealthState int32
@@ -492,11 +664,11 @@ func (x HealthState) String() string {
 }
 
 func (HealthState) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[8].Descriptor()
+	return file_service_proto_enumTypes[11].Descriptor()
 }
 
 func (HealthState) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[8]
+	return &file_service_proto_enumTypes[11]
 }
 
 func (x HealthState) Number() protoreflect.EnumNumber {
@@ -505,7 +677,7 @@ func (x HealthState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HealthState.Descriptor instead.
 func (HealthState) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{8}
+	return file_service_proto_rawDescGZIP(), []int{11}
 }
 
 type Service struct {
@@ -521,7 +693,10 @@ type Service struct {
 	// job_iteration counts runs of a job; an update of a job starts a new run.
 	JobIteration uint64 `protobuf:"varint,6,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
 	// endpoint is what the cluster allocated for the service (its VIP).
-	Endpoint      *ServiceEndpoint `protobuf:"bytes,7,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Endpoint *ServiceEndpoint `protobuf:"bytes,7,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// update_status is the progress of the last rollout of a new task spec
+	// (an update or a rollback); unset before the first one.
+	UpdateStatus  *UpdateStatus `protobuf:"bytes,8,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -605,6 +780,126 @@ func (x *Service) GetEndpoint() *ServiceEndpoint {
 	return nil
 }
 
+func (x *Service) GetUpdateStatus() *UpdateStatus {
+	if x != nil {
+		return x.UpdateStatus
+	}
+	return nil
+}
+
+// UpdateStatus is written by controlapi when a rollout starts (update,
+// rollback, promote) and by the orchestrator as it progresses, so a new
+// leader carries on from the stored status and tasks.
+type UpdateStatus struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	State     UpdateState            `protobuf:"varint,1,opt,name=state,proto3,enum=shoal.v1.UpdateState" json:"state,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// completed_at is set in COMPLETED and ROLLBACK_COMPLETED.
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// message says why the state is what it is ("update paused: 2 of 3
+	// replacements failed (ratio 0.67 > 0): task web.2.x: health check
+	// failed 3 times"), for inspect, ps and events.
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// from_version is the spec_version the rollout moves away from; a
+	// failure action rollback returns to that spec. to_version is the
+	// service's spec_version when the rollout started.
+	FromVersion uint64 `protobuf:"varint,5,opt,name=from_version,json=fromVersion,proto3" json:"from_version,omitempty"`
+	ToVersion   uint64 `protobuf:"varint,6,opt,name=to_version,json=toVersion,proto3" json:"to_version,omitempty"`
+	// failed_tasks are the IDs of replacements counted as failures
+	// (max_failure_ratio), each once, kept even after the task is reaped.
+	FailedTasks []string `protobuf:"bytes,7,rep,name=failed_tasks,json=failedTasks,proto3" json:"failed_tasks,omitempty"`
+	// promoted: the canaries were promoted (by hand or auto_promote_ms).
+	Promoted      bool `protobuf:"varint,8,opt,name=promoted,proto3" json:"promoted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateStatus) Reset() {
+	*x = UpdateStatus{}
+	mi := &file_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateStatus) ProtoMessage() {}
+
+func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateStatus.ProtoReflect.Descriptor instead.
+func (*UpdateStatus) Descriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UpdateStatus) GetState() UpdateState {
+	if x != nil {
+		return x.State
+	}
+	return UpdateState_UPDATE_STATE_NONE
+}
+
+func (x *UpdateStatus) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *UpdateStatus) GetFromVersion() uint64 {
+	if x != nil {
+		return x.FromVersion
+	}
+	return 0
+}
+
+func (x *UpdateStatus) GetToVersion() uint64 {
+	if x != nil {
+		return x.ToVersion
+	}
+	return 0
+}
+
+func (x *UpdateStatus) GetFailedTasks() []string {
+	if x != nil {
+		return x.FailedTasks
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetPromoted() bool {
+	if x != nil {
+		return x.Promoted
+	}
+	return false
+}
+
 type VersionedSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -616,7 +911,7 @@ type VersionedSpec struct {
 
 func (x *VersionedSpec) Reset() {
 	*x = VersionedSpec{}
-	mi := &file_service_proto_msgTypes[1]
+	mi := &file_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +923,7 @@ func (x *VersionedSpec) String() string {
 func (*VersionedSpec) ProtoMessage() {}
 
 func (x *VersionedSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[1]
+	mi := &file_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +936,7 @@ func (x *VersionedSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionedSpec.ProtoReflect.Descriptor instead.
 func (*VersionedSpec) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{1}
+	return file_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *VersionedSpec) GetVersion() uint64 {
@@ -677,14 +972,19 @@ type ServiceSpec struct {
 	Task          *TaskSpec `protobuf:"bytes,6,opt,name=task,proto3" json:"task,omitempty"`
 	// endpoint says how clients reach the service's tasks: through its
 	// virtual IP (default) or by DNS round robin over the ready tasks.
-	Endpoint      *EndpointSpec `protobuf:"bytes,7,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Endpoint *EndpointSpec `protobuf:"bytes,7,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// update_config says how tasks roll to a new task spec; rollback_config
+	// how they roll back. Unset means the defaults (parallelism 1,
+	// stop-first, pause, monitor 5 s); controlapi stores them filled in.
+	UpdateConfig   *UpdateConfig `protobuf:"bytes,8,opt,name=update_config,json=updateConfig,proto3" json:"update_config,omitempty"`
+	RollbackConfig *UpdateConfig `protobuf:"bytes,9,opt,name=rollback_config,json=rollbackConfig,proto3" json:"rollback_config,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_service_proto_msgTypes[2]
+	mi := &file_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +996,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[2]
+	mi := &file_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +1009,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{2}
+	return file_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -761,6 +1061,131 @@ func (x *ServiceSpec) GetEndpoint() *EndpointSpec {
 	return nil
 }
 
+func (x *ServiceSpec) GetUpdateConfig() *UpdateConfig {
+	if x != nil {
+		return x.UpdateConfig
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetRollbackConfig() *UpdateConfig {
+	if x != nil {
+		return x.RollbackConfig
+	}
+	return nil
+}
+
+type UpdateConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// parallelism is how many tasks are replaced at once; 0 means all.
+	Parallelism uint64 `protobuf:"varint,1,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
+	// delay_ms is the pause between one batch being ready and the next
+	// starting.
+	DelayMs       int64         `protobuf:"varint,2,opt,name=delay_ms,json=delayMs,proto3" json:"delay_ms,omitempty"`
+	FailureAction FailureAction `protobuf:"varint,3,opt,name=failure_action,json=failureAction,proto3,enum=shoal.v1.FailureAction" json:"failure_action,omitempty"`
+	// monitor_ms: a replacement that fails within this long after it became
+	// ready counts as a failure.
+	MonitorMs int64 `protobuf:"varint,4,opt,name=monitor_ms,json=monitorMs,proto3" json:"monitor_ms,omitempty"`
+	// max_failure_ratio (0 to 1) is the fraction of the replacements that
+	// may fail before the failure action is taken; 0 means any failure.
+	MaxFailureRatio float32     `protobuf:"fixed32,5,opt,name=max_failure_ratio,json=maxFailureRatio,proto3" json:"max_failure_ratio,omitempty"`
+	Order           UpdateOrder `protobuf:"varint,6,opt,name=order,proto3,enum=shoal.v1.UpdateOrder" json:"order,omitempty"`
+	// canary (update_config only): this many replacements are started
+	// beside the old tasks first; the rest waits for a promotion.
+	Canary uint64 `protobuf:"varint,7,opt,name=canary,proto3" json:"canary,omitempty"`
+	// auto_promote_ms (update_config only): canaries that stayed ready this
+	// long are promoted; 0 means wait for `shoal service promote`.
+	AutoPromoteMs int64 `protobuf:"varint,8,opt,name=auto_promote_ms,json=autoPromoteMs,proto3" json:"auto_promote_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateConfig) Reset() {
+	*x = UpdateConfig{}
+	mi := &file_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateConfig) ProtoMessage() {}
+
+func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
+func (*UpdateConfig) Descriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *UpdateConfig) GetParallelism() uint64 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
+}
+
+func (x *UpdateConfig) GetDelayMs() int64 {
+	if x != nil {
+		return x.DelayMs
+	}
+	return 0
+}
+
+func (x *UpdateConfig) GetFailureAction() FailureAction {
+	if x != nil {
+		return x.FailureAction
+	}
+	return FailureAction_FAILURE_ACTION_PAUSE
+}
+
+func (x *UpdateConfig) GetMonitorMs() int64 {
+	if x != nil {
+		return x.MonitorMs
+	}
+	return 0
+}
+
+func (x *UpdateConfig) GetMaxFailureRatio() float32 {
+	if x != nil {
+		return x.MaxFailureRatio
+	}
+	return 0
+}
+
+func (x *UpdateConfig) GetOrder() UpdateOrder {
+	if x != nil {
+		return x.Order
+	}
+	return UpdateOrder_UPDATE_ORDER_STOP_FIRST
+}
+
+func (x *UpdateConfig) GetCanary() uint64 {
+	if x != nil {
+		return x.Canary
+	}
+	return 0
+}
+
+func (x *UpdateConfig) GetAutoPromoteMs() int64 {
+	if x != nil {
+		return x.AutoPromoteMs
+	}
+	return 0
+}
+
 type EndpointSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Mode          EndpointMode           `protobuf:"varint,1,opt,name=mode,proto3,enum=shoal.v1.EndpointMode" json:"mode,omitempty"`
@@ -770,7 +1195,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_service_proto_msgTypes[3]
+	mi := &file_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +1207,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[3]
+	mi := &file_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1220,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{3}
+	return file_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *EndpointSpec) GetMode() EndpointMode {
@@ -819,7 +1244,7 @@ type ServiceEndpoint struct {
 
 func (x *ServiceEndpoint) Reset() {
 	*x = ServiceEndpoint{}
-	mi := &file_service_proto_msgTypes[4]
+	mi := &file_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +1256,7 @@ func (x *ServiceEndpoint) String() string {
 func (*ServiceEndpoint) ProtoMessage() {}
 
 func (x *ServiceEndpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[4]
+	mi := &file_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +1269,7 @@ func (x *ServiceEndpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceEndpoint.ProtoReflect.Descriptor instead.
 func (*ServiceEndpoint) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{4}
+	return file_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ServiceEndpoint) GetVip() string {
@@ -874,7 +1299,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_service_proto_msgTypes[5]
+	mi := &file_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1311,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[5]
+	mi := &file_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1324,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{5}
+	return file_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -964,7 +1389,7 @@ type NetworkAttachmentConfig struct {
 
 func (x *NetworkAttachmentConfig) Reset() {
 	*x = NetworkAttachmentConfig{}
-	mi := &file_service_proto_msgTypes[6]
+	mi := &file_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1401,7 @@ func (x *NetworkAttachmentConfig) String() string {
 func (*NetworkAttachmentConfig) ProtoMessage() {}
 
 func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[6]
+	mi := &file_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1414,7 @@ func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachmentConfig.ProtoReflect.Descriptor instead.
 func (*NetworkAttachmentConfig) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{6}
+	return file_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NetworkAttachmentConfig) GetTarget() string {
@@ -1019,7 +1444,7 @@ type TaskNetwork struct {
 
 func (x *TaskNetwork) Reset() {
 	*x = TaskNetwork{}
-	mi := &file_service_proto_msgTypes[7]
+	mi := &file_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1456,7 @@ func (x *TaskNetwork) String() string {
 func (*TaskNetwork) ProtoMessage() {}
 
 func (x *TaskNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[7]
+	mi := &file_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1469,7 @@ func (x *TaskNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskNetwork.ProtoReflect.Descriptor instead.
 func (*TaskNetwork) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{7}
+	return file_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TaskNetwork) GetNetworkId() string {
@@ -1088,7 +1513,7 @@ type ContainerSpec struct {
 
 func (x *ContainerSpec) Reset() {
 	*x = ContainerSpec{}
-	mi := &file_service_proto_msgTypes[8]
+	mi := &file_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1525,7 @@ func (x *ContainerSpec) String() string {
 func (*ContainerSpec) ProtoMessage() {}
 
 func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[8]
+	mi := &file_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1538,7 @@ func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerSpec.ProtoReflect.Descriptor instead.
 func (*ContainerSpec) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{8}
+	return file_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ContainerSpec) GetImage() string {
@@ -1231,7 +1656,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_service_proto_msgTypes[9]
+	mi := &file_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1668,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[9]
+	mi := &file_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1681,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{9}
+	return file_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HealthCheck) GetTest() []string {
@@ -1327,7 +1752,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_service_proto_msgTypes[10]
+	mi := &file_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1764,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[10]
+	mi := &file_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1777,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{10}
+	return file_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Mount) GetType() MountType {
@@ -1393,7 +1818,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_service_proto_msgTypes[11]
+	mi := &file_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1830,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[11]
+	mi := &file_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1843,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{11}
+	return file_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Resources) GetLimits() *ResourceSet {
@@ -1446,7 +1871,7 @@ type ResourceSet struct {
 
 func (x *ResourceSet) Reset() {
 	*x = ResourceSet{}
-	mi := &file_service_proto_msgTypes[12]
+	mi := &file_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1883,7 @@ func (x *ResourceSet) String() string {
 func (*ResourceSet) ProtoMessage() {}
 
 func (x *ResourceSet) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[12]
+	mi := &file_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1896,7 @@ func (x *ResourceSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceSet.ProtoReflect.Descriptor instead.
 func (*ResourceSet) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{12}
+	return file_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ResourceSet) GetNanoCpus() int64 {
@@ -1510,7 +1935,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_service_proto_msgTypes[13]
+	mi := &file_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1947,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[13]
+	mi := &file_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1960,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{13}
+	return file_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RestartPolicy) GetCondition() RestartCondition {
@@ -1578,7 +2003,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_service_proto_msgTypes[14]
+	mi := &file_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +2015,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[14]
+	mi := &file_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +2028,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{14}
+	return file_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1637,7 +2062,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_service_proto_msgTypes[15]
+	mi := &file_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +2074,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[15]
+	mi := &file_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +2087,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{15}
+	return file_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PlacementPreference) GetSpread() string {
@@ -1690,7 +2115,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_service_proto_msgTypes[16]
+	mi := &file_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +2127,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[16]
+	mi := &file_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +2140,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{16}
+	return file_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PortConfig) GetName() string {
@@ -1795,7 +2220,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_service_proto_msgTypes[17]
+	mi := &file_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +2232,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[17]
+	mi := &file_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +2245,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{17}
+	return file_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Task) GetId() string {
@@ -1939,7 +2364,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_service_proto_msgTypes[18]
+	mi := &file_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1951,7 +2376,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[18]
+	mi := &file_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1964,7 +2389,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{18}
+	return file_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TaskStatus) GetState() TaskState {
@@ -2041,7 +2466,7 @@ var File_service_proto protoreflect.FileDescriptor
 
 const file_service_proto_rawDesc = "" +
 	"\n" +
-	"\rservice.proto\x12\bshoal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\vtypes.proto\"\xa7\x02\n" +
+	"\rservice.proto\x12\bshoal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\vtypes.proto\"\xe4\x02\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.shoal.v1.MetaR\x04meta\x12)\n" +
@@ -2049,12 +2474,24 @@ const file_service_proto_rawDesc = "" +
 	"\fspec_version\x18\x04 \x01(\x04R\vspecVersion\x12>\n" +
 	"\x0eprevious_specs\x18\x05 \x03(\v2\x17.shoal.v1.VersionedSpecR\rpreviousSpecs\x12#\n" +
 	"\rjob_iteration\x18\x06 \x01(\x04R\fjobIteration\x125\n" +
-	"\bendpoint\x18\a \x01(\v2\x19.shoal.v1.ServiceEndpointR\bendpoint\"\x91\x01\n" +
+	"\bendpoint\x18\a \x01(\v2\x19.shoal.v1.ServiceEndpointR\bendpoint\x12;\n" +
+	"\rupdate_status\x18\b \x01(\v2\x16.shoal.v1.UpdateStatusR\fupdateStatus\"\xd0\x02\n" +
+	"\fUpdateStatus\x12+\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x15.shoal.v1.UpdateStateR\x05state\x129\n" +
+	"\n" +
+	"started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
+	"\fcompleted_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12!\n" +
+	"\ffrom_version\x18\x05 \x01(\x04R\vfromVersion\x12\x1d\n" +
+	"\n" +
+	"to_version\x18\x06 \x01(\x04R\ttoVersion\x12!\n" +
+	"\ffailed_tasks\x18\a \x03(\tR\vfailedTasks\x12\x1a\n" +
+	"\bpromoted\x18\b \x01(\bR\bpromoted\"\x91\x01\n" +
 	"\rVersionedSpec\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12)\n" +
 	"\x04spec\x18\x02 \x01(\v2\x15.shoal.v1.ServiceSpecR\x04spec\x12;\n" +
 	"\vreplaced_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"replacedAt\"\xe1\x02\n" +
+	"replacedAt\"\xdf\x03\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\x06labels\x18\x02 \x03(\v2!.shoal.v1.ServiceSpec.LabelsEntryR\x06labels\x12)\n" +
@@ -2062,10 +2499,22 @@ const file_service_proto_rawDesc = "" +
 	"\breplicas\x18\x04 \x01(\x04R\breplicas\x12%\n" +
 	"\x0emax_concurrent\x18\x05 \x01(\x04R\rmaxConcurrent\x12&\n" +
 	"\x04task\x18\x06 \x01(\v2\x12.shoal.v1.TaskSpecR\x04task\x122\n" +
-	"\bendpoint\x18\a \x01(\v2\x16.shoal.v1.EndpointSpecR\bendpoint\x1a9\n" +
+	"\bendpoint\x18\a \x01(\v2\x16.shoal.v1.EndpointSpecR\bendpoint\x12;\n" +
+	"\rupdate_config\x18\b \x01(\v2\x16.shoal.v1.UpdateConfigR\fupdateConfig\x12?\n" +
+	"\x0frollback_config\x18\t \x01(\v2\x16.shoal.v1.UpdateConfigR\x0erollbackConfig\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc3\x02\n" +
+	"\fUpdateConfig\x12 \n" +
+	"\vparallelism\x18\x01 \x01(\x04R\vparallelism\x12\x19\n" +
+	"\bdelay_ms\x18\x02 \x01(\x03R\adelayMs\x12>\n" +
+	"\x0efailure_action\x18\x03 \x01(\x0e2\x17.shoal.v1.FailureActionR\rfailureAction\x12\x1d\n" +
+	"\n" +
+	"monitor_ms\x18\x04 \x01(\x03R\tmonitorMs\x12*\n" +
+	"\x11max_failure_ratio\x18\x05 \x01(\x02R\x0fmaxFailureRatio\x12+\n" +
+	"\x05order\x18\x06 \x01(\x0e2\x15.shoal.v1.UpdateOrderR\x05order\x12\x16\n" +
+	"\x06canary\x18\a \x01(\x04R\x06canary\x12&\n" +
+	"\x0fauto_promote_ms\x18\b \x01(\x03R\rautoPromoteMs\":\n" +
 	"\fEndpointSpec\x12*\n" +
 	"\x04mode\x18\x01 \x01(\x0e2\x16.shoal.v1.EndpointModeR\x04mode\"#\n" +
 	"\x0fServiceEndpoint\x12\x10\n" +
@@ -2182,7 +2631,23 @@ const file_service_proto_rawDesc = "" +
 	"\x17SERVICE_MODE_REPLICATED\x10\x00\x12\x17\n" +
 	"\x13SERVICE_MODE_GLOBAL\x10\x01\x12\x1f\n" +
 	"\x1bSERVICE_MODE_REPLICATED_JOB\x10\x02\x12\x1b\n" +
-	"\x17SERVICE_MODE_GLOBAL_JOB\x10\x03*>\n" +
+	"\x17SERVICE_MODE_GLOBAL_JOB\x10\x03*\xf7\x01\n" +
+	"\vUpdateState\x12\x15\n" +
+	"\x11UPDATE_STATE_NONE\x10\x00\x12\x19\n" +
+	"\x15UPDATE_STATE_UPDATING\x10\x01\x12\x17\n" +
+	"\x13UPDATE_STATE_PAUSED\x10\x02\x12\x1a\n" +
+	"\x16UPDATE_STATE_COMPLETED\x10\x03\x12!\n" +
+	"\x1dUPDATE_STATE_ROLLBACK_STARTED\x10\x04\x12 \n" +
+	"\x1cUPDATE_STATE_ROLLBACK_PAUSED\x10\x05\x12#\n" +
+	"\x1fUPDATE_STATE_ROLLBACK_COMPLETED\x10\x06\x12\x17\n" +
+	"\x13UPDATE_STATE_CANARY\x10\a*H\n" +
+	"\vUpdateOrder\x12\x1b\n" +
+	"\x17UPDATE_ORDER_STOP_FIRST\x10\x00\x12\x1c\n" +
+	"\x18UPDATE_ORDER_START_FIRST\x10\x01*c\n" +
+	"\rFailureAction\x12\x18\n" +
+	"\x14FAILURE_ACTION_PAUSE\x10\x00\x12\x1b\n" +
+	"\x17FAILURE_ACTION_CONTINUE\x10\x01\x12\x1b\n" +
+	"\x17FAILURE_ACTION_ROLLBACK\x10\x02*>\n" +
 	"\fEndpointMode\x12\x15\n" +
 	"\x11ENDPOINT_MODE_VIP\x10\x00\x12\x17\n" +
 	"\x13ENDPOINT_MODE_DNSRR\x10\x01*M\n" +
@@ -2237,85 +2702,98 @@ func file_service_proto_rawDescGZIP() []byte {
 	return file_service_proto_rawDescData
 }
 
-var file_service_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_service_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
+var file_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_service_proto_goTypes = []any{
 	(ServiceMode)(0),                // 0: shoal.v1.ServiceMode
-	(EndpointMode)(0),               // 1: shoal.v1.EndpointMode
-	(MountType)(0),                  // 2: shoal.v1.MountType
-	(RestartCondition)(0),           // 3: shoal.v1.RestartCondition
-	(PublishMode)(0),                // 4: shoal.v1.PublishMode
-	(MeshMode)(0),                   // 5: shoal.v1.MeshMode
-	(ProxyProtocol)(0),              // 6: shoal.v1.ProxyProtocol
-	(TaskState)(0),                  // 7: shoal.v1.TaskState
-	(HealthState)(0),                // 8: shoal.v1.HealthState
-	(*Service)(nil),                 // 9: shoal.v1.Service
-	(*VersionedSpec)(nil),           // 10: shoal.v1.VersionedSpec
-	(*ServiceSpec)(nil),             // 11: shoal.v1.ServiceSpec
-	(*EndpointSpec)(nil),            // 12: shoal.v1.EndpointSpec
-	(*ServiceEndpoint)(nil),         // 13: shoal.v1.ServiceEndpoint
-	(*TaskSpec)(nil),                // 14: shoal.v1.TaskSpec
-	(*NetworkAttachmentConfig)(nil), // 15: shoal.v1.NetworkAttachmentConfig
-	(*TaskNetwork)(nil),             // 16: shoal.v1.TaskNetwork
-	(*ContainerSpec)(nil),           // 17: shoal.v1.ContainerSpec
-	(*HealthCheck)(nil),             // 18: shoal.v1.HealthCheck
-	(*Mount)(nil),                   // 19: shoal.v1.Mount
-	(*Resources)(nil),               // 20: shoal.v1.Resources
-	(*ResourceSet)(nil),             // 21: shoal.v1.ResourceSet
-	(*RestartPolicy)(nil),           // 22: shoal.v1.RestartPolicy
-	(*Placement)(nil),               // 23: shoal.v1.Placement
-	(*PlacementPreference)(nil),     // 24: shoal.v1.PlacementPreference
-	(*PortConfig)(nil),              // 25: shoal.v1.PortConfig
-	(*Task)(nil),                    // 26: shoal.v1.Task
-	(*TaskStatus)(nil),              // 27: shoal.v1.TaskStatus
-	nil,                             // 28: shoal.v1.ServiceSpec.LabelsEntry
-	nil,                             // 29: shoal.v1.ContainerSpec.LabelsEntry
-	(*Meta)(nil),                    // 30: shoal.v1.Meta
-	(*timestamppb.Timestamp)(nil),   // 31: google.protobuf.Timestamp
+	(UpdateState)(0),                // 1: shoal.v1.UpdateState
+	(UpdateOrder)(0),                // 2: shoal.v1.UpdateOrder
+	(FailureAction)(0),              // 3: shoal.v1.FailureAction
+	(EndpointMode)(0),               // 4: shoal.v1.EndpointMode
+	(MountType)(0),                  // 5: shoal.v1.MountType
+	(RestartCondition)(0),           // 6: shoal.v1.RestartCondition
+	(PublishMode)(0),                // 7: shoal.v1.PublishMode
+	(MeshMode)(0),                   // 8: shoal.v1.MeshMode
+	(ProxyProtocol)(0),              // 9: shoal.v1.ProxyProtocol
+	(TaskState)(0),                  // 10: shoal.v1.TaskState
+	(HealthState)(0),                // 11: shoal.v1.HealthState
+	(*Service)(nil),                 // 12: shoal.v1.Service
+	(*UpdateStatus)(nil),            // 13: shoal.v1.UpdateStatus
+	(*VersionedSpec)(nil),           // 14: shoal.v1.VersionedSpec
+	(*ServiceSpec)(nil),             // 15: shoal.v1.ServiceSpec
+	(*UpdateConfig)(nil),            // 16: shoal.v1.UpdateConfig
+	(*EndpointSpec)(nil),            // 17: shoal.v1.EndpointSpec
+	(*ServiceEndpoint)(nil),         // 18: shoal.v1.ServiceEndpoint
+	(*TaskSpec)(nil),                // 19: shoal.v1.TaskSpec
+	(*NetworkAttachmentConfig)(nil), // 20: shoal.v1.NetworkAttachmentConfig
+	(*TaskNetwork)(nil),             // 21: shoal.v1.TaskNetwork
+	(*ContainerSpec)(nil),           // 22: shoal.v1.ContainerSpec
+	(*HealthCheck)(nil),             // 23: shoal.v1.HealthCheck
+	(*Mount)(nil),                   // 24: shoal.v1.Mount
+	(*Resources)(nil),               // 25: shoal.v1.Resources
+	(*ResourceSet)(nil),             // 26: shoal.v1.ResourceSet
+	(*RestartPolicy)(nil),           // 27: shoal.v1.RestartPolicy
+	(*Placement)(nil),               // 28: shoal.v1.Placement
+	(*PlacementPreference)(nil),     // 29: shoal.v1.PlacementPreference
+	(*PortConfig)(nil),              // 30: shoal.v1.PortConfig
+	(*Task)(nil),                    // 31: shoal.v1.Task
+	(*TaskStatus)(nil),              // 32: shoal.v1.TaskStatus
+	nil,                             // 33: shoal.v1.ServiceSpec.LabelsEntry
+	nil,                             // 34: shoal.v1.ContainerSpec.LabelsEntry
+	(*Meta)(nil),                    // 35: shoal.v1.Meta
+	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
 }
 var file_service_proto_depIdxs = []int32{
-	30, // 0: shoal.v1.Service.meta:type_name -> shoal.v1.Meta
-	11, // 1: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
-	10, // 2: shoal.v1.Service.previous_specs:type_name -> shoal.v1.VersionedSpec
-	13, // 3: shoal.v1.Service.endpoint:type_name -> shoal.v1.ServiceEndpoint
-	11, // 4: shoal.v1.VersionedSpec.spec:type_name -> shoal.v1.ServiceSpec
-	31, // 5: shoal.v1.VersionedSpec.replaced_at:type_name -> google.protobuf.Timestamp
-	28, // 6: shoal.v1.ServiceSpec.labels:type_name -> shoal.v1.ServiceSpec.LabelsEntry
-	0,  // 7: shoal.v1.ServiceSpec.mode:type_name -> shoal.v1.ServiceMode
-	14, // 8: shoal.v1.ServiceSpec.task:type_name -> shoal.v1.TaskSpec
-	12, // 9: shoal.v1.ServiceSpec.endpoint:type_name -> shoal.v1.EndpointSpec
-	1,  // 10: shoal.v1.EndpointSpec.mode:type_name -> shoal.v1.EndpointMode
-	17, // 11: shoal.v1.TaskSpec.container:type_name -> shoal.v1.ContainerSpec
-	20, // 12: shoal.v1.TaskSpec.resources:type_name -> shoal.v1.Resources
-	22, // 13: shoal.v1.TaskSpec.restart:type_name -> shoal.v1.RestartPolicy
-	23, // 14: shoal.v1.TaskSpec.placement:type_name -> shoal.v1.Placement
-	25, // 15: shoal.v1.TaskSpec.ports:type_name -> shoal.v1.PortConfig
-	15, // 16: shoal.v1.TaskSpec.networks:type_name -> shoal.v1.NetworkAttachmentConfig
-	29, // 17: shoal.v1.ContainerSpec.labels:type_name -> shoal.v1.ContainerSpec.LabelsEntry
-	19, // 18: shoal.v1.ContainerSpec.mounts:type_name -> shoal.v1.Mount
-	18, // 19: shoal.v1.ContainerSpec.healthcheck:type_name -> shoal.v1.HealthCheck
-	18, // 20: shoal.v1.ContainerSpec.readiness:type_name -> shoal.v1.HealthCheck
-	2,  // 21: shoal.v1.Mount.type:type_name -> shoal.v1.MountType
-	21, // 22: shoal.v1.Resources.limits:type_name -> shoal.v1.ResourceSet
-	21, // 23: shoal.v1.Resources.reservations:type_name -> shoal.v1.ResourceSet
-	3,  // 24: shoal.v1.RestartPolicy.condition:type_name -> shoal.v1.RestartCondition
-	24, // 25: shoal.v1.Placement.preferences:type_name -> shoal.v1.PlacementPreference
-	4,  // 26: shoal.v1.PortConfig.mode:type_name -> shoal.v1.PublishMode
-	5,  // 27: shoal.v1.PortConfig.mesh:type_name -> shoal.v1.MeshMode
-	6,  // 28: shoal.v1.PortConfig.proxy_protocol:type_name -> shoal.v1.ProxyProtocol
-	30, // 29: shoal.v1.Task.meta:type_name -> shoal.v1.Meta
-	14, // 30: shoal.v1.Task.spec:type_name -> shoal.v1.TaskSpec
-	7,  // 31: shoal.v1.Task.desired_state:type_name -> shoal.v1.TaskState
-	27, // 32: shoal.v1.Task.status:type_name -> shoal.v1.TaskStatus
-	16, // 33: shoal.v1.Task.networks:type_name -> shoal.v1.TaskNetwork
-	7,  // 34: shoal.v1.TaskStatus.state:type_name -> shoal.v1.TaskState
-	31, // 35: shoal.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	8,  // 36: shoal.v1.TaskStatus.health:type_name -> shoal.v1.HealthState
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	35, // 0: shoal.v1.Service.meta:type_name -> shoal.v1.Meta
+	15, // 1: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
+	14, // 2: shoal.v1.Service.previous_specs:type_name -> shoal.v1.VersionedSpec
+	18, // 3: shoal.v1.Service.endpoint:type_name -> shoal.v1.ServiceEndpoint
+	13, // 4: shoal.v1.Service.update_status:type_name -> shoal.v1.UpdateStatus
+	1,  // 5: shoal.v1.UpdateStatus.state:type_name -> shoal.v1.UpdateState
+	36, // 6: shoal.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	36, // 7: shoal.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	15, // 8: shoal.v1.VersionedSpec.spec:type_name -> shoal.v1.ServiceSpec
+	36, // 9: shoal.v1.VersionedSpec.replaced_at:type_name -> google.protobuf.Timestamp
+	33, // 10: shoal.v1.ServiceSpec.labels:type_name -> shoal.v1.ServiceSpec.LabelsEntry
+	0,  // 11: shoal.v1.ServiceSpec.mode:type_name -> shoal.v1.ServiceMode
+	19, // 12: shoal.v1.ServiceSpec.task:type_name -> shoal.v1.TaskSpec
+	17, // 13: shoal.v1.ServiceSpec.endpoint:type_name -> shoal.v1.EndpointSpec
+	16, // 14: shoal.v1.ServiceSpec.update_config:type_name -> shoal.v1.UpdateConfig
+	16, // 15: shoal.v1.ServiceSpec.rollback_config:type_name -> shoal.v1.UpdateConfig
+	3,  // 16: shoal.v1.UpdateConfig.failure_action:type_name -> shoal.v1.FailureAction
+	2,  // 17: shoal.v1.UpdateConfig.order:type_name -> shoal.v1.UpdateOrder
+	4,  // 18: shoal.v1.EndpointSpec.mode:type_name -> shoal.v1.EndpointMode
+	22, // 19: shoal.v1.TaskSpec.container:type_name -> shoal.v1.ContainerSpec
+	25, // 20: shoal.v1.TaskSpec.resources:type_name -> shoal.v1.Resources
+	27, // 21: shoal.v1.TaskSpec.restart:type_name -> shoal.v1.RestartPolicy
+	28, // 22: shoal.v1.TaskSpec.placement:type_name -> shoal.v1.Placement
+	30, // 23: shoal.v1.TaskSpec.ports:type_name -> shoal.v1.PortConfig
+	20, // 24: shoal.v1.TaskSpec.networks:type_name -> shoal.v1.NetworkAttachmentConfig
+	34, // 25: shoal.v1.ContainerSpec.labels:type_name -> shoal.v1.ContainerSpec.LabelsEntry
+	24, // 26: shoal.v1.ContainerSpec.mounts:type_name -> shoal.v1.Mount
+	23, // 27: shoal.v1.ContainerSpec.healthcheck:type_name -> shoal.v1.HealthCheck
+	23, // 28: shoal.v1.ContainerSpec.readiness:type_name -> shoal.v1.HealthCheck
+	5,  // 29: shoal.v1.Mount.type:type_name -> shoal.v1.MountType
+	26, // 30: shoal.v1.Resources.limits:type_name -> shoal.v1.ResourceSet
+	26, // 31: shoal.v1.Resources.reservations:type_name -> shoal.v1.ResourceSet
+	6,  // 32: shoal.v1.RestartPolicy.condition:type_name -> shoal.v1.RestartCondition
+	29, // 33: shoal.v1.Placement.preferences:type_name -> shoal.v1.PlacementPreference
+	7,  // 34: shoal.v1.PortConfig.mode:type_name -> shoal.v1.PublishMode
+	8,  // 35: shoal.v1.PortConfig.mesh:type_name -> shoal.v1.MeshMode
+	9,  // 36: shoal.v1.PortConfig.proxy_protocol:type_name -> shoal.v1.ProxyProtocol
+	35, // 37: shoal.v1.Task.meta:type_name -> shoal.v1.Meta
+	19, // 38: shoal.v1.Task.spec:type_name -> shoal.v1.TaskSpec
+	10, // 39: shoal.v1.Task.desired_state:type_name -> shoal.v1.TaskState
+	32, // 40: shoal.v1.Task.status:type_name -> shoal.v1.TaskStatus
+	21, // 41: shoal.v1.Task.networks:type_name -> shoal.v1.TaskNetwork
+	10, // 42: shoal.v1.TaskStatus.state:type_name -> shoal.v1.TaskState
+	36, // 43: shoal.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	11, // 44: shoal.v1.TaskStatus.health:type_name -> shoal.v1.HealthState
+	45, // [45:45] is the sub-list for method output_type
+	45, // [45:45] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_service_proto_init() }
@@ -2329,8 +2807,8 @@ func file_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_service_proto_rawDesc), len(file_service_proto_rawDesc)),
-			NumEnums:      9,
-			NumMessages:   21,
+			NumEnums:      12,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -731,9 +731,12 @@ type Node struct {
 	Manager *ManagerInfo `protobuf:"bytes,7,opt,name=manager,proto3" json:"manager,omitempty"`
 	// subnet is the part of the cluster's task pool whose addresses this
 	// node's tasks get (CIDR, "10.200.3.0/24"); the allocator sets it once.
-	Subnet        string `protobuf:"bytes,8,opt,name=subnet,proto3" json:"subnet,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Subnet string `protobuf:"bytes,8,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	// drain_started_at is when availability last became DRAIN (controlapi
+	// sets it); drain_deadline_ms counts from it.
+	DrainStartedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=drain_started_at,json=drainStartedAt,proto3" json:"drain_started_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -822,6 +825,13 @@ func (x *Node) GetSubnet() string {
 	return ""
 }
 
+func (x *Node) GetDrainStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DrainStartedAt
+	}
+	return nil
+}
+
 // NodeSubnet tells an agent where the tasks of another node live: its
 // subnet is reached through its address.
 type NodeSubnet struct {
@@ -887,12 +897,16 @@ func (x *NodeSubnet) GetIp() string {
 }
 
 type NodeSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	DesiredRole   NodeRole               `protobuf:"varint,1,opt,name=desired_role,json=desiredRole,proto3,enum=shoal.v1.NodeRole" json:"desired_role,omitempty"`
-	Availability  NodeAvailability       `protobuf:"varint,2,opt,name=availability,proto3,enum=shoal.v1.NodeAvailability" json:"availability,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	DesiredRole  NodeRole               `protobuf:"varint,1,opt,name=desired_role,json=desiredRole,proto3,enum=shoal.v1.NodeRole" json:"desired_role,omitempty"`
+	Availability NodeAvailability       `protobuf:"varint,2,opt,name=availability,proto3,enum=shoal.v1.NodeAvailability" json:"availability,omitempty"`
+	Labels       map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// drain_deadline_ms: when availability is DRAIN, tasks still on the node
+	// this long after the drain started are stopped at once instead of one
+	// by one after their replacements are ready; 0 means no deadline.
+	DrainDeadlineMs int64 `protobuf:"varint,4,opt,name=drain_deadline_ms,json=drainDeadlineMs,proto3" json:"drain_deadline_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *NodeSpec) Reset() {
@@ -944,6 +958,13 @@ func (x *NodeSpec) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *NodeSpec) GetDrainDeadlineMs() int64 {
+	if x != nil {
+		return x.DrainDeadlineMs
+	}
+	return 0
 }
 
 type NodeDescription struct {
@@ -1357,7 +1378,7 @@ const file_types_proto_rawDesc = "" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
-	"\amanager\x18\x02 \x01(\tR\amanager\"\xbe\x02\n" +
+	"\amanager\x18\x02 \x01(\tR\amanager\"\x84\x03\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.shoal.v1.MetaR\x04meta\x12&\n" +
@@ -1366,16 +1387,18 @@ const file_types_proto_rawDesc = "" +
 	"\x06status\x18\x05 \x01(\v2\x14.shoal.v1.NodeStatusR\x06status\x12&\n" +
 	"\x04role\x18\x06 \x01(\x0e2\x12.shoal.v1.NodeRoleR\x04role\x12/\n" +
 	"\amanager\x18\a \x01(\v2\x15.shoal.v1.ManagerInfoR\amanager\x12\x16\n" +
-	"\x06subnet\x18\b \x01(\tR\x06subnet\"M\n" +
+	"\x06subnet\x18\b \x01(\tR\x06subnet\x12D\n" +
+	"\x10drain_started_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0edrainStartedAt\"M\n" +
 	"\n" +
 	"NodeSubnet\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06subnet\x18\x02 \x01(\tR\x06subnet\x12\x0e\n" +
-	"\x02ip\x18\x03 \x01(\tR\x02ip\"\xf4\x01\n" +
+	"\x02ip\x18\x03 \x01(\tR\x02ip\"\xa0\x02\n" +
 	"\bNodeSpec\x125\n" +
 	"\fdesired_role\x18\x01 \x01(\x0e2\x12.shoal.v1.NodeRoleR\vdesiredRole\x12>\n" +
 	"\favailability\x18\x02 \x01(\x0e2\x1a.shoal.v1.NodeAvailabilityR\favailability\x126\n" +
-	"\x06labels\x18\x03 \x03(\v2\x1e.shoal.v1.NodeSpec.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x03 \x03(\v2\x1e.shoal.v1.NodeSpec.LabelsEntryR\x06labels\x12*\n" +
+	"\x11drain_deadline_ms\x18\x04 \x01(\x03R\x0fdrainDeadlineMs\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc5\x01\n" +
@@ -1475,17 +1498,18 @@ var file_types_proto_depIdxs = []int32{
 	14, // 12: shoal.v1.Node.status:type_name -> shoal.v1.NodeStatus
 	0,  // 13: shoal.v1.Node.role:type_name -> shoal.v1.NodeRole
 	16, // 14: shoal.v1.Node.manager:type_name -> shoal.v1.ManagerInfo
-	0,  // 15: shoal.v1.NodeSpec.desired_role:type_name -> shoal.v1.NodeRole
-	1,  // 16: shoal.v1.NodeSpec.availability:type_name -> shoal.v1.NodeAvailability
-	19, // 17: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
-	2,  // 18: shoal.v1.NodeStatus.state:type_name -> shoal.v1.NodeState
-	20, // 19: shoal.v1.NodeStatus.updated_at:type_name -> google.protobuf.Timestamp
-	15, // 20: shoal.v1.NodeStatus.port_errors:type_name -> shoal.v1.PortError
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	20, // 15: shoal.v1.Node.drain_started_at:type_name -> google.protobuf.Timestamp
+	0,  // 16: shoal.v1.NodeSpec.desired_role:type_name -> shoal.v1.NodeRole
+	1,  // 17: shoal.v1.NodeSpec.availability:type_name -> shoal.v1.NodeAvailability
+	19, // 18: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
+	2,  // 19: shoal.v1.NodeStatus.state:type_name -> shoal.v1.NodeState
+	20, // 20: shoal.v1.NodeStatus.updated_at:type_name -> google.protobuf.Timestamp
+	15, // 21: shoal.v1.NodeStatus.port_errors:type_name -> shoal.v1.PortError
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_types_proto_init() }
