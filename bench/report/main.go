@@ -70,6 +70,9 @@ func machine(groups []*group) machineInfo {
 		if m.CPU == "" {
 			m.CPU = strings.TrimSpace(g.Config["cpu"])
 		}
+		if g.Command != "" { // a group's own date and commit are shown with its figures
+			continue
+		}
 		if m.Date == "" {
 			m.Date = g.Config["date"]
 		}

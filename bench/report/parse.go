@@ -49,17 +49,36 @@ func parse(r io.Reader) ([]*group, error) {
 	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	// pending is the name of a result line cut short: another process wrote
+	// into the terminal after the name and before the figures, which follow
+	// on a line of their own ("       1\t  6.1 p99-ms ...").
+	pending := ""
 	for line := 1; sc.Scan(); line++ {
 		text := sc.Text()
-		switch {
-		case strings.HasPrefix(text, "Benchmark"):
-			res, ok, err := parseResult(text)
+		if pending != "" && strings.TrimLeft(text, " \t") != text {
+			res, ok, err := parseResult(pending + text)
 			if err != nil {
 				return nil, fmt.Errorf("line %d: %w", line, err)
 			}
 			if ok {
 				g := cur()
 				g.Results = append(g.Results, res)
+				pending = ""
+				continue
+			}
+		}
+		switch {
+		case strings.HasPrefix(text, "Benchmark"):
+			res, ok, err := parseResult(text)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %w", line, err)
+			}
+			pending = ""
+			if ok {
+				g := cur()
+				g.Results = append(g.Results, res)
+			} else if fields := strings.Fields(text); len(fields) > 0 {
+				pending = fields[0] + " "
 			}
 		case strings.HasPrefix(text, "--- FAIL: Benchmark"):
 			g := cur()

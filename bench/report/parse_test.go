@@ -57,6 +57,20 @@ func TestParse(t *testing.T) {
 	}
 }
 
+func TestParseJoinsAResultCutByAnotherProcess(t *testing.T) {
+	groups, err := parse(strings.NewReader("command: go test -bench BenchmarkMesh\n" +
+		"BenchmarkMesh-2   \tready\nready\n       1\t         6.085 p99-ms-mesh-http\t 0.8566 x-nginx-http\n" +
+		"--- BENCH: BenchmarkMesh-2\n    mesh_test.go:77: round 1 mesh-tcp: 32257 requests/s, p99 5.30 ms\n" +
+		"BenchmarkMesh-2   \t       1\t         5.835 p99-ms-mesh-http\t 0.8266 x-nginx-http\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := groups[0].Results
+	if len(res) != 2 || res[0].Name != "BenchmarkMesh" || res[0].Metrics["x-nginx-http"] != 0.8566 || res[1].Metrics["x-nginx-http"] != 0.8266 {
+		t.Fatalf("results %+v; want both runs of BenchmarkMesh", res)
+	}
+}
+
 func TestParseRejectsUnpairedMetrics(t *testing.T) {
 	if _, err := parse(strings.NewReader("BenchmarkX-2  1  12 ns/op 7\n")); err == nil {
 		t.Fatal("parse accepted a value without a unit")

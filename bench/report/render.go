@@ -94,6 +94,9 @@ func renderFigure(p func(string, ...any), r report, f figure) {
 	if f.Peer != "" {
 		p("- Peers: %s\n", f.Peer)
 	}
+	if date, commit := g.Config["date"], g.Config["commit"]; date != "" || commit != "" {
+		p("- Run at %s, commit %s\n", orUnknown(date), orUnknown(commit))
+	}
 	if before, after := g.Config["loadavg-before"], g.Config["loadavg-after"]; before != "" || after != "" {
 		p("- Load average (1, 5, 15 min) before / after the command: %s / %s\n", orUnknown(before), orUnknown(after))
 	}
