@@ -7,12 +7,17 @@ import (
 // MaxBatch is the most store actions one Propose carries.
 const MaxBatch = 200
 
-// Actions turns a plan into store actions: a CREATE per new task, an UPDATE
-// per changed task (carrying the version it was read with, so a newer write
-// by the dispatcher makes it fail with a version conflict instead of being
-// overwritten), a DELETE per deleted task.
+// Actions turns a plan into store actions: first the UPDATE of the service,
+// if the plan writes it, then a CREATE per new task, an UPDATE per changed
+// task, a DELETE per deleted task. Updates carry the version that was read,
+// so a newer write (by the dispatcher, or controlapi for the service) makes
+// them fail with a version conflict instead of being overwritten.
 func (p Plan) Actions() []*shoalpb.StoreAction {
 	out := make([]*shoalpb.StoreAction, 0, p.Writes())
+	if p.Service != nil {
+		out = append(out, &shoalpb.StoreAction{Kind: shoalpb.StoreActionKind_STORE_ACTION_UPDATE,
+			Target: &shoalpb.StoreAction_Service{Service: p.Service}})
+	}
 	for _, t := range p.Create {
 		out = append(out, taskAction(shoalpb.StoreActionKind_STORE_ACTION_CREATE, t))
 	}

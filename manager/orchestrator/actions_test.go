@@ -45,16 +45,17 @@ func TestPlanActions(t *testing.T) {
 		Orphan:   []*shoalpb.Task{task("o", svc, 3, "n1", orphaned)},
 		Remove:   []*shoalpb.Task{task("r", svc, 4, "n1", running)},
 		Delete:   []string{"d"},
+		Service:  svc,
 	}
 	var got []string
 	for _, a := range p.Actions() {
-		got = append(got, a.Kind.String()+" "+a.GetTask().GetId())
+		got = append(got, a.Kind.String()+" "+a.GetTask().GetId()+a.GetService().GetId())
 	}
-	want := []string{"STORE_ACTION_CREATE c", "STORE_ACTION_UPDATE o", "STORE_ACTION_UPDATE s", "STORE_ACTION_UPDATE r", "STORE_ACTION_DELETE d"}
+	want := []string{"STORE_ACTION_UPDATE a", "STORE_ACTION_CREATE c", "STORE_ACTION_UPDATE o", "STORE_ACTION_UPDATE s", "STORE_ACTION_UPDATE r", "STORE_ACTION_DELETE d"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("actions %v, want %v", got, want)
 	}
-	if p.Writes() != 5 || p.Empty() || !(Plan{}).Empty() {
+	if p.Writes() != 6 || p.Empty() || !(Plan{}).Empty() {
 		t.Fatal("Writes/Empty disagree with the plan")
 	}
 }

@@ -55,6 +55,16 @@
 //   - Orphaned tasks (node down) and drained tasks are replaced at once and
 //     count no attempt; a spec update replaces a dead unit at once too.
 //
+// # Rollouts and drains
+//
+// A unit holds one task, except that a leaving task (outdated, or on a
+// drained node) stays beside its successor until the successor is ready:
+// start-first updates, canaries until promotion, drains (keepOne). The
+// rollout's progress is the service's update_status, read with the tasks
+// and written back in the plan (Plan.Service); update.go moves units,
+// rollout.go judges failures and completion, drain.go moves drained tasks.
+// docs/releases.md has the rules.
+//
 // # History
 //
 // Each unit keeps its newest Settings.TaskHistoryLimit dead tasks (default

@@ -195,18 +195,19 @@ func TestRunningMatters(t *testing.T) {
 }
 
 // TestProgressReports checks the claims the loop's event rule rests on, on
-// random states of every mode: an agent's report that a live task moved up
-// (to ACCEPTED, PREPARING or STARTING, later timestamp) never changes a plan,
-// except the choice among a unit's live tasks (then RunningMatters is set
-// and the plan is not empty, before and after); a report that it is RUNNING
-// changes nothing when RunningMatters is false; and no such report changes
-// RunningMatters.
+// random states of every mode, rollouts (states, configs) and drains
+// included: an agent's report that a live task moved up (to ACCEPTED,
+// PREPARING or STARTING, later timestamp) never changes a plan, except the
+// choice among a unit's live tasks (then RunningMatters is set and the plan
+// is not empty, before and after); a report that it is RUNNING, or that a
+// RUNNING task became ready, changes nothing when RunningMatters is false;
+// and no such report changes RunningMatters.
 func TestProgressReports(t *testing.T) {
 	modes := []shoalpb.ServiceMode{replMode, globMode, rjobMode, gjobMode}
 	states := []shoalpb.TaskState{pending, assigned, accepted, preparing, starting, running,
 		complete, shutdown, failed, rejected, orphaned}
 	checked := 0
-	for seed := uint64(1); seed <= 400; seed++ {
+	for seed := uint64(1); seed <= 1000; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		mode := modes[rng.IntN(len(modes))]
 		svc := service("s", mode, uint64(rng.IntN(5)), specVersion(uint64(1+rng.IntN(2))),
@@ -214,6 +215,17 @@ func TestProgressReports(t *testing.T) {
 		svc.Spec.Task.Container.Image = fmt.Sprintf("app:%d", svc.SpecVersion)
 		if svc.JobIteration > 0 {
 			svc.JobIteration = uint64(1 + rng.IntN(2))
+		}
+		if rng.IntN(2) == 0 {
+			svc.Spec.UpdateConfig = &shoalpb.UpdateConfig{
+				Parallelism: uint64(rng.IntN(3)), Order: shoalpb.UpdateOrder(rng.IntN(2)),
+				FailureAction: shoalpb.FailureAction(rng.IntN(3)), MonitorMs: int64(rng.IntN(2)) * 1000,
+				DelayMs: int64(rng.IntN(2)) * 1000, Canary: uint64(rng.IntN(3)), AutoPromoteMs: int64(rng.IntN(2)) * 1000,
+				MaxFailureRatio: float32(rng.IntN(2)) / 2,
+			}
+			svc.PreviousSpecs = []*shoalpb.VersionedSpec{{Version: 1, Spec: service("s", mode, 1).Spec}}
+			svc.UpdateStatus = &shoalpb.UpdateStatus{State: shoalpb.UpdateState(rng.IntN(8)),
+				StartedAt: timestamppb.New(t0.Add(-5 * time.Second)), FromVersion: 1, Promoted: rng.IntN(2) == 0}
 		}
 		var nodes []*shoalpb.Node
 		for i := range 1 + rng.IntN(4) {
@@ -224,6 +236,10 @@ func TestProgressReports(t *testing.T) {
 				n.Status.UpdatedAt = timestamppb.New(t0.Add(-time.Duration(rng.IntN(4)) * time.Second))
 			case 1:
 				isDrained(n)
+				if rng.IntN(2) == 0 {
+					n.DrainStartedAt = timestamppb.New(t0.Add(-time.Duration(rng.IntN(4)) * time.Second))
+					n.Spec.DrainDeadlineMs = 2000
+				}
 			case 2:
 				isPaused(n)
 			}
@@ -250,6 +266,13 @@ func TestProgressReports(t *testing.T) {
 			if rng.IntN(4) == 0 {
 				opts = append(opts, desired(shutdown))
 			}
+			if rng.IntN(2) == 0 {
+				opts = append(opts, ready)
+			}
+			if rng.IntN(4) == 0 {
+				opts = append(opts, msg("no suitable node (drained on 1 node)"))
+			}
+			opts = append(opts, created(-time.Duration(rng.IntN(10))*time.Second))
 			tasks = append(tasks, task(fmt.Sprintf("t%d", i), svc, slot, nodeID, st, opts...))
 		}
 		reconcile := func(tasks []*shoalpb.Task) Plan {
@@ -257,26 +280,38 @@ func TestProgressReports(t *testing.T) {
 		}
 		before := reconcile(tasks)
 		for i, tk := range tasks {
-			if !isRunnable(tk) || isRunning(tk) {
+			if !isRunnable(tk) || isReady(tk) || isPending(tk) { // agents report on assigned tasks
 				continue
 			}
+			var reports []*shoalpb.TaskStatus
 			for _, st := range []shoalpb.TaskState{accepted, preparing, starting, running} {
-				if st <= tk.GetStatus().GetState() {
-					continue
+				if st > tk.GetStatus().GetState() {
+					reports = append(reports, &shoalpb.TaskStatus{State: st, Timestamp: timestamppb.New(t0.Add(time.Minute))})
 				}
+			}
+			if tk.GetStatus().GetState() <= running {
+				// Ready at once (no check), or a RUNNING task's readiness
+				// flip, which keeps its status timestamp.
+				ts := timestamppb.New(t0.Add(time.Minute))
+				if isRunning(tk) {
+					ts = tk.GetStatus().GetTimestamp()
+				}
+				reports = append(reports, &shoalpb.TaskStatus{State: running, Ready: true, Timestamp: ts})
+			}
+			for _, st := range reports {
 				c := proto.Clone(tk).(*shoalpb.Task)
-				c.Status = &shoalpb.TaskStatus{State: st, Timestamp: timestamppb.New(t0.Add(time.Minute))}
+				c.Status = st
 				after := reconcile(slices.Concat(tasks[:i], []*shoalpb.Task{c}, tasks[i+1:]))
 				checked++
 				same := slices.Equal(summary(before), summary(after))
-				where := fmt.Sprintf("seed %d, %s %v→%v: plan %s → %s", seed, tk.Id, tk.GetStatus().GetState(), st,
-					strings.Join(summary(before), "; "), strings.Join(summary(after), "; "))
+				where := fmt.Sprintf("seed %d, %s %v→%v (ready %v): plan %s → %s", seed, tk.Id, tk.GetStatus().GetState(),
+					st.GetState(), st.GetReady(), strings.Join(summary(before), "; "), strings.Join(summary(after), "; "))
 				switch {
 				case after.RunningMatters != before.RunningMatters:
 					t.Fatalf("%s: RunningMatters %v → %v", where, before.RunningMatters, after.RunningMatters)
 				case !before.RunningMatters && !same:
 					t.Fatalf("%s: the plan changed, RunningMatters false", where)
-				case st != running && !same && (before.Empty() || after.Empty()):
+				case st.GetState() != running && !same && (before.Empty() || after.Empty()):
 					t.Fatalf("%s: a progress report changed an empty plan", where)
 				}
 			}

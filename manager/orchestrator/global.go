@@ -14,15 +14,17 @@ import (
 // yet keep what they run and get nothing new. An eligible node without a
 // task gets one, pinned to it (node_id set, status PENDING: the scheduler
 // still checks resources and ports). Live tasks are then rolled to the
-// current spec, one node at a time.
+// current spec under the service's update config.
 func (b *builder) global(tasks []*shoalpb.Task) {
 	spec := b.svc.GetSpec().GetTask()
 	var live []unitState
+	units := 0
 	for _, u := range unitsByNode(tasks, b.nodes) {
 		b.evacuate(u, nil)
 		if !b.nodeRuns(u, spec) {
 			continue
 		}
+		units++
 		st, ok := b.classify(u, false)
 		switch {
 		case !ok:
@@ -33,7 +35,7 @@ func (b *builder) global(tasks []*shoalpb.Task) {
 			b.refill(st)
 		}
 	}
-	b.rollingUpdate(live)
+	b.rollingUpdate(live, units)
 }
 
 // nodeRuns reports whether the node of u, a unit of a global service or

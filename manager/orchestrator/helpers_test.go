@@ -157,6 +157,14 @@ func version(v uint64) func(*shoalpb.Task) {
 	}
 }
 
+// ready marks the task ready (its status timestamp is its ready since).
+func ready(t *shoalpb.Task) { t.Status.Ready = true }
+
+// created sets the task's creation time to t0+d.
+func created(d time.Duration) func(*shoalpb.Task) {
+	return func(t *shoalpb.Task) { t.Meta.CreatedAt = timestamppb.New(t0.Add(d)) }
+}
+
 func iter(i uint64) func(*shoalpb.Task) {
 	return func(t *shoalpb.Task) { t.JobIteration = i }
 }
@@ -195,9 +203,25 @@ func counter() func() string {
 
 // summary describes a plan in sorted lines, e.g. "create slot 2",
 // "create on n1", "shutdown a1", "shutdown a1: node drained",
-// "orphan a2: node down", "remove a3", "delete a4", "wake +5s".
+// "orphan a2: node down", "remove a3", "delete a4", "wake +5s",
+// "service v2 paused failed [b1]: update paused: …".
 func summary(p Plan) []string {
 	var out []string
+	if p.Service != nil {
+		st := p.Service.GetUpdateStatus()
+		line := fmt.Sprintf("service v%d %s", p.Service.GetSpecVersion(),
+			strings.ToLower(strings.TrimPrefix(st.GetState().String(), "UPDATE_STATE_")))
+		if st.GetPromoted() {
+			line += " promoted"
+		}
+		if len(st.GetFailedTasks()) > 0 {
+			line += fmt.Sprintf(" failed %v", st.GetFailedTasks())
+		}
+		if st.GetMessage() != "" {
+			line += ": " + st.GetMessage()
+		}
+		out = append(out, line)
+	}
 	for _, t := range p.Create {
 		if t.NodeId != "" {
 			out = append(out, "create on "+t.NodeId)
@@ -307,6 +331,9 @@ func runCases(t *testing.T, cases []reconcileCase) {
 			if c.unstable {
 				return
 			}
+			if p.Service != nil {
+				in.Service = p.Service
+			}
 			in.Tasks = applyPlan(c.tasks, p)
 			if again := Reconcile(in); !again.Empty() {
 				t.Fatalf("reconciling the result again plans %v", summary(again))
@@ -379,5 +406,8 @@ func checkPlanTasks(t *testing.T, svc *shoalpb.Service, tasks []*shoalpb.Task, p
 	}
 	for _, id := range p.Delete {
 		once(id)
+	}
+	if p.Service != nil && (p.Service.GetId() != svc.GetId() || p.Service.GetMeta().GetVersion() != svc.GetMeta().GetVersion()) {
+		t.Fatalf("the service written does not carry the version it was read with")
 	}
 }

@@ -91,7 +91,8 @@ func (b *builder) classifyJobUnit(u *unit) (st unitState, ok bool) {
 		}
 	}
 	if live := b.live(u); len(live) > 0 {
-		return unitState{u: u, kind: unitLive, task: b.keepOne(u, live)}, true
+		kept, _ := b.keepOne(u, live) // jobs hold no predecessor
+		return unitState{u: u, kind: unitLive, task: kept}, true
 	}
 	dead := b.undecided(u, b.currentIteration)
 	if dead == nil {

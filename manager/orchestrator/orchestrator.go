@@ -290,9 +290,11 @@ func onEvent(m *marks, quiet map[string]struct{}, ev state.Event) {
 // advances): ACCEPTED, PREPARING and STARTING change nothing the
 // reconcilers read but the status timestamp (live's order, when a unit holds
 // two live tasks, which sets Plan.RunningMatters, and then the plan is not
-// empty: its writes or its failure mark the service again); RUNNING changes
-// nothing either unless the plan depends on which live tasks run
-// (Plan.RunningMatters), which a report cannot change.
+// empty: its writes or its failure mark the service again); RUNNING, and a
+// RUNNING task's change of health or readiness, change nothing either unless
+// the plan depends on which live tasks run or are ready
+// (Plan.RunningMatters: a rollout or a drain under way), which a report
+// cannot change.
 func taskEventMatters(kind state.EventKind, t *shoalpb.Task, quiet map[string]struct{}) bool {
 	if kind != state.EventUpdate || t.GetDesiredState() != shoalpb.TaskState_TASK_STATE_RUNNING {
 		return true
@@ -376,6 +378,10 @@ func (l *loop) runPass(ctx context.Context) {
 		l.log.Debug("reconciled service", "service", ids[i], "create", len(plan.Create),
 			"shutdown", len(plan.Shutdown), "orphan", len(plan.Orphan), "remove", len(plan.Remove),
 			"delete", len(plan.Delete))
+		if st := plan.Service.GetUpdateStatus(); plan.Service != nil {
+			l.log.Info("rollout progressed", "service", ids[i], "state", st.GetState(),
+				"spec_version", plan.Service.GetSpecVersion(), "message", st.GetMessage())
+		}
 		created = append(created, plan.Create...)
 		bt.add(ids[i], plan.Actions())
 	}

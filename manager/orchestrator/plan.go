@@ -80,19 +80,27 @@ type Plan struct {
 	// Delete are the IDs of tasks to delete: old history, stopped REMOVE
 	// tasks.
 	Delete []string
+	// Service, when set, is the service to write: a copy of the input
+	// service that keeps its Meta (a compare-and-swap against controlapi's
+	// writes) with the rollout's new update_status, or, for failure action
+	// rollback, the spec it returns to (rollout.go).
+	Service *shoalpb.Service
 	// Wake is the earliest future moment at which reconciling again would
-	// give a different plan with nothing else changed (a restart delay
-	// ending); zero if there is none.
+	// give a different plan with nothing else changed (a restart delay, a
+	// rollout's delay, monitor or auto-promotion ending, a drain deadline);
+	// zero if there is none.
 	Wake time.Time
 	// RunningMatters reports whether the plan depends on which live tasks
-	// of the service are RUNNING, or on when their statuses last changed: a
-	// rollout is under way (update.go), a unit holds more than one live
-	// task (keepOne), or the service is being scaled down (scaleDown). When
+	// of the service are RUNNING or ready, or on when their statuses last
+	// changed: a rollout is under way (update.go, rollout.go), a unit holds
+	// more than one live task (keepOne), tasks leave a drained node one by
+	// one (drain.go), or the service is being scaled down (scaleDown). When
 	// it is false, no agent's report that a live task moved up to RUNNING
-	// can change the plan, and the loop does not reconcile the service for
-	// such reports (onEvent). Such a report never changes RunningMatters
-	// itself: it depends on which tasks are live and outdated and on how
-	// many units are occupied, not on how far live tasks have got.
+	// or became ready can change the plan, and the loop does not reconcile
+	// the service for such reports (onEvent). Such a report never changes
+	// RunningMatters itself: it depends on the service's update_status, on
+	// which tasks are live, outdated or on drained nodes and on how many
+	// units are occupied, not on how far live tasks have got.
 	RunningMatters bool
 }
 
@@ -101,7 +109,11 @@ func (p Plan) Empty() bool { return p.Writes() == 0 }
 
 // Writes is the number of store actions the plan needs.
 func (p Plan) Writes() int {
-	return len(p.Create) + len(p.Shutdown) + len(p.Remove) + len(p.Orphan) + len(p.Delete)
+	n := len(p.Create) + len(p.Shutdown) + len(p.Remove) + len(p.Orphan) + len(p.Delete)
+	if p.Service != nil {
+		n++
+	}
+	return n
 }
 
 // Reconcile computes the plan of one service. It dispatches on the service's
@@ -113,15 +125,18 @@ func Reconcile(in Input) Plan {
 	case in.Service == nil:
 		b.removed(in.Tasks)
 		return b.plan
-	case in.Service.GetSpec().GetMode() == shoalpb.ServiceMode_SERVICE_MODE_GLOBAL:
-		b.global(in.Tasks)
 	case in.Service.GetSpec().GetMode() == shoalpb.ServiceMode_SERVICE_MODE_REPLICATED_JOB:
 		b.replicatedJob(in.Tasks)
 	case in.Service.GetSpec().GetMode() == shoalpb.ServiceMode_SERVICE_MODE_GLOBAL_JOB:
 		b.globalJob(in.Tasks)
+	case b.judgeFailures(in.Tasks):
+		return b.plan // rolled back: the next pass rolls to the spec written
+	case in.Service.GetSpec().GetMode() == shoalpb.ServiceMode_SERVICE_MODE_GLOBAL:
+		b.global(in.Tasks)
 	default:
 		b.replicated(in.Tasks)
 	}
+	b.writeStatus()
 	b.reapHistory(in.Tasks)
 	return b.plan
 }
@@ -134,6 +149,10 @@ type builder struct {
 	settings Settings
 	now      time.Time
 	newID    func() string
+
+	// ro is the service's rollout; nil for jobs and removed services,
+	// which are not rolled.
+	ro *rollout
 
 	plan    Plan
 	touched map[string]bool
@@ -154,6 +173,9 @@ func newBuilder(in Input) *builder {
 	}
 	for _, n := range in.Nodes {
 		b.nodes[n.GetId()] = n
+	}
+	if in.Service != nil && !b.isJob() {
+		b.ro = newRollout(in.Service)
 	}
 	return b
 }

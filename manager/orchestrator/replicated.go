@@ -34,6 +34,9 @@ type unitState struct {
 	// task is the live task kept (unitLive) or the undecided dead task
 	// (unitRestart, unitWaiting, unitRetired); nil for unitRefill.
 	task *shoalpb.Task
+	// old is the leaving task kept beside task until task is ready
+	// (keepOne); nil if none.
+	old *shoalpb.Task
 }
 
 // classify says how u is occupied, after evacuate (freed is its result).
@@ -41,7 +44,8 @@ type unitState struct {
 // in this plan.
 func (b *builder) classify(u *unit, freed bool) (st unitState, ok bool) {
 	if live := b.live(u); len(live) > 0 {
-		return unitState{u: u, kind: unitLive, task: b.keepOne(u, live)}, true
+		kept, old := b.keepOne(u, live)
+		return unitState{u: u, kind: unitLive, task: kept, old: old}, true
 	}
 	if dead := b.undecided(u, nil); dead != nil {
 		return b.deadUnit(u, dead), true
@@ -68,12 +72,14 @@ func (b *builder) refill(st unitState) {
 // refilled at once. Each other slot is live, restarting (or waiting, or
 // retired by the restart policy) or free. When more slots are occupied than
 // the service wants, scaleDown picks which go; when fewer, the lowest free
-// slot numbers are filled. Live slots left are then rolled to the current
-// spec (rollingUpdate).
+// slot numbers are filled. Tasks that ready slots keep on drained nodes then
+// move one by one (drain), and live slots are rolled to the current spec
+// (rollingUpdate).
 func (b *builder) replicated(tasks []*shoalpb.Task) {
-	var occupied []unitState
-	var used []uint64 // slots occupied before scaleDown, ascending
-	for _, u := range unitsBySlot(tasks) {
+	units := unitsBySlot(tasks)
+	occupied := make([]unitState, 0, len(units))
+	used := make([]uint64, 0, len(units)) // slots occupied before scaleDown, ascending
+	for _, u := range units {
 		freed := b.evacuate(u, nil)
 		if u.slot == 0 { // not a replicated task (left over from another mode)
 			b.retire(u)
@@ -88,7 +94,7 @@ func (b *builder) replicated(tasks []*shoalpb.Task) {
 	if extra := len(occupied) - want; extra > 0 {
 		occupied = b.scaleDown(occupied, extra)
 	}
-	var live []unitState
+	live := make([]unitState, 0, len(occupied))
 	for _, st := range occupied {
 		switch st.kind {
 		case unitLive:
@@ -107,7 +113,8 @@ func (b *builder) replicated(tasks []*shoalpb.Task) {
 		b.create(slot, "")
 		missing--
 	}
-	b.rollingUpdate(live)
+	b.drain(live)
+	b.rollingUpdate(live, want)
 }
 
 // scaleDown frees n of the occupied slots and returns the others. It frees
@@ -147,10 +154,11 @@ func (b *builder) scaleDown(occupied []unitState, n int) []unitState {
 			kept = append(kept, st)
 			continue
 		}
-		if st.kind == unitLive {
+		if st.task != nil { // a live task, or an undecided one that becomes history
 			b.shutdown(st.task, "")
-		} else if st.task != nil {
-			b.shutdown(st.task, "") // the undecided task becomes history
+		}
+		if st.old != nil {
+			b.shutdown(st.old, b.leaveMessage(st.old))
 		}
 	}
 	return kept

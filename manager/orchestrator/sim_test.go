@@ -96,9 +96,9 @@ func replaceNode(nodes []*shoalpb.Node, n *shoalpb.Node) []*shoalpb.Node {
 }
 
 // simulateCluster plays scheduler and agents in place: pending tasks go to
-// the usable node with the fewest tasks; agents on ready nodes run what is
-// assigned and stop what is no longer wanted. It reports whether anything
-// changed.
+// the usable node with the fewest tasks, or say there is none; agents on
+// ready nodes run what is assigned (ready at once) and stop what is no
+// longer wanted. It reports whether anything changed.
 func simulateCluster(tasks []*shoalpb.Task, nodes []*shoalpb.Node, now time.Time) bool {
 	moved := false
 	load := map[string]int{}
@@ -121,6 +121,12 @@ func simulateCluster(tasks []*shoalpb.Task, nodes []*shoalpb.Node, now time.Time
 				}
 			}
 			if best == "" {
+				if t.Status.Message != "no suitable node" { // as the scheduler explains it
+					c := proto.Clone(t).(*shoalpb.Task)
+					c.Status.Message = "no suitable node"
+					tasks[i] = c
+					moved = true
+				}
 				continue
 			}
 			c := proto.Clone(t).(*shoalpb.Task)
@@ -132,6 +138,7 @@ func simulateCluster(tasks []*shoalpb.Task, nodes []*shoalpb.Node, now time.Time
 		case !ready[t.NodeId] || isDead(t):
 		case t.DesiredState == shoalpb.TaskState_TASK_STATE_RUNNING && t.Status.State < running:
 			tasks[i] = setStatus(tasks, i, running, now)[i]
+			tasks[i].Status.Ready = true // no checks: ready once running
 			moved = true
 		case t.DesiredState > shoalpb.TaskState_TASK_STATE_RUNNING:
 			tasks[i] = setStatus(tasks, i, shutdown, now)[i]

@@ -121,7 +121,8 @@ func unitsByNode(tasks []*shoalpb.Task, nodes map[string]*shoalpb.Node) []*unit 
 }
 
 // live returns u's runnable tasks that this plan has not changed, best first:
-// running before not yet running, current spec before outdated, newest first.
+// running before not yet running, current spec before outdated, newest first
+// (keepOne picks among them).
 // The slice is the builder's scratch space, valid until the next call.
 func (b *builder) live(u *unit) []*shoalpb.Task {
 	out := b.liveBuf[:0]
@@ -165,22 +166,91 @@ func (b *builder) undecided(u *unit, keep func(*shoalpb.Task) bool) *shoalpb.Tas
 	return newest
 }
 
-// keepOne leaves the best of live running and shuts the others down (a unit
-// holds one task), and turns leftover undecided tasks into history. It
-// returns the task kept.
-func (b *builder) keepOne(u *unit, live []*shoalpb.Task) *shoalpb.Task {
-	if len(live) > 1 { // which one is kept depends on their statuses
+// isReady reports whether t is RUNNING and ready for traffic (its
+// readiness check, else its health check, passed; TaskStatus.ready).
+func isReady(t *shoalpb.Task) bool {
+	return isRunning(t) && t.GetStatus().GetReady()
+}
+
+// unplaceable reports whether t waits for a node that the scheduler could
+// not find: PENDING with the scheduler's explanation instead of "pending".
+func unplaceable(t *shoalpb.Task) bool {
+	return isPending(t) && t.GetStatus().GetMessage() != msgPending
+}
+
+// keepOne decides which of u's live tasks stay, and turns leftover undecided
+// tasks into history. A unit holds one task, kept: the best live task that
+// is not leaving (outdated, or on a drained node), else the best one. While
+// kept is not ready, the best leaving task stays beside it as its
+// predecessor, old, so that the unit keeps serving (start-first updates,
+// canaries until promotion, tasks leaving a drained node: see holds). Every
+// other live task is shut down.
+func (b *builder) keepOne(u *unit, live []*shoalpb.Task) (kept, old *shoalpb.Task) {
+	kept = live[0]
+	if len(live) > 1 { // which ones are kept depends on their statuses
 		b.plan.RunningMatters = true
-	}
-	for _, t := range live[1:] {
-		b.shutdown(t, "")
+		var succ, pred *shoalpb.Task
+		for _, t := range live {
+			switch {
+			case !b.leaving(t):
+				if succ == nil {
+					succ = t
+				}
+			case pred == nil:
+				pred = t
+			}
+		}
+		if succ != nil {
+			kept = succ
+			if pred != nil && b.holds(pred, succ) {
+				old = pred
+			}
+		}
+		for _, t := range live {
+			if t != kept && t != old {
+				b.shutdown(t, b.leaveMessage(t))
+			}
+		}
 	}
 	for _, t := range u.tasks {
 		if isUndecided(t) && !b.isCompletion(t) {
 			b.shutdown(t, "")
 		}
 	}
-	return live[0]
+	return kept, old
+}
+
+// leaving reports whether live task t is to leave its unit: it is outdated,
+// or on a drained node.
+func (b *builder) leaving(t *shoalpb.Task) bool {
+	return b.outdated(t) || b.onDrained(t)
+}
+
+// onDrained reports whether t is on a drained node.
+func (b *builder) onDrained(t *shoalpb.Task) bool {
+	return t.GetNodeId() != "" && b.condition(b.nodes[t.GetNodeId()]) == nodeDrained
+}
+
+// leaveMessage is the status message of leaving task t when it is shut down.
+func (b *builder) leaveMessage(t *shoalpb.Task) string {
+	if b.onDrained(t) {
+		return msgNodeDrained
+	}
+	return ""
+}
+
+// holds reports whether pred, a leaving task, stays beside succ, its unit's
+// task to keep: a task on a drained node until succ is ready or cannot be
+// placed; an outdated task until succ is ready, and while the rollout's
+// canaries are not promoted. Jobs and removed services hold nothing.
+func (b *builder) holds(pred, succ *shoalpb.Task) bool {
+	switch {
+	case b.ro == nil:
+		return false
+	case b.onDrained(pred):
+		return !isReady(succ) && !unplaceable(succ)
+	}
+	return !isReady(succ) || b.ro.canaryPhase()
 }
 
 // retire empties u for good: its runnable tasks are shut down and its
@@ -265,22 +335,25 @@ func (b *builder) condition(n *shoalpb.Node) nodeCondition {
 
 // evacuate handles u's tasks on nodes that went down, were removed or are
 // drained: tasks not yet dead on a down or gone node are orphaned, runnable
-// tasks on a drained node are shut down. It reports whether a runnable task
-// left u that way (matching keep, if set), i.e. whether u must be refilled at
-// once.
+// tasks on a drained node are shut down, except the ready tasks of a
+// replicated service, which leave one by one once their replacements are
+// ready (drain.go), until the node's drain deadline. It reports whether a
+// runnable task left u that way (matching keep, if set), i.e. whether u must
+// be refilled at once.
 func (b *builder) evacuate(u *unit, keep func(*shoalpb.Task) bool) (freed bool) {
 	for _, t := range u.tasks {
 		if t.GetNodeId() == "" || isDead(t) || b.touched[t.GetId()] {
 			continue
 		}
 		runnable := isRunnable(t) && (keep == nil || keep(t))
-		switch b.condition(b.nodes[t.GetNodeId()]) {
+		node := b.nodes[t.GetNodeId()]
+		switch b.condition(node) {
 		case nodeDown:
 			b.orphan(t, msgNodeDown)
 		case nodeGone:
 			b.orphan(t, msgNodeRemoved)
 		case nodeDrained:
-			if !isRunnable(t) {
+			if !isRunnable(t) || b.movesOneByOne(t, node) {
 				continue
 			}
 			b.shutdown(t, msgNodeDrained)
