@@ -37,9 +37,18 @@ func (s *Server) Events(req *shoalpb.EventsRequest, stream grpc.ServerStreamingS
 	ctx := stream.Context()
 	for {
 		events := s.cfg.Store.Watch(ctx)
+		seen := s.updateStates()
 		for ev := range events {
+			if ev.Kind == state.EventReset {
+				seen = s.updateStates()
+				continue
+			}
 			e := toEvent(ev, s.cfg.Now())
-			if e == nil || !matchEvent(e, f) {
+			if e == nil {
+				continue
+			}
+			seen.annotate(e, ev)
+			if !matchEvent(e, f) {
 				continue
 			}
 			if err := stream.Send(e); err != nil {
@@ -95,6 +104,46 @@ func toEvent(ev state.Event, now time.Time) *shoalpb.Event {
 		return nil
 	}
 	return e
+}
+
+// updateStates are the services' update states as one event stream last
+// saw them: a store event carries only the new object, and a service event
+// says when its update state changed.
+type updateStates map[string]shoalpb.UpdateState
+
+// updateStates reads every service's update state, after the watch opened:
+// a change committed in between comes as an event that looks unchanged.
+func (s *Server) updateStates() updateStates {
+	seen := updateStates{}
+	s.cfg.Store.View(func(tx state.ReadTx) {
+		for _, svc := range tx.Services() {
+			seen[svc.Id] = svc.GetUpdateStatus().GetState()
+		}
+	})
+	return seen
+}
+
+// annotate adds updatestate.old, updatestate.new and the status message to
+// the event of a service whose update state changed.
+func (seen updateStates) annotate(e *shoalpb.Event, ev state.Event) {
+	svc, ok := ev.Object.(*shoalpb.Service)
+	if !ok {
+		return
+	}
+	if ev.Kind == state.EventDelete {
+		delete(seen, svc.Id)
+		return
+	}
+	old, cur := seen[svc.Id], svc.GetUpdateStatus().GetState()
+	seen[svc.Id] = cur
+	if old == cur {
+		return
+	}
+	e.Attributes["updatestate.old"] = UpdateStateName(old)
+	e.Attributes["updatestate.new"] = UpdateStateName(cur)
+	if msg := svc.GetUpdateStatus().GetMessage(); msg != "" {
+		e.Attributes["message"] = msg
+	}
 }
 
 func matchEvent(e *shoalpb.Event, f map[string]string) bool {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -148,12 +149,17 @@ func hostOf(addr string) string {
 	return addr
 }
 
-// UpdateNode changes availability, labels or the desired role.
+// UpdateNode changes availability, the drain deadline, labels or the
+// desired role. drain_started_at is set when availability becomes DRAIN and
+// cleared when it stops being DRAIN.
 func (s *Server) UpdateNode(ctx context.Context, req *shoalpb.UpdateNodeRequest) (*shoalpb.NodeView, error) {
 	for k := range req.GetLabelAdd() {
 		if k == "" {
 			return nil, status.Error(codes.InvalidArgument, "--label-add: empty label key; use KEY=VALUE")
 		}
+	}
+	if req.GetHasDrainDeadline() && req.GetDrainDeadlineMs() < 0 {
+		return nil, invalid("--drain-deadline", "%s must not be negative; 0 means no deadline", time.Duration(req.GetDrainDeadlineMs())*time.Millisecond)
 	}
 	var nodeID string
 	err := s.update(ctx, func(tx state.ReadTx) ([]*shoalpb.StoreAction, error) {
@@ -168,6 +174,16 @@ func (s *Server) UpdateNode(ctx context.Context, req *shoalpb.UpdateNodeRequest)
 		}
 		if req.GetHasAvailability() {
 			upd.Spec.Availability = req.GetAvailability()
+		}
+		if req.GetHasDrainDeadline() {
+			upd.Spec.DrainDeadlineMs = req.GetDrainDeadlineMs()
+		}
+		now := s.cfg.Now()
+		switch drain := upd.Spec.Availability == shoalpb.NodeAvailability_NODE_AVAILABILITY_DRAIN; {
+		case drain && n.GetSpec().GetAvailability() != shoalpb.NodeAvailability_NODE_AVAILABILITY_DRAIN:
+			upd.DrainStartedAt = timestamppb.New(now)
+		case !drain:
+			upd.DrainStartedAt = nil
 		}
 		for _, k := range req.GetLabelRm() {
 			if _, ok := upd.Spec.Labels[k]; !ok {
@@ -192,7 +208,7 @@ func (s *Server) UpdateNode(ctx context.Context, req *shoalpb.UpdateNodeRequest)
 		if proto.Equal(upd, n) {
 			return nil, nil
 		}
-		upd.Meta.UpdatedAt = timestamppb.New(s.cfg.Now())
+		upd.Meta.UpdatedAt = timestamppb.New(now)
 		return []*shoalpb.StoreAction{updateNode(upd)}, nil
 	})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"shoal/internal/ids"
 	"shoal/manager/allocator"
+	"shoal/manager/servicespec"
 	"shoal/manager/state"
 	shoalpb "shoal/proto"
 	"shoal/scheduler"
@@ -27,6 +28,7 @@ func (s *Server) CreateService(ctx context.Context, req *shoalpb.CreateServiceRe
 	if err := validateSpec(spec); err != nil {
 		return nil, err
 	}
+	servicespec.FillDefaults(spec)
 	now := timestamppb.New(s.cfg.Now())
 	svc := &shoalpb.Service{
 		Id:          ids.New(),
@@ -185,12 +187,15 @@ func serviceView(svc *shoalpb.Service, tasks []*shoalpb.Task, nodes []*shoalpb.N
 	return v
 }
 
-// UpdateService replaces a service's spec; the old one joins the history.
+// UpdateService replaces a service's spec; the old one joins the kept
+// specs, and a changed task spec starts a rollout (state UPDATING) that the
+// orchestrator carries on. A job starts a new run instead.
 func (s *Server) UpdateService(ctx context.Context, req *shoalpb.UpdateServiceRequest) (*shoalpb.Service, error) {
 	spec := req.GetSpec()
 	if err := validateSpec(spec); err != nil {
 		return nil, err
 	}
+	servicespec.FillDefaults(spec)
 	var id string
 	err := s.update(ctx, func(tx state.ReadTx) ([]*shoalpb.StoreAction, error) {
 		cur, err := resolveService(tx, req.GetService())
@@ -213,27 +218,29 @@ func (s *Server) UpdateService(ctx context.Context, req *shoalpb.UpdateServiceRe
 		if proto.Equal(spec, cur.Spec) {
 			return nil, nil
 		}
-		upd := proto.Clone(cur).(*shoalpb.Service)
-		now := timestamppb.New(s.cfg.Now())
-		upd.PreviousSpecs = append([]*shoalpb.VersionedSpec{{Version: cur.SpecVersion, Spec: cur.Spec, ReplacedAt: now}}, upd.PreviousSpecs...)
-		if len(upd.PreviousSpecs) > MaxSpecHistory {
-			upd.PreviousSpecs = upd.PreviousSpecs[:MaxSpecHistory]
-		}
-		upd.Spec = spec
-		if upd.Endpoint, err = endpointFor(tx, upd, cur.GetEndpoint(), 0); err != nil {
-			return nil, err
-		}
-		upd.SpecVersion++
-		if isJob(spec.Mode) {
-			upd.JobIteration++
-		}
-		upd.Meta.UpdatedAt = now
-		return []*shoalpb.StoreAction{{Kind: shoalpb.StoreActionKind_STORE_ACTION_UPDATE, Target: &shoalpb.StoreAction_Service{Service: upd}}}, nil
+		upd := servicespec.Replace(cur, spec, shoalpb.UpdateState_UPDATE_STATE_UPDATING, s.cfg.Now())
+		return replaceService(tx, cur, upd)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return s.GetService(ctx, &shoalpb.GetServiceRequest{Service: id})
+}
+
+// replaceService is the write of upd, cur with a new spec (an update or a
+// rollback): the endpoint follows the spec, and a job starts a new run
+// instead of a rollout (jobs are not rolled; the orchestrator never
+// advances a job's update_status).
+func replaceService(tx state.ReadTx, cur, upd *shoalpb.Service) ([]*shoalpb.StoreAction, error) {
+	var err error
+	if upd.Endpoint, err = endpointFor(tx, upd, cur.GetEndpoint(), 0); err != nil {
+		return nil, err
+	}
+	if isJob(upd.Spec.Mode) {
+		upd.JobIteration++
+		upd.UpdateStatus = cur.GetUpdateStatus()
+	}
+	return []*shoalpb.StoreAction{{Kind: shoalpb.StoreActionKind_STORE_ACTION_UPDATE, Target: &shoalpb.StoreAction_Service{Service: upd}}}, nil
 }
 
 // RemoveService deletes a service; the orchestrator stops and removes its tasks.

@@ -14,12 +14,8 @@ import (
 	"shoal/worker/runtime"
 )
 
-// Limits of a service spec.
-const (
-	MaxReplicas = 1_000_000
-	// MaxSpecHistory is how many earlier specs a service keeps for rollback.
-	MaxSpecHistory = 10
-)
+// MaxReplicas is the most tasks a service may ask for.
+const MaxReplicas = 1_000_000
 
 var serviceName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
 
@@ -56,6 +52,9 @@ func validateSpec(spec *shoalpb.ServiceSpec) error {
 	}
 	if spec.MaxConcurrent != 0 && spec.Mode != shoalpb.ServiceMode_SERVICE_MODE_REPLICATED_JOB && spec.Mode != shoalpb.ServiceMode_SERVICE_MODE_GLOBAL_JOB {
 		return invalid("--max-concurrent", "only jobs (--mode replicated-job or global-job) take it")
+	}
+	if err := validateRollout(spec); err != nil {
+		return err
 	}
 	return validateTask(spec.Task)
 }
