@@ -8,8 +8,10 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -196,6 +198,12 @@ func printNodePretty(cmd *cobra.Command, v *shoalpb.NodeView) {
 		fmt.Fprintf(out, "  Message:       %s\n", r.Message)
 	}
 	fmt.Fprintf(out, "Availability:    %s\n", r.Availability)
+	if at := v.Node.GetDrainStartedAt(); at != nil && v.Node.GetSpec().GetAvailability() == shoalpb.NodeAvailability_NODE_AVAILABILITY_DRAIN {
+		fmt.Fprintf(out, "  Drain started: %s\n", ago(time.Since(at.AsTime())))
+	}
+	if d := v.Node.GetSpec().GetDrainDeadlineMs(); d > 0 {
+		fmt.Fprintf(out, "  Drain deadline: %s\n", time.Duration(d)*time.Millisecond)
+	}
 	if pes := v.Node.GetStatus().GetPortErrors(); len(pes) > 0 {
 		fmt.Fprintln(out, "Ports not served:")
 		for _, pe := range pes {
@@ -271,31 +279,49 @@ func newNodeRmCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// nodeUpdateFlags are the flags of `node update`.
+type nodeUpdateFlags struct {
+	availability      string
+	drainDeadline     time.Duration
+	labelAdd, labelRm []string
+}
+
+// request is the UpdateNodeRequest the flags given (changed) ask for.
+func (f *nodeUpdateFlags) request(node string, changed func(string) bool) (*shoalpb.UpdateNodeRequest, error) {
+	req := &shoalpb.UpdateNodeRequest{Node: node, LabelAdd: map[string]string{}, LabelRm: f.labelRm}
+	if changed("availability") {
+		a, err := controlapi.ParseAvailability(f.availability)
+		if err != nil {
+			return nil, err
+		}
+		req.HasAvailability, req.Availability = true, a
+	}
+	if changed("drain-deadline") {
+		req.HasDrainDeadline, req.DrainDeadlineMs = true, f.drainDeadline.Milliseconds()
+	}
+	for _, kv := range f.labelAdd {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "" {
+			return nil, fmt.Errorf("--label-add %q: use KEY=VALUE (or KEY alone for an empty value)", kv)
+		}
+		req.LabelAdd[k] = v
+	}
+	if !req.HasAvailability && !req.HasDrainDeadline && len(req.LabelAdd) == 0 && len(req.LabelRm) == 0 {
+		return nil, fmt.Errorf("nothing to update: give --availability, --drain-deadline, --label-add or --label-rm")
+	}
+	return req, nil
+}
+
 func newNodeUpdateCmd(g *globals) *cobra.Command {
-	var availability string
-	var labelAdd, labelRm []string
+	f := &nodeUpdateFlags{}
 	cmd := &cobra.Command{
-		Use:   "update [--availability active|pause|drain] [--label-add K=V] [--label-rm K] NODE",
-		Short: "Change a node's availability or labels",
+		Use:   "update [--availability active|pause|drain] [--drain-deadline D] [--label-add K=V] [--label-rm K] NODE",
+		Short: "Change a node's availability, drain deadline or labels",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := &shoalpb.UpdateNodeRequest{Node: args[0], LabelAdd: map[string]string{}, LabelRm: labelRm}
-			if cmd.Flags().Changed("availability") {
-				a, err := controlapi.ParseAvailability(availability)
-				if err != nil {
-					return err
-				}
-				req.HasAvailability, req.Availability = true, a
-			}
-			for _, kv := range labelAdd {
-				k, v, _ := strings.Cut(kv, "=")
-				if k == "" {
-					return fmt.Errorf("--label-add %q: use KEY=VALUE (or KEY alone for an empty value)", kv)
-				}
-				req.LabelAdd[k] = v
-			}
-			if !req.HasAvailability && len(req.LabelAdd) == 0 && len(labelRm) == 0 {
-				return fmt.Errorf("nothing to update: give --availability, --label-add or --label-rm")
+			req, err := f.request(args[0], cmd.Flags().Changed)
+			if err != nil {
+				return err
 			}
 			return g.withClient(func(ctx context.Context, c *client) error {
 				v, err := c.control().UpdateNode(ctx, req)
@@ -307,8 +333,13 @@ func newNodeUpdateCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&availability, "availability", "", "active, pause or drain")
-	cmd.Flags().StringArrayVar(&labelAdd, "label-add", nil, "add or change a label K=V")
-	cmd.Flags().StringArrayVar(&labelRm, "label-rm", nil, "remove a label")
+	f.register(cmd.Flags())
 	return cmd
+}
+
+func (f *nodeUpdateFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.availability, "availability", "", "active, pause or drain")
+	fs.DurationVar(&f.drainDeadline, "drain-deadline", 0, "while the node drains, stop the tasks still on it this long after the drain started, without waiting for their replacements (0: no deadline)")
+	fs.StringArrayVar(&f.labelAdd, "label-add", nil, "add or change a label K=V")
+	fs.StringArrayVar(&f.labelRm, "label-rm", nil, "remove a label")
 }

@@ -19,7 +19,7 @@ import (
 func newServiceCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "service", Short: "Manage services (on a manager)"}
 	cmd.AddCommand(newServiceCreateCmd(g), newServiceLsCmd(g), newServicePsCmd(g), newServiceInspectCmd(g),
-		newServiceScaleCmd(g), newServiceUpdateCmd(g), newServiceRmCmd(g), newServiceLogsCmd(g))
+		newServiceScaleCmd(g), newServiceUpdateCmd(g), newServiceRollbackCmd(g), newServicePromoteCmd(g), newServiceRmCmd(g), newServiceLogsCmd(g))
 	return cmd
 }
 
@@ -75,7 +75,7 @@ func newServiceCreateCmd(g *globals) *cobra.Command {
 			if w.detach {
 				return nil
 			}
-			return c.explain(waitConverged(cmd, c, svc.Id, w.timeout))
+			return c.explain(waitConverged(cmd, c, svc.Id, w.timeout, followNone))
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "service name (required)")
@@ -94,6 +94,9 @@ type serviceRow struct {
 	Replicas string
 	Image    string
 	Ports    string
+	// Update is the state of the last rollout ("updating", "paused", …;
+	// empty before the first one), for --format only.
+	Update string
 }
 
 func newServiceLsCmd(g *globals) *cobra.Command {
@@ -128,6 +131,7 @@ func newServiceLsCmd(g *globals) *cobra.Command {
 					rows = append(rows, serviceRow{
 						ID: v.Service.Id, Name: v.Service.Spec.Name, Mode: controlapi.ModeName(v.Service.Spec.Mode),
 						Replicas: replicasText(v), Image: v.Service.Spec.Task.GetContainer().GetImage(), Ports: portsText(v.Service.Spec.Task.GetPorts()),
+						Update: updateStateText(v.Service),
 					})
 				}
 				if quiet {
@@ -141,6 +145,14 @@ func newServiceLsCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&tmpl, "format", "", "table template, Go template, or json")
 	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "KEY=VALUE with KEY one of name, id, mode, label")
 	return cmd
+}
+
+// updateStateText is the state of svc's last rollout, "" before the first.
+func updateStateText(svc *shoalpb.Service) string {
+	if st := svc.GetUpdateStatus(); st != nil {
+		return controlapi.UpdateStateName(st.GetState())
+	}
+	return ""
 }
 
 func replicasText(v *shoalpb.ServiceView) string {
@@ -169,9 +181,10 @@ func portsText(ports []*shoalpb.PortConfig) string {
 
 func newServiceInspectCmd(g *globals) *cobra.Command {
 	var tmpl string
+	var pretty bool
 	cmd := &cobra.Command{
-		Use:   "inspect [--format F] SERVICE [SERVICE...]",
-		Short: "Show services in detail (JSON): spec, endpoint mode, VIP, ports and the current endpoints",
+		Use:   "inspect [--pretty] [--format F] SERVICE [SERVICE...]",
+		Short: "Show services in detail (JSON): spec, update and rollback configs, update status, endpoint mode, VIP, ports and the current endpoints",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(func(ctx context.Context, c *client) error {
@@ -193,6 +206,12 @@ func newServiceInspectCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if pretty {
+					for _, svc := range full {
+						printServicePretty(cmd.OutOrStdout(), svc, time.Now())
+					}
+					return nil
+				}
 				if tmpl != "" && tmpl != "json" {
 					for _, svc := range full {
 						if err := format.One(cmd.OutOrStdout(), tmpl, svc); err != nil {
@@ -205,7 +224,8 @@ func newServiceInspectCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVarP(&tmpl, "format", "f", "", "Go template over the service ({{.Spec.Name}}, {{.EndpointMode}}, {{.Ports}}, {{range .Endpoints}}{{.Task}} {{.Node}} {{.Addresses}}{{end}}), or json")
+	cmd.Flags().StringVarP(&tmpl, "format", "f", "", "Go template over the service ({{.Spec.Name}}, {{.EndpointMode}}, {{.Ports}}, {{.UpdateStatus.State}}, {{range .Endpoints}}{{.Task}} {{.Node}} {{.Addresses}}{{end}}), or json")
+	cmd.Flags().BoolVar(&pretty, "pretty", false, "human-readable output")
 	return cmd
 }
 
@@ -257,7 +277,7 @@ func newServiceScaleCmd(g *globals) *cobra.Command {
 				return nil
 			}
 			for _, id := range ids {
-				if err := waitConverged(cmd, c, id, w.timeout); err != nil {
+				if err := waitConverged(cmd, c, id, w.timeout, followNone); err != nil {
 					return c.explain(err)
 				}
 			}
@@ -454,14 +474,26 @@ func newServicePsCmd(g *globals) *cobra.Command {
 			return g.withClient(func(ctx context.Context, c *client) error {
 				for _, ref := range args {
 					f["service"] = ref
-					if err := printTasks(ctx, cmd, c, f, quiet, tmpl); err != nil {
-						return err
-					}
 					if quiet || tmpl != "" {
+						if err := printTasks(ctx, cmd, c, f, quiet, tmpl); err != nil {
+							return err
+						}
 						continue
 					}
 					svc, err := c.control().GetService(ctx, &shoalpb.GetServiceRequest{Service: ref})
 					if err != nil {
+						return err
+					}
+					if svc.GetUpdateStatus() != nil {
+						p, err := poll(c, svc.Id, followNone)
+						if err != nil {
+							return err
+						}
+						if p.update != "" {
+							fmt.Fprintln(cmd.OutOrStdout(), p.update)
+						}
+					}
+					if err := printTasks(ctx, cmd, c, f, quiet, tmpl); err != nil {
 						return err
 					}
 					problems, err := portProblemsOf(ctx, c, svc)

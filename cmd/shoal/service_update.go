@@ -19,7 +19,7 @@ type updateFlags struct {
 	image                          string
 	args                           string
 	force                          bool
-	envAdd, envRm                  []string
+	envAdd, envRm, envFile         []string
 	labelAdd, labelRm              []string
 	containerLabelAdd, containerRm []string
 	constraintAdd, constraintRm    []string
@@ -36,6 +36,7 @@ func (u *updateFlags) register(cmd *cobra.Command) {
 	fs.BoolVar(&u.force, "force", false, "replace every task even if nothing changed")
 	fs.StringArrayVar(&u.envAdd, "env-add", nil, "add or change an environment variable KEY=VALUE")
 	fs.StringArrayVar(&u.envRm, "env-rm", nil, "remove an environment variable KEY")
+	fs.StringArrayVar(&u.envFile, "env-file", nil, "add or change the environment variables of a file of KEY=VALUE lines (before --env-add)")
 	fs.StringArrayVar(&u.labelAdd, "label-add", nil, "add or change a service label KEY=VALUE")
 	fs.StringArrayVar(&u.labelRm, "label-rm", nil, "remove a service label")
 	fs.StringArrayVar(&u.containerLabelAdd, "container-label-add", nil, "add or change a task label KEY=VALUE")
@@ -84,7 +85,15 @@ func (u *updateFlags) apply(spec *shoalpb.ServiceSpec, changed func(string) bool
 		}
 		c.Env = slices.Delete(c.Env, i, i+1)
 	}
-	for _, e := range u.envAdd {
+	var adds []string
+	for _, file := range u.envFile {
+		env, err := readEnvFile(file)
+		if err != nil {
+			return err
+		}
+		adds = append(adds, env...)
+	}
+	for _, e := range append(adds, u.envAdd...) {
 		k, _, err := kv("--env-add", e)
 		if err != nil {
 			return err
@@ -219,7 +228,7 @@ func newServiceUpdateCmd(g *globals) *cobra.Command {
 	w := &waitFlags{}
 	cmd := &cobra.Command{
 		Use:   "update [flags] SERVICE",
-		Short: "Change a service; its tasks are replaced one at a time",
+		Short: "Change a service; a new task spec rolls out to the tasks as --update-* says, and the command follows the rollout",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.call(func(ctx context.Context, c *client) error {
@@ -246,7 +255,7 @@ func newServiceUpdateCmd(g *globals) *cobra.Command {
 				if w.detach {
 					return nil
 				}
-				return c.explain(waitConverged(cmd, c, svc.Id, w.timeout))
+				return c.explain(waitConverged(cmd, c, svc.Id, w.timeout, followOf(svc)))
 			})
 		},
 	}

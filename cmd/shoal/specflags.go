@@ -38,6 +38,7 @@ type specFlags struct {
 	entrypoint                  string
 	endpointMode                string
 	health, readiness           checkFlags
+	update, rollback            rolloutFlags
 }
 
 // registerScalars registers the flags that set one value; create and update share them.
@@ -63,6 +64,8 @@ func (f *specFlags) registerScalars(fs *pflag.FlagSet) {
 	fs.StringVar(&f.endpointMode, "endpoint-mode", "vip", "how the service's name resolves: vip (one virtual IP balanced over the ready tasks) or dnsrr (the ready tasks' addresses)")
 	f.health.register(fs, "health", "liveness check")
 	f.readiness.register(fs, "readiness", "readiness check")
+	f.update.register(fs, "update")
+	f.rollback.register(fs, "rollback")
 }
 
 // registerLists registers the create-only list flags (update has -add/-rm forms).
@@ -161,6 +164,12 @@ func (f *specFlags) applyScalars(spec *shoalpb.ServiceSpec, fs *pflag.FlagSet, c
 		return err
 	}
 	if c.Readiness, err = f.readiness.apply(fs, c.Readiness); err != nil {
+		return err
+	}
+	if spec.UpdateConfig, err = f.update.apply(fs, spec.UpdateConfig); err != nil {
+		return err
+	}
+	if spec.RollbackConfig, err = f.rollback.apply(fs, spec.RollbackConfig); err != nil {
 		return err
 	}
 	return nil

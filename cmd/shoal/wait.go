@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"shoal/manager/controlapi"
+	"shoal/manager/servicespec"
 	shoalpb "shoal/proto"
 )
 
@@ -21,20 +23,56 @@ type progress struct {
 	done    bool
 	failure string   // set when the service cannot converge without help
 	summary string   // "2 out of 3 tasks running"
+	update  string   // the rollout's state line, "" without one
 	lines   []string // one per slot or node
 	reasons []string // why tasks are not running, for a timeout message
+	// stopped is set when the followed rollout stopped short (paused,
+	// rolled back): the error the command exits with.
+	stopped string
+	// canary is set when the followed update waits on its canaries for a
+	// promotion by hand: what to tell the user, the wait being over.
+	canary string
 }
 
-// waitConverged polls the service until its tasks match its spec, drawing
-// progress. It fails with the reasons when that does not happen within timeout.
-func waitConverged(cmd *cobra.Command, c *client, serviceID string, timeout time.Duration) error {
+// follow says which rollout a waiting command follows besides convergence.
+type follow int
+
+const (
+	// followNone: convergence only (create, scale, a change that replaced
+	// no task spec, a job).
+	followNone follow = iota
+	// followUpdate: until the update is COMPLETED; it fails when the update
+	// pauses or is rolled back, and ends at a canary waiting for a promotion.
+	followUpdate
+	// followRollback: until the rollback is ROLLBACK_COMPLETED.
+	followRollback
+)
+
+// followOf is what a command follows after its change returned svc: the
+// rollout the change started, if it started one.
+func followOf(svc *shoalpb.Service) follow {
+	st := svc.GetUpdateStatus()
+	switch {
+	case st == nil || st.GetToVersion() != svc.GetSpecVersion():
+		return followNone
+	case servicespec.RollingBack(svc):
+		return followRollback
+	}
+	return followUpdate
+}
+
+// waitConverged polls the service until its tasks match its spec (and the
+// rollout followed is complete), drawing progress. It fails with the reasons
+// when that does not happen within timeout, or at once when the rollout
+// stops short.
+func waitConverged(cmd *cobra.Command, c *client, serviceID string, timeout time.Duration, f follow) error {
 	out := cmd.OutOrStdout()
 	tty := out == os.Stdout && isTerminal(os.Stdout)
 	deadline := time.Now().Add(timeout)
 	drawn := 0
 	var last string
 	for {
-		p, err := poll(c, serviceID)
+		p, err := poll(c, serviceID, f)
 		if err != nil {
 			return err
 		}
@@ -51,6 +89,11 @@ func waitConverged(cmd *cobra.Command, c *client, serviceID string, timeout time
 			fmt.Fprintln(out, "verify: service converged")
 			warnPortProblems(cmd, c, serviceID)
 			return nil
+		case p.stopped != "":
+			return errors.New(p.stopped)
+		case p.canary != "":
+			fmt.Fprintln(out, p.canary)
+			return nil
 		case p.failure != "":
 			return fmt.Errorf("the service cannot converge: %s", p.failure)
 		case time.Now().After(deadline):
@@ -58,13 +101,17 @@ func waitConverged(cmd *cobra.Command, c *client, serviceID string, timeout time
 			if len(p.reasons) > 0 {
 				why = strings.Join(p.reasons, "; ")
 			}
-			return fmt.Errorf("the service did not converge within %s (%s): %s; it keeps trying ('shoal service ps %s' shows its tasks)", timeout, p.summary, why, serviceID)
+			summary := p.summary
+			if p.update != "" {
+				summary += "; " + p.update
+			}
+			return fmt.Errorf("the service did not converge within %s (%s): %s; it keeps trying ('shoal service ps %s' shows its tasks)", timeout, summary, why, serviceID)
 		}
 		time.Sleep(200 * time.Millisecond) // the poll interval of the display, not synchronisation
 	}
 }
 
-func poll(c *client, serviceID string) (*progress, error) {
+func poll(c *client, serviceID string, f follow) (*progress, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	list, err := c.control().ListServices(ctx, &shoalpb.ListServicesRequest{Filters: map[string]string{"id": serviceID}})
@@ -79,11 +126,12 @@ func poll(c *client, serviceID string) (*progress, error) {
 	if err != nil {
 		return nil, err
 	}
-	return assess(view, tasks.Tasks), nil
+	return assess(view, tasks.Tasks, f), nil
 }
 
-// assess compares a service's tasks with its spec.
-func assess(view *shoalpb.ServiceView, tasks []*shoalpb.Task) *progress {
+// assess compares a service's tasks with its spec, and the state of the
+// rollout followed with where it should end.
+func assess(view *shoalpb.ServiceView, tasks []*shoalpb.Task, f follow) *progress {
 	svc := view.Service
 	job := svc.Spec.Mode == shoalpb.ServiceMode_SERVICE_MODE_REPLICATED_JOB || svc.Spec.Mode == shoalpb.ServiceMode_SERVICE_MODE_GLOBAL_JOB
 	p := &progress{}
@@ -114,7 +162,8 @@ func assess(view *shoalpb.ServiceView, tasks []*shoalpb.Task) *progress {
 		}
 		return keys[i] < keys[j]
 	})
-	running, completed := uint64(0), uint64(0)
+	running, completed, updated := uint64(0), uint64(0), uint64(0)
+	var replacements []*shoalpb.Task
 	for _, k := range keys {
 		t := current[k]
 		st := t.GetStatus()
@@ -123,8 +172,15 @@ func assess(view *shoalpb.ServiceView, tasks []*shoalpb.Task) *progress {
 		if t.Slot == 0 {
 			line = fmt.Sprintf("%.12s: %-10s", k, state)
 		}
+		upToDate := proto.Equal(t.Spec, svc.Spec.Task)
+		if upToDate {
+			replacements = append(replacements, t)
+			if st.GetState() == shoalpb.TaskState_TASK_STATE_RUNNING && st.GetReady() {
+				updated++
+			}
+		}
 		switch {
-		case st.GetState() == shoalpb.TaskState_TASK_STATE_RUNNING && proto.Equal(t.Spec, svc.Spec.Task):
+		case st.GetState() == shoalpb.TaskState_TASK_STATE_RUNNING && upToDate:
 			running++
 		case st.GetState() == shoalpb.TaskState_TASK_STATE_COMPLETE && job:
 			completed++
@@ -151,7 +207,90 @@ func assess(view *shoalpb.ServiceView, tasks []*shoalpb.Task) *progress {
 			}
 		}
 	}
+	if svc.GetUpdateStatus() != nil && !job {
+		p.update = updateLine(svc, updated, view.Desired)
+	}
+	p.followRollout(svc, f, replacements)
 	return p
+}
+
+// followRollout holds done back until the followed rollout is complete,
+// and says why the wait ends early when it stopped short or waits on its
+// canaries.
+func (p *progress) followRollout(svc *shoalpb.Service, f follow, replacements []*shoalpb.Task) {
+	st := svc.GetUpdateStatus()
+	if f == followNone || st == nil {
+		return
+	}
+	name := svc.GetSpec().GetName()
+	msg := st.GetMessage()
+	if msg == "" {
+		msg = "no reason given"
+	}
+	hint := fmt.Sprintf("; 'shoal service ps %s' shows the tasks", name)
+	state := st.GetState()
+	if f == followRollback {
+		switch state {
+		case shoalpb.UpdateState_UPDATE_STATE_ROLLBACK_COMPLETED:
+			return
+		case shoalpb.UpdateState_UPDATE_STATE_ROLLBACK_STARTED:
+		case shoalpb.UpdateState_UPDATE_STATE_ROLLBACK_PAUSED:
+			p.stopped = because("rollback paused: ", msg) + hint
+		default:
+			p.stopped = fmt.Sprintf("the rollback was replaced by an update to version %d (now %s); follow it with 'shoal service ps %s'", st.GetToVersion(), controlapi.UpdateStateName(state), name)
+		}
+		p.done = false
+		return
+	}
+	switch state {
+	case shoalpb.UpdateState_UPDATE_STATE_COMPLETED:
+		return
+	case shoalpb.UpdateState_UPDATE_STATE_UPDATING:
+	case shoalpb.UpdateState_UPDATE_STATE_CANARY:
+		if servicespec.RolloutConfig(svc).GetAutoPromoteMs() == 0 {
+			var b strings.Builder
+			for _, t := range replacements {
+				fmt.Fprintf(&b, "canary %s: %s%s\n", controlapi.TaskName(t), controlapi.TaskStateName(t.GetStatus().GetState()), healthText(t))
+			}
+			fmt.Fprintf(&b, "canary running: promote with 'shoal service promote %s' or roll back with 'shoal service rollback %s'", name, name)
+			p.canary = b.String()
+		}
+	case shoalpb.UpdateState_UPDATE_STATE_PAUSED:
+		p.stopped = because("update paused: ", msg) + hint + fmt.Sprintf("; fix the cause and update again, or roll back with 'shoal service rollback %s'", name)
+	default: // the failure action rolled it back
+		p.stopped = because("update rolled back: ", msg) + hint
+	}
+	p.done = false
+}
+
+// because is what happened followed by why: the status message, which
+// may say what happened itself ("update paused: 2 of 3 replacements failed").
+func because(what, msg string) string {
+	if strings.HasPrefix(msg, what) {
+		return msg
+	}
+	return what + msg
+}
+
+// updateLine is the state of svc's rollout: "update: updating 2/3
+// (start-first, parallelism 1)", and its message after a dash.
+func updateLine(svc *shoalpb.Service, updated, total uint64) string {
+	st := svc.GetUpdateStatus()
+	c := servicespec.RolloutConfig(svc)
+	how := orderName(c.GetOrder())
+	if c.GetParallelism() == 0 {
+		how += ", all at once"
+	} else {
+		how += fmt.Sprintf(", parallelism %d", c.GetParallelism())
+	}
+	if n := c.GetCanary(); n > 0 && !servicespec.RollingBack(svc) && !st.GetPromoted() {
+		how += fmt.Sprintf(", canary %d", n)
+	}
+	line := fmt.Sprintf("update: %s %d/%d (%s)", controlapi.UpdateStateName(st.GetState()), updated, total, how)
+	if msg := st.GetMessage(); msg != "" {
+		line += " — " + msg
+	}
+	return line
 }
 
 func appendUnique(list []string, s string) []string {
@@ -166,6 +305,9 @@ func appendUnique(list []string, s string) []string {
 func (p *progress) render() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "overall progress: %s\n", p.summary)
+	if p.update != "" {
+		b.WriteString(p.update + "\n")
+	}
 	for _, l := range p.lines {
 		b.WriteString(strings.TrimRight(l, " ") + "\n")
 	}
