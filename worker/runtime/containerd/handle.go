@@ -50,8 +50,9 @@ type handle struct {
 }
 
 var (
-	_ runtime.Handle = (*handle)(nil)
-	_ runtime.Execer = (*handle)(nil)
+	_ runtime.Handle      = (*handle)(nil)
+	_ runtime.Execer      = (*handle)(nil)
+	_ runtime.ConnCounter = (*handle)(nil)
 )
 
 // create makes the container and its task and starts it.
@@ -390,6 +391,34 @@ func (h *handle) Stop(ctx context.Context, signal string, grace time.Duration) e
 	}
 	_, err = h.Wait(ctx)
 	return err
+}
+
+// InboundConns counts the task's inbound connections: in its network
+// namespace, which a task with an address has to itself (spec.go), all of
+// them; in the host's, those its processes hold.
+func (h *handle) InboundConns(ctx context.Context) (int, error) {
+	select {
+	case <-h.done:
+		return 0, nil
+	default:
+	}
+	if h.ip != "" {
+		return runtime.InboundConnsInNetns(int(h.pid))
+	}
+	ctx = nsCtx(ctx)
+	task, err := h.task(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count the connections of task %s: %w", h.id, err)
+	}
+	procs, err := task.Pids(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count the connections of task %s: %w", h.id, err)
+	}
+	pids := make([]int, len(procs))
+	for i, p := range procs {
+		pids[i] = int(p.Pid)
+	}
+	return runtime.InboundConnsOf(pids)
 }
 
 func (h *handle) kill(ctx context.Context, sig syscall.Signal, all bool) error {

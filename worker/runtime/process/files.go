@@ -26,25 +26,53 @@ func readExit(dir string) (runtime.ExitStatus, bool) {
 
 // procStat returns the state letter and start time (field 22) of pid.
 func procStat(pid int) (state byte, start uint64, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	fields, err := statFields(strconv.Itoa(pid))
 	if err != nil {
 		return 0, 0, err
-	}
-	// The command name (field 2) is in parentheses and may hold anything,
-	// so fields are counted from the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
-	}
-	fields := strings.Fields(string(b[i+1:]))
-	if len(fields) < 20 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
 	}
 	start, err = strconv.ParseUint(fields[19], 10, 64)
 	if err != nil {
 		return 0, 0, fmt.Errorf("/proc/%d/stat: start time: %w", pid, err)
 	}
 	return fields[0][0], start, nil
+}
+
+// statFields are the fields of /proc/PID/stat from the third on (the state
+// is fields[0], the process group fields[2], the start time fields[19]).
+func statFields(pid string) ([]string, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	// The command name (field 2) is in parentheses and may hold anything,
+	// so fields are counted from the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%s/stat: malformed", pid)
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	if len(fields) < 20 {
+		return nil, fmt.Errorf("/proc/%s/stat: malformed", pid)
+	}
+	return fields, nil
+}
+
+// groupMembers lists the processes of process group pgid.
+func groupMembers(pgid int) []int {
+	var pids []int
+	group := strconv.Itoa(pgid)
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		fields, err := statFields(d.Name())
+		if err == nil && fields[2] == group {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // alive reports whether pid is still the process that started at start and

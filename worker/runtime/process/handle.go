@@ -30,7 +30,10 @@ type handle struct {
 	info procInfo
 }
 
-var _ runtime.Handle = (*handle)(nil)
+var (
+	_ runtime.Handle      = (*handle)(nil)
+	_ runtime.ConnCounter = (*handle)(nil)
+)
 
 func (h *handle) State() []byte {
 	b, _ := json.Marshal(h.info)
@@ -73,6 +76,16 @@ func (h *handle) ended() (runtime.ExitStatus, bool) {
 		Err:  fmt.Sprintf("process %d ended but its exit status is unknown: its task-shim (pid %d) was killed", h.info.PID, h.info.ShimPID),
 		At:   time.Now(),
 	}, true
+}
+
+// InboundConns counts the connections of the task's process group: the
+// task runs in the host's network, so only the sockets its processes hold
+// count. The group is the task's until the task has ended (see killGroup).
+func (h *handle) InboundConns(context.Context) (int, error) {
+	if _, done := h.ended(); done {
+		return 0, nil
+	}
+	return runtime.InboundConnsOf(groupMembers(h.info.PID))
 }
 
 // Stop signals the task's process group, waits up to grace, then kills the
