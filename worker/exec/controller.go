@@ -273,7 +273,10 @@ func (c *controller) adoptTask(ctx context.Context) error {
 	return nil
 }
 
-// stop ends the task on its desired state and reports SHUTDOWN.
+// stop ends the task on its desired state and reports SHUTDOWN: out of
+// the endpoints, its connections drained, then its stop signal. A task that
+// failed its liveness check is not drained (failUnhealthy): its clients
+// wait on a broken task.
 func (c *controller) stop(ctx context.Context, h runtime.Handle) error {
 	if h == nil {
 		c.setStatus(newStatus(shutdown, "shutdown before it started"))
@@ -288,6 +291,7 @@ func (c *controller) stop(ctx context.Context, h runtime.Handle) error {
 		grace = defaultStopGrace
 	}
 	c.deregister(ctx, false)
+	c.drain(ctx, h, grace)
 	if err := h.Stop(ctx, spec.GetStopSignal(), grace); err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
