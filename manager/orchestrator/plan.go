@@ -153,6 +153,8 @@ type builder struct {
 	// ro is the service's rollout; nil for jobs and removed services,
 	// which are not rolled.
 	ro *rollout
+	// drains: some node is drained (onDrained need not look otherwise).
+	drains bool
 
 	plan    Plan
 	touched map[string]bool
@@ -173,6 +175,7 @@ func newBuilder(in Input) *builder {
 	}
 	for _, n := range in.Nodes {
 		b.nodes[n.GetId()] = n
+		b.drains = b.drains || n.GetSpec().GetAvailability() == shoalpb.NodeAvailability_NODE_AVAILABILITY_DRAIN
 	}
 	if in.Service != nil && !b.isJob() {
 		b.ro = newRollout(in.Service)

@@ -228,7 +228,7 @@ func (b *builder) leaving(t *shoalpb.Task) bool {
 
 // onDrained reports whether t is on a drained node.
 func (b *builder) onDrained(t *shoalpb.Task) bool {
-	return t.GetNodeId() != "" && b.condition(b.nodes[t.GetNodeId()]) == nodeDrained
+	return b.drains && t.GetNodeId() != "" && b.condition(b.nodes[t.GetNodeId()]) == nodeDrained
 }
 
 // leaveMessage is the status message of leaving task t when it is shut down.
