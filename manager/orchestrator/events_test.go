@@ -48,6 +48,8 @@ func TestOnEvent(t *testing.T) {
 		{"starting, rollout", state.EventUpdate, task("t", r, 1, "n1", starting), nil, false, false},
 		{"running, quiet service", state.EventUpdate, task("t", q, 1, "n1", running), nil, false, false},
 		{"running, rollout in progress", state.EventUpdate, task("t", r, 1, "n1", running), []string{"r"}, false, false},
+		{"became ready, rollout in progress", state.EventUpdate, task("t", r, 1, "n1", running, ready), []string{"r"}, false, false},
+		{"became ready, quiet service", state.EventUpdate, task("t", q, 1, "n1", running, ready), nil, false, false},
 		{"running, service never reconciled", state.EventUpdate, task("t", service("new", replMode, 1), 1, "n1", running), []string{"new"}, false, false},
 		{"failed", state.EventUpdate, task("t", q, 1, "n1", failed), []string{"q"}, false, true},
 		{"complete", state.EventUpdate, task("t", q, 1, "n1", complete), []string{"q"}, false, true},
