@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -52,7 +53,11 @@ func BenchmarkMesh(b *testing.B) {
 	for _, p := range backends {
 		waitHTTP(b, p)
 	}
-	startNginx(b, dir, "proxy", proxyConf(nginxPort, backends))
+	servers := make([]string, len(backends))
+	for i, p := range backends {
+		servers[i] = fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	startNginx(b, dir, "proxy", proxyConf(fmt.Sprintf("127.0.0.1:%d", nginxPort), servers))
 	proxy := buildMeshProxy(b, dir)
 	startMeshProxy(b, proxy, "tcp", tcpPort, backends)
 	startMeshProxy(b, proxy, "http", httpPort, backends)
@@ -118,16 +123,18 @@ func backendsConf(ports []int) string {
 	return sb.String()
 }
 
-func proxyConf(port int, backends []int) string {
+// proxyConf is nginx proxying listen (host:port) to an upstream of servers
+// (host:port each), as a competent operator configures it.
+func proxyConf(listen string, servers []string) string {
 	var sb strings.Builder
 	sb.WriteString("worker_processes 2;\n" + nginxCommon + "  upstream tasks {\n")
-	for _, p := range backends {
-		fmt.Fprintf(&sb, "    server 127.0.0.1:%d;\n", p)
+	for _, s := range servers {
+		fmt.Fprintf(&sb, "    server %s;\n", s)
 	}
 	fmt.Fprintf(&sb, `    keepalive 32;
   }
   server {
-    listen 127.0.0.1:%d;
+    listen %s;
     location / {
       proxy_pass http://tasks;
       proxy_http_version 1.1;
@@ -137,13 +144,21 @@ func proxyConf(port int, backends []int) string {
     }
   }
 }
-`, port)
+`, listen)
 	return sb.String()
 }
 
 // startNginx runs one nginx in the foreground with conf, its files under
 // dir/name, and stops it at cleanup.
 func startNginx(b *testing.B, dir, name, conf string) {
+	b.Helper()
+	startProcess(b, exec.Command("nginx", nginxArgs(b, dir, name, conf)...), syscall.SIGQUIT)
+}
+
+// nginxArgs writes conf to dir/name/nginx.conf and returns the arguments
+// that run nginx in the foreground on it with its files under dir/name;
+// with "-s", "reload" appended they make it reload the file.
+func nginxArgs(b *testing.B, dir, name, conf string) []string {
 	b.Helper()
 	prefix := filepath.Join(dir, name)
 	if err := os.MkdirAll(filepath.Join(prefix, "tmp"), 0o777); err != nil {
@@ -153,10 +168,9 @@ func startNginx(b *testing.B, dir, name, conf string) {
 	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command("nginx", "-c", file, "-p", prefix+"/",
+	return []string{"-c", file, "-p", prefix + "/",
 		"-e", filepath.Join(prefix, "error.log"),
-		"-g", fmt.Sprintf("daemon off; pid %s; error_log %s warn;", filepath.Join(prefix, "nginx.pid"), filepath.Join(prefix, "error.log")))
-	startProcess(b, cmd, syscall.SIGQUIT)
+		"-g", fmt.Sprintf("daemon off; pid %s; error_log %s warn;", filepath.Join(prefix, "nginx.pid"), filepath.Join(prefix, "error.log"))}
 }
 
 // buildMeshProxy builds the mesh's one-port command.
@@ -202,10 +216,15 @@ func startProcess(b *testing.B, cmd *exec.Cmd, sig syscall.Signal) {
 	})
 }
 
-// waitHTTP polls until port answers a GET with 200.
+// waitHTTP polls until port on 127.0.0.1 answers a GET with 200.
 func waitHTTP(b *testing.B, port int) {
 	b.Helper()
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	waitURL(b, fmt.Sprintf("http://127.0.0.1:%d/", port))
+}
+
+// waitURL polls until url answers a GET with 200.
+func waitURL(b *testing.B, url string) {
+	b.Helper()
 	c := &http.Client{Timeout: time.Second}
 	defer c.CloseIdleConnections()
 	pollUntil(b, time.Now(), url+" answering 200", func(ctx context.Context) (bool, error) {
@@ -219,17 +238,44 @@ func waitHTTP(b *testing.B, port int) {
 }
 
 var (
-	wrkRPS     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	wrkP99     = regexp.MustCompile(`(?m)^\s+99%\s+([0-9.]+)(us|ms|s)\s*$`)
-	wrkNon2xx  = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
-	wrkSockErr = regexp.MustCompile(`Socket errors: .*`)
+	wrkRequests = regexp.MustCompile(`(\d+) requests in `)
+	wrkRPS      = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkP99      = regexp.MustCompile(`(?m)^\s+99%\s+([0-9.]+)(us|ms|s)\s*$`)
+	wrkNon2xx   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+	wrkSockErr  = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
 )
 
 // runWrk loads port with meshLoad and returns requests/s and the 99th
 // percentile latency in ms. Responses other than 2xx fail the benchmark.
 func runWrk(b *testing.B, port int) (rps, p99ms float64) {
 	b.Helper()
-	args := append(append([]string{}, meshLoad...), fmt.Sprintf("http://127.0.0.1:%d/", port))
+	r := wrk(b, meshLoad, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if r.non2xx > 0 {
+		b.Fatalf("wrk saw %d responses that were not 2xx:\n%s", r.non2xx, r.out)
+	}
+	if r.socketErrors > 0 {
+		b.Logf("wrk: %s", wrkSockErr.FindString(r.out))
+	}
+	return r.rps, r.p99ms
+}
+
+// wrkResult is what one wrk run reported.
+type wrkResult struct {
+	requests     int     // completed, whatever their status
+	rps          float64 // requests/s
+	p99ms        float64 // 99th percentile latency (needs --latency)
+	non2xx       int     // responses other than 2xx or 3xx
+	socketErrors int     // connect, read, write and timeout errors
+	out          string  // wrk's report
+}
+
+// failed is the requests that did not get a 2xx or 3xx answer.
+func (r wrkResult) failed() int { return r.non2xx + r.socketErrors }
+
+// wrk runs wrk with load (which must hold --latency) on url.
+func wrk(b *testing.B, load []string, url string) wrkResult {
+	b.Helper()
+	args := append(slices.Clone(load), url)
 	out, err := exec.Command("wrk", args...).CombinedOutput()
 	if err != nil {
 		b.Fatalf("wrk %v: %v\n%s", args, err, out)
@@ -237,26 +283,32 @@ func runWrk(b *testing.B, port int) (rps, p99ms float64) {
 	return parseWrk(b, string(out))
 }
 
-func parseWrk(b *testing.B, out string) (rps, p99ms float64) {
+func parseWrk(b *testing.B, out string) wrkResult {
 	b.Helper()
-	if m := wrkNon2xx.FindStringSubmatch(out); m != nil {
-		b.Fatalf("wrk saw %s responses that were not 2xx:\n%s", m[1], out)
-	}
-	if m := wrkSockErr.FindString(out); m != "" {
-		b.Logf("wrk: %s", m)
-	}
+	r := wrkResult{out: out}
 	m := wrkRPS.FindStringSubmatch(out)
 	l := wrkP99.FindStringSubmatch(out)
-	if m == nil || l == nil {
-		b.Fatalf("cannot find Requests/sec and the 99%% latency in wrk's output:\n%s", out)
+	n := wrkRequests.FindStringSubmatch(out)
+	if m == nil || l == nil || n == nil {
+		b.Fatalf("cannot find the requests, Requests/sec and the 99%% latency in wrk's output:\n%s", out)
 	}
-	rps, _ = strconv.ParseFloat(m[1], 64)
-	p99ms, _ = strconv.ParseFloat(l[1], 64)
+	r.requests, _ = strconv.Atoi(n[1])
+	r.rps, _ = strconv.ParseFloat(m[1], 64)
+	r.p99ms, _ = strconv.ParseFloat(l[1], 64)
 	switch l[2] {
 	case "us":
-		p99ms /= 1000
+		r.p99ms /= 1000
 	case "s":
-		p99ms *= 1000
+		r.p99ms *= 1000
 	}
-	return rps, p99ms
+	if m := wrkNon2xx.FindStringSubmatch(out); m != nil {
+		r.non2xx, _ = strconv.Atoi(m[1])
+	}
+	if m := wrkSockErr.FindStringSubmatch(out); m != nil {
+		for _, v := range m[1:] {
+			n, _ := strconv.Atoi(v)
+			r.socketErrors += n
+		}
+	}
+	return r
 }

@@ -7,8 +7,9 @@ import (
 
 // allFigures is every figure of the report, in order: the cluster core's
 // (figures), then those of services and scheduling, of containers, and of
-// service networking (DNS, endpoint propagation, routing mesh).
-var allFigures = slices.Concat(figures, orchestrationFigures, containerFigures, dnsFigures, endpointsFigures, meshFigures)
+// service networking (DNS, endpoint propagation, routing mesh), and of
+// releases (rolling updates).
+var allFigures = slices.Concat(figures, orchestrationFigures, containerFigures, dnsFigures, endpointsFigures, meshFigures, rolloutFigures)
 
 // Benchmarks of services and scheduling.
 const (
