@@ -20,9 +20,7 @@ import (
 // Times come from the store: update_status.started_at (the manager that
 // started the rollout), tasks' created_at (the orchestrator), and task
 // status timestamps (the agents). A task's "ready since" is the timestamp of
-// its status: the agent keeps the RUNNING timestamp when it reports a change
-// of readiness, so for a task with a readiness or health check it is when
-// the task started running, up to one check period before it became ready.
+// its status: the agent stamps the report in which its readiness changes.
 
 // Timings of a check whose fields are 0 (proto/service.proto, HealthCheck).
 const (

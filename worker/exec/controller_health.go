@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	shoalpb "shoal/proto"
 	"shoal/worker/runtime"
@@ -90,6 +91,11 @@ func (c *controller) healthChanged(v verdict, failure string) {
 		return
 	}
 	st := proto.Clone(cur).(*shoalpb.TaskStatus)
+	if v.ready != st.Ready {
+		// The timestamp says since when the task has been (not) ready: a
+		// rollout's monitor and delay count from it.
+		st.Timestamp = timestamppb.Now()
+	}
 	st.Health, st.Ready = v.health, v.ready
 	c.task.Status = st
 	rec := c.recordLocked()

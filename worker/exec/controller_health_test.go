@@ -72,6 +72,7 @@ func TestReadinessKeepsTheTaskRunning(t *testing.T) {
 	if st.Health != healthNone || st.Ready {
 		t.Fatalf("started: health %s ready %v, want NONE and not ready", st.Health, st.Ready)
 	}
+	started := st.Timestamp.AsTime()
 	for range 3 {
 		clk.awaitWaiters(t, 1)
 		clk.Advance(time.Second)
@@ -84,7 +85,11 @@ func TestReadinessKeepsTheTaskRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Advance(time.Second)
-	n.await("slow", "RUNNING and ready", func(st *shoalpb.TaskStatus) bool { return st.State == running && st.Ready })
+	st = n.await("slow", "RUNNING and ready", func(st *shoalpb.TaskStatus) bool { return st.State == running && st.Ready })
+	// A rollout counts its monitor from when the task became ready.
+	if !st.Timestamp.AsTime().After(started) {
+		t.Fatalf("ready report stamped %v, not after the start %v", st.Timestamp.AsTime(), started)
+	}
 
 	// Stopping the task stops its prober.
 	n.e.mu.Lock()
