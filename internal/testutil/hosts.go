@@ -233,13 +233,19 @@ func (n *Node) Dial(ctx context.Context, network, addr string) (net.Conn, error)
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	}
+	return DialIn(ctx, n.netns, network, addr)
+}
+
+// DialIn connects from a socket made in the network namespace name (as
+// `ip netns` names it); the connection then lives in that namespace.
+func DialIn(ctx context.Context, name, network, addr string) (net.Conn, error) {
 	type result struct {
 		conn net.Conn
 		err  error
 	}
 	done := make(chan result, 1)
-	// The thread enters the node's namespace only to create the socket and
-	// goes back before it is unlocked. It must not end locked instead: the
+	// The thread enters the namespace only to create the socket and goes
+	// back before it is unlocked. It must not end locked instead: the
 	// kernel sends a child's Pdeathsig when the thread that started it
 	// exits, and the harness starts daemons with one.
 	go func() {
@@ -251,7 +257,7 @@ func (n *Node) Dial(ctx context.Context, network, addr string) (net.Conn, error)
 			return
 		}
 		defer orig.Close()
-		target, err := netns.GetFromPath("/var/run/netns/" + n.netns)
+		target, err := netns.GetFromPath("/var/run/netns/" + name)
 		if err != nil {
 			goruntime.UnlockOSThread()
 			done <- result{err: err}
@@ -260,7 +266,7 @@ func (n *Node) Dial(ctx context.Context, network, addr string) (net.Conn, error)
 		defer target.Close()
 		if err := netns.Set(target); err != nil {
 			goruntime.UnlockOSThread()
-			done <- result{err: fmt.Errorf("enter %s: %w", n.netns, err)}
+			done <- result{err: fmt.Errorf("enter %s: %w", name, err)}
 			return
 		}
 		var d net.Dialer
