@@ -34,6 +34,16 @@ func (w *waitFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&w.timeout, "timeout", 2*time.Minute, "how long to wait for convergence before failing")
 }
 
+// printAndWait prints what names the service (its ID after a create, its
+// name otherwise) and, unless --detach, waits for it as f says.
+func (w *waitFlags) printAndWait(cmd *cobra.Command, c *client, svc *shoalpb.Service, printed string, f follow) error {
+	fmt.Fprintln(cmd.OutOrStdout(), printed)
+	if w.detach {
+		return nil
+	}
+	return c.explain(waitConverged(cmd, c, svc.Id, w.timeout, f))
+}
+
 func newServiceCreateCmd(g *globals) *cobra.Command {
 	f := &specFlags{}
 	w := &waitFlags{}
@@ -71,11 +81,7 @@ func newServiceCreateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return c.explain(err)
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), svc.Id)
-			if w.detach {
-				return nil
-			}
-			return c.explain(waitConverged(cmd, c, svc.Id, w.timeout, followNone))
+			return w.printAndWait(cmd, c, svc, svc.Id, followNone)
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "service name (required)")

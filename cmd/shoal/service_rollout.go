@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/spf13/cobra"
 
@@ -25,11 +24,7 @@ func newServiceRollbackCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return c.explain(err)
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), svc.Spec.Name)
-				if w.detach {
-					return nil
-				}
-				return c.explain(waitConverged(cmd, c, svc.Id, w.timeout, followOf(svc)))
+				return w.printAndWait(cmd, c, svc, svc.Spec.Name, followOf(svc))
 			})
 		},
 	}
@@ -50,11 +45,7 @@ func newServicePromoteCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return c.explain(err)
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), svc.Spec.Name)
-				if w.detach {
-					return nil
-				}
-				return c.explain(waitConverged(cmd, c, svc.Id, w.timeout, followUpdate))
+				return w.printAndWait(cmd, c, svc, svc.Spec.Name, followUpdate)
 			})
 		},
 	}

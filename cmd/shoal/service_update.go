@@ -251,11 +251,7 @@ func newServiceUpdateCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return c.explain(err)
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), svc.Spec.Name)
-				if w.detach {
-					return nil
-				}
-				return c.explain(waitConverged(cmd, c, svc.Id, w.timeout, followOf(svc)))
+				return w.printAndWait(cmd, c, svc, svc.Spec.Name, followOf(svc))
 			})
 		},
 	}

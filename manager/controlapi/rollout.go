@@ -19,13 +19,7 @@ import (
 // rollback_config of the spec left. A canary update rolled back is rolled
 // back like any other. A job starts a new run of the kept spec.
 func (s *Server) RollbackService(ctx context.Context, req *shoalpb.RollbackServiceRequest) (*shoalpb.Service, error) {
-	var id string
-	err := s.update(ctx, func(tx state.ReadTx) ([]*shoalpb.StoreAction, error) {
-		cur, err := resolveService(tx, req.GetService())
-		if err != nil {
-			return nil, err
-		}
-		id = cur.Id
+	return s.changeService(ctx, req.GetService(), func(tx state.ReadTx, cur *shoalpb.Service) ([]*shoalpb.StoreAction, error) {
 		upd, err := servicespec.Rollback(cur, req.GetToVersion(), "rollback by hand", s.cfg.Now())
 		if err != nil {
 			if len(cur.GetPreviousSpecs()) == 0 {
@@ -47,22 +41,12 @@ func (s *Server) RollbackService(ctx context.Context, req *shoalpb.RollbackServi
 		}
 		return actions, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return s.GetService(ctx, &shoalpb.GetServiceRequest{Service: id})
 }
 
 // PromoteService lets an update waiting on its canaries go on: promoted,
 // back to UPDATING, and the orchestrator replaces the remaining tasks.
 func (s *Server) PromoteService(ctx context.Context, req *shoalpb.PromoteServiceRequest) (*shoalpb.Service, error) {
-	var id string
-	err := s.update(ctx, func(tx state.ReadTx) ([]*shoalpb.StoreAction, error) {
-		cur, err := resolveService(tx, req.GetService())
-		if err != nil {
-			return nil, err
-		}
-		id = cur.Id
+	return s.changeService(ctx, req.GetService(), func(tx state.ReadTx, cur *shoalpb.Service) ([]*shoalpb.StoreAction, error) {
 		name := cur.GetSpec().GetName()
 		if st := cur.GetUpdateStatus(); st.GetState() != shoalpb.UpdateState_UPDATE_STATE_CANARY {
 			now := "it has no update in progress"
@@ -81,10 +65,6 @@ func (s *Server) PromoteService(ctx context.Context, req *shoalpb.PromoteService
 		upd.Meta.UpdatedAt = timestamppb.New(s.cfg.Now())
 		return []*shoalpb.StoreAction{{Kind: shoalpb.StoreActionKind_STORE_ACTION_UPDATE, Target: &shoalpb.StoreAction_Service{Service: upd}}}, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return s.GetService(ctx, &shoalpb.GetServiceRequest{Service: id})
 }
 
 // UpdateStateName is the user-facing name of an update state: "updating",

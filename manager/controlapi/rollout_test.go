@@ -2,12 +2,10 @@ package controlapi
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"shoal/manager/servicespec"
@@ -196,7 +194,6 @@ func TestRolloutConfigsAreValidated(t *testing.T) {
 		{"auto-promote without canary", 0, &shoalpb.UpdateConfig{AutoPromoteMs: 1000}, nil, "--update-auto-promote: promotes canaries, and the update runs none; add --update-canary N"},
 	}
 	for _, c := range cases {
-		s, f := newFixture()
 		spec := webSpec("nginx", 3)
 		if c.mode != 0 {
 			spec.Mode = c.mode
@@ -205,26 +202,7 @@ func TestRolloutConfigsAreValidated(t *testing.T) {
 			}
 		}
 		spec.UpdateConfig, spec.RollbackConfig = c.update, c.rollbck
-		err := validateSpec(spec)
-		if c.errPart == "" {
-			if err != nil {
-				t.Errorf("%s: refused: %v", c.name, err)
-			}
-			continue
-		}
-		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), c.errPart) {
-			t.Errorf("%s: got %v, want InvalidArgument containing %q", c.name, err, c.errPart)
-			continue
-		}
-		if _, err := s.CreateService(context.Background(), &shoalpb.CreateServiceRequest{Spec: spec}); status.Code(err) != codes.InvalidArgument {
-			t.Errorf("%s: CreateService: %v", c.name, err)
-		}
-		if _, err := s.UpdateService(context.Background(), &shoalpb.UpdateServiceRequest{Service: "web", Spec: spec}); status.Code(err) != codes.InvalidArgument {
-			t.Errorf("%s: UpdateService: %v", c.name, err)
-		}
-		if f.proposed != 0 {
-			t.Errorf("%s: %d proposals after a refusal", c.name, f.proposed)
-		}
+		checkValidation(t, c.name, spec, c.errPart)
 	}
 }
 

@@ -196,13 +196,7 @@ func (s *Server) UpdateService(ctx context.Context, req *shoalpb.UpdateServiceRe
 		return nil, err
 	}
 	servicespec.FillDefaults(spec)
-	var id string
-	err := s.update(ctx, func(tx state.ReadTx) ([]*shoalpb.StoreAction, error) {
-		cur, err := resolveService(tx, req.GetService())
-		if err != nil {
-			return nil, err
-		}
-		id = cur.Id
+	return s.changeService(ctx, req.GetService(), func(tx state.ReadTx, cur *shoalpb.Service) ([]*shoalpb.StoreAction, error) {
 		if req.GetVersion() != 0 && req.GetVersion() != cur.Meta.GetVersion() {
 			return nil, status.Errorf(codes.Aborted, "service %s changed since it was read (version %d, now %d); read it again and retry", cur.Spec.Name, req.GetVersion(), cur.Meta.GetVersion())
 		}
@@ -220,6 +214,20 @@ func (s *Server) UpdateService(ctx context.Context, req *shoalpb.UpdateServiceRe
 		}
 		upd := servicespec.Replace(cur, spec, shoalpb.UpdateState_UPDATE_STATE_UPDATING, s.cfg.Now())
 		return replaceService(tx, cur, upd)
+	})
+}
+
+// changeService runs change on the service ref names, in one store update,
+// and returns the service as stored afterwards.
+func (s *Server) changeService(ctx context.Context, ref string, change func(tx state.ReadTx, cur *shoalpb.Service) ([]*shoalpb.StoreAction, error)) (*shoalpb.Service, error) {
+	var id string
+	err := s.update(ctx, func(tx state.ReadTx) ([]*shoalpb.StoreAction, error) {
+		cur, err := resolveService(tx, ref)
+		if err != nil {
+			return nil, err
+		}
+		id = cur.Id
+		return change(tx, cur)
 	})
 	if err != nil {
 		return nil, err

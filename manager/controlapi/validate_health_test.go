@@ -49,29 +49,34 @@ func TestHealthChecksAreValidated(t *testing.T) {
 		{"unknown test form", &shoalpb.HealthCheck{Test: []string{"curl", "-f"}}, nil, `must be "CMD", "CMD-SHELL" or "NONE"`},
 	}
 	for _, c := range cases {
-		s, f := newFixture()
-		spec := specWithChecks(c.health, c.readiness)
-		err := validateSpec(spec)
-		if c.errPart == "" {
-			if err != nil {
-				t.Errorf("%s: refused: %v", c.name, err)
-			}
-			continue
+		checkValidation(t, c.name, specWithChecks(c.health, c.readiness), c.errPart)
+	}
+}
+
+// checkValidation checks that validateSpec accepts spec when errPart is
+// empty, and otherwise refuses it with InvalidArgument naming errPart, the
+// same way through CreateService and UpdateService, proposing nothing.
+func checkValidation(t *testing.T, name string, spec *shoalpb.ServiceSpec, errPart string) {
+	t.Helper()
+	s, f := newFixture()
+	err := validateSpec(spec)
+	if errPart == "" {
+		if err != nil {
+			t.Errorf("%s: refused: %v", name, err)
 		}
-		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), c.errPart) {
-			t.Errorf("%s: got %v, want InvalidArgument containing %q", c.name, err, c.errPart)
-			continue
-		}
-		// Through the API: refused the same way for create and update, and
-		// nothing is proposed.
-		if _, err := s.CreateService(context.Background(), &shoalpb.CreateServiceRequest{Spec: spec}); status.Code(err) != codes.InvalidArgument {
-			t.Errorf("%s: CreateService: %v", c.name, err)
-		}
-		if _, err := s.UpdateService(context.Background(), &shoalpb.UpdateServiceRequest{Service: "web", Spec: spec}); status.Code(err) != codes.InvalidArgument {
-			t.Errorf("%s: UpdateService: %v", c.name, err)
-		}
-		if f.proposed != 0 {
-			t.Errorf("%s: %d proposals after a refusal", c.name, f.proposed)
-		}
+		return
+	}
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), errPart) {
+		t.Errorf("%s: got %v, want InvalidArgument containing %q", name, err, errPart)
+		return
+	}
+	if _, err := s.CreateService(context.Background(), &shoalpb.CreateServiceRequest{Spec: spec}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("%s: CreateService: %v", name, err)
+	}
+	if _, err := s.UpdateService(context.Background(), &shoalpb.UpdateServiceRequest{Service: "web", Spec: spec}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("%s: UpdateService: %v", name, err)
+	}
+	if f.proposed != 0 {
+		t.Errorf("%s: %d proposals after a refusal", name, f.proposed)
 	}
 }
