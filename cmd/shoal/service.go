@@ -13,6 +13,7 @@ import (
 
 	"shoal/internal/format"
 	"shoal/manager/controlapi"
+	"shoal/manager/servicespec"
 	shoalpb "shoal/proto"
 )
 
@@ -351,7 +352,7 @@ func taskRows(tasks []*shoalpb.Task, nodes map[string]string, now time.Time) []t
 	rows := make([]taskRow, 0, len(tasks))
 	var prevSlot string
 	for _, t := range tasks {
-		name := controlapi.TaskName(t)
+		name := servicespec.TaskName(t)
 		slot := strings.TrimSuffix(name, "."+t.Id)
 		display := slot
 		if slot == prevSlot {

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"shoal/manager/controlapi"
+	"shoal/manager/servicespec"
 	shoalpb "shoal/proto"
 )
 
@@ -95,7 +95,7 @@ func endpointsOf(tasks []*shoalpb.Task, netNames, hosts map[string]string) []ser
 			!st.GetReady() || t.GetAddress() == "" || t.GetNodeId() == "" {
 			continue
 		}
-		ep := serviceEndpoint{Task: controlapi.TaskName(t), Node: hosts[t.GetNodeId()], NodeID: t.GetNodeId()}
+		ep := serviceEndpoint{Task: servicespec.TaskName(t), Node: hosts[t.GetNodeId()], NodeID: t.GetNodeId()}
 		for _, n := range t.GetNetworks() {
 			ep.Addresses = append(ep.Addresses, endpointAddress{Network: nameOr(netNames, n.GetNetworkId()), Address: addrOnly(n.GetAddress())})
 		}

@@ -203,7 +203,7 @@ func assess(view *shoalpb.ServiceView, tasks []*shoalpb.Task, f follow) *progres
 	if !p.done && svc.Spec.Task.GetRestart().GetCondition() == shoalpb.RestartCondition_RESTART_CONDITION_NONE {
 		for _, t := range current {
 			if s := t.GetStatus().GetState(); s == shoalpb.TaskState_TASK_STATE_FAILED || s == shoalpb.TaskState_TASK_STATE_REJECTED {
-				p.failure = fmt.Sprintf("task %s failed (%s) and --restart-condition is none", controlapi.TaskName(t), t.GetStatus().GetErr())
+				p.failure = fmt.Sprintf("task %s failed (%s) and --restart-condition is none", servicespec.TaskName(t), t.GetStatus().GetErr())
 			}
 		}
 	}
@@ -250,7 +250,7 @@ func (p *progress) followRollout(svc *shoalpb.Service, f follow, replacements []
 		if servicespec.RolloutConfig(svc).GetAutoPromoteMs() == 0 {
 			var b strings.Builder
 			for _, t := range replacements {
-				fmt.Fprintf(&b, "canary %s: %s%s\n", controlapi.TaskName(t), controlapi.TaskStateName(t.GetStatus().GetState()), healthText(t))
+				fmt.Fprintf(&b, "canary %s: %s%s\n", servicespec.TaskName(t), controlapi.TaskStateName(t.GetStatus().GetState()), healthText(t))
 			}
 			fmt.Fprintf(&b, "canary running: promote with 'shoal service promote %s' or roll back with 'shoal service rollback %s'", name, name)
 			p.canary = b.String()

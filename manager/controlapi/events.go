@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"shoal/manager/servicespec"
 	"shoal/manager/state"
 	shoalpb "shoal/proto"
 )
@@ -83,7 +84,7 @@ func toEvent(ev state.Event, now time.Time) *shoalpb.Event {
 		e.Type, e.Id, e.Name = "service", o.Id, o.GetSpec().GetName()
 		e.Attributes["version"] = fmt.Sprint(o.SpecVersion)
 	case *shoalpb.Task:
-		e.Type, e.Id, e.Name = "task", o.Id, TaskName(o)
+		e.Type, e.Id, e.Name = "task", o.Id, servicespec.TaskName(o)
 		e.Attributes["service"] = o.ServiceName
 		e.Attributes["node"] = o.NodeId
 		e.Attributes["state"] = TaskStateName(o.GetStatus().GetState())
@@ -157,15 +158,6 @@ func matchEvent(e *shoalpb.Event, f map[string]string) bool {
 		return false
 	}
 	return true
-}
-
-// TaskName is how users see a task: <service>.<slot>.<id>, or
-// <service>.<node-id>.<id> for global services.
-func TaskName(t *shoalpb.Task) string {
-	if t.Slot == 0 {
-		return fmt.Sprintf("%s.%s.%s", t.ServiceName, t.NodeId, t.Id)
-	}
-	return fmt.Sprintf("%s.%d.%s", t.ServiceName, t.Slot, t.Id)
 }
 
 // HealthName is the user-facing name of a health state: "starting",

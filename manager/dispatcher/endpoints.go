@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"shoal/manager/allocator"
-	"shoal/manager/controlapi"
+	"shoal/manager/servicespec"
 	"shoal/manager/state"
 	shoalpb "shoal/proto"
 )
@@ -335,7 +335,7 @@ func endpointTask(t *shoalpb.Task) *shoalpb.EndpointTask {
 	return &shoalpb.EndpointTask{
 		TaskId:    t.GetId(),
 		ServiceId: t.GetServiceId(),
-		Name:      controlapi.TaskName(t),
+		Name:      servicespec.TaskName(t),
 		Address:   bareAddr(t.GetAddress()),
 		NodeId:    t.GetNodeId(),
 		DrainMs:   t.GetSpec().GetContainer().GetStopGracePeriodMs(),

@@ -231,14 +231,14 @@ func (b *builder) failure(t *shoalpb.Task) string {
 			b.wakeAt(at)
 			return ""
 		}
-		return fmt.Sprintf("%s: not ready %s after it started running", taskName(t), limit)
+		return fmt.Sprintf("%s: not ready %s after it started running", servicespec.TaskName(t), limit)
 	default:
 		return ""
 	}
 	if !sameTaskSpec(t, b.svc.GetSpec().GetTask()) {
 		return ""
 	}
-	return taskName(t) + ": " + reason
+	return servicespec.TaskName(t) + ": " + reason
 }
 
 // notReadyLimit is how long replacement t may run without being ready
@@ -317,13 +317,4 @@ func (b *builder) writeStatus() {
 	upd := proto.Clone(b.svc).(*shoalpb.Service)
 	upd.UpdateStatus = b.ro.next
 	b.plan.Service = upd
-}
-
-// taskName is how users see a task in messages: <service>.<slot>.<id>, or
-// <service>.<node-id>.<id> for a global service's task.
-func taskName(t *shoalpb.Task) string {
-	if t.GetSlot() == 0 {
-		return fmt.Sprintf("%s.%s.%s", t.GetServiceName(), t.GetNodeId(), t.GetId())
-	}
-	return fmt.Sprintf("%s.%d.%s", t.GetServiceName(), t.GetSlot(), t.GetId())
 }

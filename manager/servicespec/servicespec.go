@@ -146,3 +146,12 @@ func RolloutConfig(svc *shoalpb.Service) *shoalpb.UpdateConfig {
 	}
 	return DefaultUpdateConfig()
 }
+
+// TaskName is how users see a task: <service>.<slot>.<id>, or
+// <service>.<node-id>.<id> for a global service's task (slot 0).
+func TaskName(t *shoalpb.Task) string {
+	if t.GetSlot() == 0 {
+		return fmt.Sprintf("%s.%s.%s", t.GetServiceName(), t.GetNodeId(), t.GetId())
+	}
+	return fmt.Sprintf("%s.%d.%s", t.GetServiceName(), t.GetSlot(), t.GetId())
+}
