@@ -96,6 +96,14 @@ func (n *Network) makeLink(h *netlink.Handle, ns netns.NsHandle, veth, name stri
 	if err := h.LinkSetUp(eth); err != nil {
 		return fmt.Errorf("%s up: %w", name, err)
 	}
+	// The address may be a removed task's: the node would go on sending to
+	// that task's MAC until its neighbour entry expires (half a minute in
+	// which the new task is unreachable from its node: health checks,
+	// the mesh, the VIPs).
+	stale := &netlink.Neigh{LinkIndex: br.Attrs().Index, IP: p.addr.IP}
+	if err := netlink.NeighDel(stale); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("forget the old neighbour entry of %s on %s: %w", p.addr.IP, p.bridge, err)
+	}
 	rt := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: p.gw}
 	what := "default route"
 	if p.route != nil {
