@@ -61,7 +61,7 @@ type Executor struct {
 	log     *slog.Logger
 	dir     string
 	updates *batcher
-	clock   clock // of the health checks; tests set a fake one before Run
+	clock   clock // of the health checks and the drain; tests set a fake one before Run
 
 	mu    sync.Mutex
 	tasks map[string]*controller
