@@ -185,7 +185,20 @@ func TestServiceNetworking(t *testing.T) {
 		}
 	})
 
-	t.Run("a task leaves DNS before its stop signal", func(t *testing.T) {
+	t.Run("a task leaves DNS and the VIP before its stop signal", func(t *testing.T) {
+		// New connections to the VIP from another node all the while: none
+		// may be sent to the task that stops.
+		load := testutil.StartLoad(t, testutil.LoadConfig{URL: "http://" + vip + ":8080/", Workers: 4,
+			Pace: 20 * time.Millisecond, Timeout: 5 * time.Second, Dial: c.Workers[0].Dial})
+		testutil.Eventually(t, convergeTimeout, func() error {
+			if rep := load.Report(); rep.Requests-rep.Failed < 20 {
+				return fmt.Errorf("the VIP answered %d requests so far", rep.Requests-rep.Failed)
+			}
+			return nil
+		})
+		if rep := load.Report(); rep.Failed > 0 {
+			t.Fatalf("the VIP failed requests before anything stopped: %s", rep)
+		}
 		scaledAt := time.Now()
 		mustShoal(t, m, "service", "scale", "--detach", "who=2")
 		// lastSeen: when the last query that still answered a task began.
@@ -233,6 +246,19 @@ func TestServiceNetworking(t *testing.T) {
 		}
 		if seen := lastSeen[gone.GetId()]; !seen.Before(at) {
 			t.Errorf("task %s was still in DNS at %s, after its SIGTERM at %s (scaled down at %s)", gone.GetId(), seen.Format(time.StampMicro), at.Format(time.StampMicro), scaledAt.Format(time.StampMicro))
+		}
+		waitTasks(t, api, "who", convergeTimeout, func(tasks []*shoalpb.Task) error {
+			for _, task := range tasks {
+				if task.GetId() == gone.GetId() && task.GetStatus().GetState() < shoalpb.TaskState_TASK_STATE_COMPLETE {
+					return fmt.Errorf("task %s is %s, not stopped yet", task.GetId(), task.GetStatus().GetState())
+				}
+			}
+			return nil
+		})
+		if rep := load.Stop(); rep.Failed > 0 {
+			t.Errorf("the VIP sent connections to the stopping task %s: %s", gone.GetId(), rep)
+		} else {
+			t.Logf("VIP under load while a task stopped: %s", rep)
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -28,6 +29,9 @@ type LoadConfig struct {
 	// Header names a response header whose values are tallied (e.g. the
 	// version a server reports); empty tallies nothing.
 	Header string
+	// Dial opens the connections (e.g. a Node's Dial, from its network
+	// namespace); nil dials from the test's own.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Load is an HTTP load running in the background: StartLoad starts it, Stop
@@ -87,7 +91,7 @@ func StartLoad(tb testing.TB, cfg LoadConfig) *Load {
 	l := &Load{
 		cfg:    cfg,
 		cancel: cancel,
-		client: &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{DisableKeepAlives: true}},
+		client: &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{DisableKeepAlives: true, DialContext: cfg.Dial}},
 	}
 	for range cfg.Workers {
 		l.wg.Add(1)
