@@ -66,7 +66,8 @@ type LoadReport struct {
 	// workers); 0 without failures.
 	LongestOutage time.Duration
 	// Failures counts the failed requests by reason ("connection refused",
-	// "HTTP 502", …); Examples holds the first few failures in full.
+	// "HTTP 502", …); Examples holds the first failure of each reason in
+	// full, in order.
 	Failures map[string]int
 	Examples []string
 	// Headers counts the values of LoadConfig.Header among the successful
@@ -76,9 +77,6 @@ type LoadReport struct {
 	// the report).
 	Duration time.Duration
 }
-
-// maxExamples is how many failures a report shows in full.
-const maxExamples = 5
 
 // StartLoad starts cfg.Workers goroutines sending GET cfg.URL until Stop or
 // the end of the test.
@@ -209,10 +207,10 @@ func (l *Load) Report() LoadReport {
 		}
 		rep.Failed++
 		kind, _, _ := strings.Cut(r.failed, ":")
-		rep.Failures[kind]++
-		if len(rep.Examples) < maxExamples {
+		if rep.Failures[kind] == 0 {
 			rep.Examples = append(rep.Examples, r.start.Format("15:04:05.000")+" "+r.failed)
 		}
+		rep.Failures[kind]++
 		if outageFrom.IsZero() {
 			outageFrom = r.start
 		}
@@ -232,7 +230,7 @@ func (r LoadReport) String() string {
 		for _, k := range slices.Sorted(maps.Keys(r.Failures)) {
 			fmt.Fprintf(&b, "; %s: %d", k, r.Failures[k])
 		}
-		b.WriteString("; first failures:")
+		b.WriteString("; the first of each:")
 		for _, e := range r.Examples {
 			b.WriteString("\n  " + e)
 		}
