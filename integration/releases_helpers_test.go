@@ -81,14 +81,14 @@ func noFailures(t *testing.T, what string, rep testutil.LoadReport, versions ...
 	}
 }
 
-// service reads the web service as the entry manager sees it.
-func (r *release) service(t *testing.T, name string) *shoalpb.Service {
+// web reads the web service as the entry manager sees it.
+func (r *release) web(t *testing.T) *shoalpb.Service {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	svc, err := r.api.GetService(ctx, &shoalpb.GetServiceRequest{Service: name})
+	svc, err := r.api.GetService(ctx, &shoalpb.GetServiceRequest{Service: "web"})
 	if err != nil {
-		t.Fatalf("get service %s: %v", name, err)
+		t.Fatalf("get service web: %v", err)
 	}
 	return svc
 }
@@ -209,7 +209,7 @@ func (r *release) waitAnswers(t *testing.T, tasks []*shoalpb.Task, version strin
 // returns its tasks.
 func (r *release) from(t *testing.T, version string) []*shoalpb.Task {
 	t.Helper()
-	svc := r.service(t, "web")
+	svc := r.web(t)
 	if svc.GetSpec().GetReplicas() != webReplicas {
 		mustShoal(t, r.entry, "service", "scale", fmt.Sprintf("web=%d", webReplicas))
 	}

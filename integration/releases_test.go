@@ -16,9 +16,10 @@ import (
 // tasks published on port 8088 through the routing mesh, proxying every
 // request to words-app. A bounded load (testutil.StartLoad) sends requests
 // through one node's published port for the whole of each scenario and
-// counts every failed one: a release must fail none. Each scenario starts
-// from the version it names, updating web there first if an earlier
-// scenario failed or did not run.
+// counts every failed one: a release must fail none (a stop-first update of
+// a single task and a leader killed mid-update only log theirs). Each
+// scenario starts from the version it names, updating web there first if an
+// earlier scenario failed or did not run.
 func TestZeroDowntimeReleases(t *testing.T) {
 	c := containerCluster(t, 3, 0)
 	m := c.Managers[0]
@@ -46,7 +47,7 @@ func TestZeroDowntimeReleases(t *testing.T) {
 // fails, and every replica ends on the new version.
 func (r *release) rolls(t *testing.T, order, from, to string) {
 	r.from(t, from)
-	before := r.service(t, "web").GetSpecVersion()
+	before := r.web(t).GetSpecVersion()
 	load := startLoad(t, r.entry)
 	mustShoal(t, r.entry, "service", "update", "--image", "words-web:"+to, "--update-order", order, "--update-canary", "0", "web")
 	r.waitRollout(t, before, shoalpb.UpdateState_UPDATE_STATE_COMPLETED)
@@ -59,7 +60,7 @@ func (r *release) rolls(t *testing.T, order, from, to string) {
 // says it failed, no request fails, and the v1 tasks were never stopped.
 func (r *release) brokenRollsBack(t *testing.T) {
 	old := r.from(t, "v1")
-	svc := r.service(t, "web")
+	svc := r.web(t)
 	load := startLoad(t, r.entry)
 	out, err := r.entry.Shoal(t, "service", "update", "--image", "words-web:v2",
 		"--health-http", "/broken:80", "--health-interval", "500ms", "--health-retries", "2",
@@ -140,7 +141,7 @@ func (r *release) waitCanary(t *testing.T, load *testutil.Load, old, canary stri
 // everywhere, the v1 tasks never stopped, and no request fails.
 func (r *release) canaryRolledBack(t *testing.T) {
 	old := r.from(t, "v1")
-	before := r.service(t, "web").GetSpecVersion()
+	before := r.web(t).GetSpecVersion()
 	load := startLoad(t, r.entry)
 	mustShoal(t, r.entry, "service", "update", "--detach", "--image", "words-web:v2", "--update-canary", "1", "web")
 	canary := r.waitRollout(t, before, shoalpb.UpdateState_UPDATE_STATE_CANARY)
@@ -155,7 +156,7 @@ func (r *release) canaryRolledBack(t *testing.T) {
 // and no request fails.
 func (r *release) canaryPromoted(t *testing.T) {
 	r.from(t, "v1")
-	before := r.service(t, "web").GetSpecVersion()
+	before := r.web(t).GetSpecVersion()
 	load := startLoad(t, r.entry)
 	mustShoal(t, r.entry, "service", "update", "--detach", "--image", "words-web:v2", "--update-canary", "1", "web")
 	r.waitRollout(t, before, shoalpb.UpdateState_UPDATE_STATE_CANARY)
@@ -173,7 +174,7 @@ func (r *release) stopFirstOneReplica(t *testing.T) {
 	r.from(t, "v2")
 	mustShoal(t, r.entry, "service", "scale", "web=1") // the next scenario's from scales back
 	r.waitWeb(t, "v2", 1)
-	before := r.service(t, "web").GetSpecVersion()
+	before := r.web(t).GetSpecVersion()
 	load := startLoad(t, r.entry)
 	mustShoal(t, r.entry, "service", "update", "--image", "words-web:v1", "--update-order", "stop-first", "--update-canary", "0", "web")
 	r.waitRollout(t, before, shoalpb.UpdateState_UPDATE_STATE_COMPLETED)
@@ -193,7 +194,7 @@ func (r *release) leaderKilled(t *testing.T) {
 	leader := r.c.Leader(t)
 	survivor := others(r.c.Managers, leader)[0]
 	s := &release{c: r.c, api: controlAPI(t, survivor), entry: survivor}
-	before := s.service(t, "web").GetSpecVersion()
+	before := s.web(t).GetSpecVersion()
 	load := startLoad(t, s.entry)
 	// A pause between batches leaves time to kill the leader mid-update.
 	// The leader's node runs tasks too, and a replacement whose node goes
@@ -209,7 +210,7 @@ func (r *release) leaderKilled(t *testing.T) {
 		}
 		return fmt.Errorf("no v2 task is ready yet: %s", summary(tasks))
 	})
-	if st := s.service(t, "web").GetUpdateStatus(); st.GetState() != shoalpb.UpdateState_UPDATE_STATE_UPDATING {
+	if st := s.web(t).GetUpdateStatus(); st.GetState() != shoalpb.UpdateState_UPDATE_STATE_UPDATING {
 		t.Fatalf("the update is %s (%s) before the leader was killed, want UPDATING", st.GetState(), st.GetMessage())
 	}
 	leader.Kill(t)
