@@ -247,12 +247,14 @@ func (p *progress) followRollout(svc *shoalpb.Service, f follow, replacements []
 		return
 	case shoalpb.UpdateState_UPDATE_STATE_UPDATING:
 	case shoalpb.UpdateState_UPDATE_STATE_CANARY:
-		if servicespec.RolloutConfig(svc).GetAutoPromoteMs() == 0 {
+		// Without auto-promotion the command ends once the canaries serve
+		// (a canary that fails moves the update on to its failure action).
+		if servicespec.RolloutConfig(svc).GetAutoPromoteMs() == 0 && allReady(replacements) {
 			var b strings.Builder
 			for _, t := range replacements {
 				fmt.Fprintf(&b, "canary %s: %s%s\n", servicespec.TaskName(t), controlapi.TaskStateName(t.GetStatus().GetState()), healthText(t))
 			}
-			fmt.Fprintf(&b, "canary running: promote with 'shoal service promote %s' or roll back with 'shoal service rollback %s'", name, name)
+			fmt.Fprintf(&b, "canaries ready: promote with 'shoal service promote %s' or roll back with 'shoal service rollback %s'", name, name)
 			p.canary = b.String()
 		}
 	case shoalpb.UpdateState_UPDATE_STATE_PAUSED:
@@ -261,6 +263,16 @@ func (p *progress) followRollout(svc *shoalpb.Service, f follow, replacements []
 		p.stopped = because("update rolled back: ", msg) + hint
 	}
 	p.done = false
+}
+
+// allReady reports whether there are tasks and all of them run and are ready.
+func allReady(tasks []*shoalpb.Task) bool {
+	for _, t := range tasks {
+		if t.GetStatus().GetState() != shoalpb.TaskState_TASK_STATE_RUNNING || !t.GetStatus().GetReady() {
+			return false
+		}
+	}
+	return len(tasks) > 0
 }
 
 // because is what happened followed by why: the status message, which

@@ -59,6 +59,8 @@ func TestWaitFollowsTheRollout(t *testing.T) {
 		done    bool
 		stopped string // a part of it; "": none
 		canary  string // a part of it; "": none
+		// canaryStarting: the canary (the last task) is not ready yet.
+		canaryStarting bool
 	}{
 		{name: "updating, tasks current", f: followUpdate, state: updating},
 		{name: "completed", f: followUpdate, state: completed, done: true},
@@ -69,7 +71,8 @@ func TestWaitFollowsTheRollout(t *testing.T) {
 			stopped: "update rolled back: task web.1.t1 failed its health check"},
 		{name: "rolled back, rollback paused", f: followUpdate, state: rbPaused, stopped: "update rolled back: no reason given"},
 		{name: "canary", f: followUpdate, state: canary, old: 2,
-			canary: "canary web.3.t3: running\ncanary running: promote with 'shoal service promote web' or roll back with 'shoal service rollback web'"},
+			canary: "canary web.3.t3: running\ncanaries ready: promote with 'shoal service promote web' or roll back with 'shoal service rollback web'"},
+		{name: "canary not ready yet", f: followUpdate, state: canary, old: 2, canaryStarting: true},
 		{name: "canary promoted automatically", f: followUpdate, state: canary, old: 2, config: autoPromote},
 		{name: "rollback running", f: followRollback, state: rbStarted},
 		{name: "rollback completed", f: followRollback, state: rbComplete, done: true},
@@ -79,6 +82,9 @@ func TestWaitFollowsTheRollout(t *testing.T) {
 	}
 	for _, c := range cases {
 		view, tasks := rolloutView(c.state, c.msg, c.old, c.config)
+		if c.canaryStarting {
+			tasks[len(tasks)-1].Status.Ready = false
+		}
 		p := assess(view, tasks, c.f)
 		if p.done != c.done || !strings.Contains(p.stopped, c.stopped) || (c.stopped == "") != (p.stopped == "") ||
 			!strings.Contains(p.canary, c.canary) || (c.canary == "") != (p.canary == "") {
