@@ -143,9 +143,10 @@ func (r *rollout) kind() string {
 //
 // A replacement (a task of the current task spec created since the rollout
 // started) fails when it ends on its own (FAILED, REJECTED, COMPLETE; a
-// failing health check ends it FAILED), when its node goes down under it
-// (ORPHANED "node down"), or when it runs without becoming ready for longer
-// than notReadyLimit. Every failure while the rollout is under way counts:
+// failing health check ends it FAILED), or when it runs without becoming
+// ready for longer than notReadyLimit. A replacement lost with its node
+// (ORPHANED) says nothing of the release: its unit is refilled and the
+// rollout goes on. Every failure while the rollout is under way counts:
 // it completes only monitor_ms after its last replacement became ready.
 func (b *builder) judgeFailures(tasks []*shoalpb.Task) (rolledBack bool) {
 	r := b.ro
@@ -220,8 +221,6 @@ func (b *builder) failure(t *shoalpb.Task) string {
 		if reason == "" {
 			reason = strings.ToLower(strings.TrimPrefix(st.GetState().String(), "TASK_STATE_"))
 		}
-	case st.GetState() == shoalpb.TaskState_TASK_STATE_ORPHANED && st.GetMessage() == msgNodeDown:
-		reason = msgNodeDown
 	case isRunnable(t) && isRunning(t) && !st.GetReady():
 		if !sameTaskSpec(t, b.svc.GetSpec().GetTask()) {
 			return ""
