@@ -22,13 +22,6 @@ import (
 // status timestamps (the agents). A task's "ready since" is the timestamp of
 // its status: the agent stamps the report in which its readiness changes.
 
-// Timings of a check whose fields are 0 (proto/service.proto, HealthCheck).
-const (
-	defaultCheckInterval = 30 * time.Second
-	defaultCheckTimeout  = 30 * time.Second
-	defaultCheckRetries  = 3
-)
-
 // maxNamedFailures bounds the failed tasks a status message names.
 const maxNamedFailures = 3
 
@@ -259,10 +252,10 @@ func (b *builder) notReadyLimit(t *shoalpb.Task) time.Duration {
 	}
 	retries := time.Duration(hc.GetRetries())
 	if retries == 0 {
-		retries = defaultCheckRetries
+		retries = servicespec.DefaultCheckRetries
 	}
 	return time.Duration(b.ro.cfg.GetMonitorMs())*time.Millisecond + orDefault(hc.GetStartPeriodMs(), 0) +
-		retries*(orDefault(hc.GetIntervalMs(), defaultCheckInterval)+orDefault(hc.GetTimeoutMs(), defaultCheckTimeout))
+		retries*(orDefault(hc.GetIntervalMs(), servicespec.DefaultCheckInterval)+orDefault(hc.GetTimeoutMs(), servicespec.DefaultCheckTimeout))
 }
 
 // unitCount is the number of units the service wants: its replicas, or for

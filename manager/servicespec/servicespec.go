@@ -22,6 +22,14 @@ const MaxHistory = 10
 // DefaultMonitor is update_config.monitor_ms when the spec sets no config.
 const DefaultMonitor = 5 * time.Second
 
+// Timings of a health or readiness check whose fields are 0, as Docker's
+// HEALTHCHECK has them (proto/service.proto, HealthCheck).
+const (
+	DefaultCheckInterval = 30 * time.Second
+	DefaultCheckTimeout  = 30 * time.Second
+	DefaultCheckRetries  = 3
+)
+
 // DefaultUpdateConfig returns the config of a spec that sets none: Docker's
 // defaults (one task at a time, stop-first, pause on failure, monitor 5 s).
 func DefaultUpdateConfig() *shoalpb.UpdateConfig {

@@ -11,15 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"shoal/manager/servicespec"
 	shoalpb "shoal/proto"
 	"shoal/worker/runtime"
-)
-
-// Defaults of a check, as Docker's HEALTHCHECK has them.
-const (
-	defaultProbeInterval = 30 * time.Second
-	defaultProbeTimeout  = 30 * time.Second
-	defaultProbeRetries  = 3
 )
 
 // maxProbeDetail bounds the probe output kept in a status message.
@@ -109,12 +103,12 @@ func resolveCheck(hc, override *shoalpb.HealthCheck) *check {
 		}
 		return time.Duration(v) * time.Millisecond
 	}
-	ck.interval = ms(pick(hc.GetIntervalMs(), override.GetIntervalMs()), defaultProbeInterval)
-	ck.timeout = ms(pick(hc.GetTimeoutMs(), override.GetTimeoutMs()), defaultProbeTimeout)
+	ck.interval = ms(pick(hc.GetIntervalMs(), override.GetIntervalMs()), servicespec.DefaultCheckInterval)
+	ck.timeout = ms(pick(hc.GetTimeoutMs(), override.GetTimeoutMs()), servicespec.DefaultCheckTimeout)
 	ck.startPeriod = ms(pick(hc.GetStartPeriodMs(), override.GetStartPeriodMs()), 0)
 	ck.retries = int(pick(int64(hc.GetRetries()), int64(override.GetRetries())))
 	if ck.retries <= 0 {
-		ck.retries = defaultProbeRetries
+		ck.retries = servicespec.DefaultCheckRetries
 	}
 	return ck
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"shoal/manager/servicespec"
 	shoalpb "shoal/proto"
 	"shoal/worker/runtime"
 )
@@ -27,18 +28,18 @@ func TestChecksResolveFromSpecAndImage(t *testing.T) {
 	}{
 		{"none anywhere", nil, nil, nil},
 		{"the image's when the service sets none", nil, image,
-			&check{argv: []string{"/healthcheck", "--quick"}, interval: 5 * time.Second, timeout: defaultProbeTimeout, retries: 5}},
+			&check{argv: []string{"/healthcheck", "--quick"}, interval: 5 * time.Second, timeout: servicespec.DefaultCheckTimeout, retries: 5}},
 		{"NONE disables the image's", &shoalpb.HealthCheck{Test: []string{"NONE"}}, image, nil},
 		{"an image's NONE is no check", nil, &shoalpb.HealthCheck{Test: []string{"NONE"}}, nil},
 		{"the service's timings on the image's probe", &shoalpb.HealthCheck{IntervalMs: 2000, StartPeriodMs: 9000}, image,
-			&check{argv: []string{"/healthcheck", "--quick"}, interval: 2 * time.Second, timeout: defaultProbeTimeout, startPeriod: 9 * time.Second, retries: 5}},
+			&check{argv: []string{"/healthcheck", "--quick"}, interval: 2 * time.Second, timeout: servicespec.DefaultCheckTimeout, startPeriod: 9 * time.Second, retries: 5}},
 		{"timings alone without an image check", &shoalpb.HealthCheck{IntervalMs: 2000}, nil, nil},
 		{"CMD-SHELL runs in /bin/sh with defaults", &shoalpb.HealthCheck{Test: []string{"CMD-SHELL", "curl -f localhost || exit 1"}}, image,
-			&check{argv: []string{"/bin/sh", "-c", "curl -f localhost || exit 1"}, interval: defaultProbeInterval, timeout: defaultProbeTimeout, retries: defaultProbeRetries}},
+			&check{argv: []string{"/bin/sh", "-c", "curl -f localhost || exit 1"}, interval: servicespec.DefaultCheckInterval, timeout: servicespec.DefaultCheckTimeout, retries: servicespec.DefaultCheckRetries}},
 		{"HTTP", &shoalpb.HealthCheck{HttpPath: "/healthz", HttpPort: 8080, TimeoutMs: 500, Retries: 1}, nil,
-			&check{httpPath: "/healthz", httpPort: 8080, interval: defaultProbeInterval, timeout: 500 * time.Millisecond, retries: 1}},
+			&check{httpPath: "/healthz", httpPort: 8080, interval: servicespec.DefaultCheckInterval, timeout: 500 * time.Millisecond, retries: 1}},
 		{"TCP", &shoalpb.HealthCheck{TcpPort: 5432}, nil,
-			&check{tcpPort: 5432, interval: defaultProbeInterval, timeout: defaultProbeTimeout, retries: defaultProbeRetries}},
+			&check{tcpPort: 5432, interval: servicespec.DefaultCheckInterval, timeout: servicespec.DefaultCheckTimeout, retries: servicespec.DefaultCheckRetries}},
 	}
 	for _, c := range cases {
 		got := livenessCheck(&shoalpb.ContainerSpec{Healthcheck: c.spec}, c.image)
@@ -47,7 +48,7 @@ func TestChecksResolveFromSpecAndImage(t *testing.T) {
 		}
 	}
 	if got := readinessCheck(&shoalpb.ContainerSpec{Readiness: &shoalpb.HealthCheck{TcpPort: 80}}); !sameCheck(got,
-		&check{tcpPort: 80, interval: defaultProbeInterval, timeout: defaultProbeTimeout, retries: defaultProbeRetries}) {
+		&check{tcpPort: 80, interval: servicespec.DefaultCheckInterval, timeout: servicespec.DefaultCheckTimeout, retries: servicespec.DefaultCheckRetries}) {
 		t.Errorf("readiness TCP: got %+v", got)
 	}
 	if got := readinessCheck(&shoalpb.ContainerSpec{}); got != nil {
@@ -219,7 +220,7 @@ func TestProberExecRetries(t *testing.T) {
 func TestProberDefaultInterval(t *testing.T) {
 	live := resolveCheck(&shoalpb.HealthCheck{Test: []string{"CMD", "live"}}, nil)
 	r := runProber(t, live, nil, &execHandle{results: map[string][]execResult{"live": {pass}}})
-	r.tick(1, defaultProbeInterval-time.Second)
+	r.tick(1, servicespec.DefaultCheckInterval-time.Second)
 	r.expect(1)
 	r.tick(1, time.Second)
 	r.expect(1, "healthy,ready")
