@@ -457,12 +457,16 @@ func (t *Table) follow(ctx context.Context, apply func(Snapshot) bool) {
 
 // followEvery is follow with a retry interval of its own.
 func (t *Table) followEvery(ctx context.Context, retryEvery time.Duration, apply func(Snapshot) bool) {
+	// The first look is due at once. The token goes in before the channel
+	// is registered: a change notified in between fills the one slot, and a
+	// send after it would block this loop, its only reader, for good.
 	changed := make(chan struct{}, 1)
+	changed <- struct{}{}
 	t.mu.Lock()
 	t.watchers = append(t.watchers, changed)
 	t.mu.Unlock()
-	changed <- struct{}{}
 	var retry <-chan time.Time
+	var done uint64 // the change last applied; a token for it is stale
 	for {
 		select {
 		case <-ctx.Done():
@@ -477,7 +481,13 @@ func (t *Table) followEvery(ctx context.Context, retryEvery time.Duration, apply
 		if !synced {
 			continue
 		}
-		if !apply(t.Snapshot()) {
+		snap := t.Snapshot()
+		if snap.Gen == done {
+			continue
+		}
+		if apply(snap) {
+			done = snap.Gen
+		} else {
 			retry = time.After(retryEvery)
 		}
 	}
