@@ -189,7 +189,7 @@ func TestServiceNetworking(t *testing.T) {
 		// New connections to the VIP from another node all the while: none
 		// may be sent to the task that stops.
 		load := testutil.StartLoad(t, testutil.LoadConfig{URL: "http://" + vip + ":8080/", Workers: 4,
-			Pace: 20 * time.Millisecond, Timeout: 5 * time.Second, Dial: c.Workers[0].Dial})
+			Pace: 20 * time.Millisecond, Timeout: 30 * time.Second, Dial: c.Workers[0].Dial})
 		testutil.Eventually(t, convergeTimeout, func() error {
 			if rep := load.Report(); rep.Requests-rep.Failed < 20 {
 				return fmt.Errorf("the VIP answered %d requests so far", rep.Requests-rep.Failed)
