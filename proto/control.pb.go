@@ -26,6 +26,340 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type StackAction int32
+
+const (
+	StackAction_STACK_ACTION_UNCHANGED StackAction = 0
+	StackAction_STACK_ACTION_CREATED   StackAction = 1
+	StackAction_STACK_ACTION_UPDATED   StackAction = 2
+	StackAction_STACK_ACTION_REMOVED   StackAction = 3
+)
+
+// Enum value maps for StackAction.
+var (
+	StackAction_name = map[int32]string{
+		0: "STACK_ACTION_UNCHANGED",
+		1: "STACK_ACTION_CREATED",
+		2: "STACK_ACTION_UPDATED",
+		3: "STACK_ACTION_REMOVED",
+	}
+	StackAction_value = map[string]int32{
+		"STACK_ACTION_UNCHANGED": 0,
+		"STACK_ACTION_CREATED":   1,
+		"STACK_ACTION_UPDATED":   2,
+		"STACK_ACTION_REMOVED":   3,
+	}
+)
+
+func (x StackAction) Enum() *StackAction {
+	p := new(StackAction)
+	*p = x
+	return p
+}
+
+func (x StackAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StackAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_control_proto_enumTypes[0].Descriptor()
+}
+
+func (StackAction) Type() protoreflect.EnumType {
+	return &file_control_proto_enumTypes[0]
+}
+
+func (x StackAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StackAction.Descriptor instead.
+func (StackAction) EnumDescriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{0}
+}
+
+// A stack is the services and networks labelled with its name
+// (com.docker.stack.namespace, as Docker does); there is no stack object.
+type DeployStackRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// stack is the stack's name; services and networks must be named
+	// <stack>_<name>.
+	Stack string `protobuf:"bytes,1,opt,name=stack,proto3" json:"stack,omitempty"`
+	// networks are created when missing. An existing network of the stack
+	// must have the same subnet (networks are not updated in place).
+	Networks []*NetworkSpec `protobuf:"bytes,2,rep,name=networks,proto3" json:"networks,omitempty"`
+	// services reach networks by name: the stack's, or external ones that
+	// already exist.
+	Services []*ServiceSpec `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
+	// prune removes the stack's services and networks that are not in this
+	// request.
+	Prune         bool `protobuf:"varint,4,opt,name=prune,proto3" json:"prune,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployStackRequest) Reset() {
+	*x = DeployStackRequest{}
+	mi := &file_control_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployStackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployStackRequest) ProtoMessage() {}
+
+func (x *DeployStackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployStackRequest.ProtoReflect.Descriptor instead.
+func (*DeployStackRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DeployStackRequest) GetStack() string {
+	if x != nil {
+		return x.Stack
+	}
+	return ""
+}
+
+func (x *DeployStackRequest) GetNetworks() []*NetworkSpec {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+func (x *DeployStackRequest) GetServices() []*ServiceSpec {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *DeployStackRequest) GetPrune() bool {
+	if x != nil {
+		return x.Prune
+	}
+	return false
+}
+
+type StackChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is "service" or "network".
+	Kind   string      `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name   string      `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Action StackAction `protobuf:"varint,3,opt,name=action,proto3,enum=shoal.v1.StackAction" json:"action,omitempty"`
+	// id is the object's ID.
+	Id            string `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StackChange) Reset() {
+	*x = StackChange{}
+	mi := &file_control_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StackChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StackChange) ProtoMessage() {}
+
+func (x *StackChange) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StackChange.ProtoReflect.Descriptor instead.
+func (*StackChange) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StackChange) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *StackChange) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StackChange) GetAction() StackAction {
+	if x != nil {
+		return x.Action
+	}
+	return StackAction_STACK_ACTION_UNCHANGED
+}
+
+func (x *StackChange) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DeployStackResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// changes has one entry per network and service of the request, then
+	// the pruned ones, in the order they were written.
+	Changes       []*StackChange `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployStackResponse) Reset() {
+	*x = DeployStackResponse{}
+	mi := &file_control_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployStackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployStackResponse) ProtoMessage() {}
+
+func (x *DeployStackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployStackResponse.ProtoReflect.Descriptor instead.
+func (*DeployStackResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DeployStackResponse) GetChanges() []*StackChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+type RemoveStackRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stack         string                 `protobuf:"bytes,1,opt,name=stack,proto3" json:"stack,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveStackRequest) Reset() {
+	*x = RemoveStackRequest{}
+	mi := &file_control_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveStackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveStackRequest) ProtoMessage() {}
+
+func (x *RemoveStackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveStackRequest.ProtoReflect.Descriptor instead.
+func (*RemoveStackRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RemoveStackRequest) GetStack() string {
+	if x != nil {
+		return x.Stack
+	}
+	return ""
+}
+
+type RemoveStackResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Changes       []*StackChange         `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveStackResponse) Reset() {
+	*x = RemoveStackResponse{}
+	mi := &file_control_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveStackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveStackResponse) ProtoMessage() {}
+
+func (x *RemoveStackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveStackResponse.ProtoReflect.Descriptor instead.
+func (*RemoveStackResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RemoveStackResponse) GetChanges() []*StackChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
 type CreateNetworkRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *NetworkSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -35,7 +369,7 @@ type CreateNetworkRequest struct {
 
 func (x *CreateNetworkRequest) Reset() {
 	*x = CreateNetworkRequest{}
-	mi := &file_control_proto_msgTypes[0]
+	mi := &file_control_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +381,7 @@ func (x *CreateNetworkRequest) String() string {
 func (*CreateNetworkRequest) ProtoMessage() {}
 
 func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[0]
+	mi := &file_control_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +394,7 @@ func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
 func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{0}
+	return file_control_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateNetworkRequest) GetSpec() *NetworkSpec {
@@ -79,7 +413,7 @@ type GetNetworkRequest struct {
 
 func (x *GetNetworkRequest) Reset() {
 	*x = GetNetworkRequest{}
-	mi := &file_control_proto_msgTypes[1]
+	mi := &file_control_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -91,7 +425,7 @@ func (x *GetNetworkRequest) String() string {
 func (*GetNetworkRequest) ProtoMessage() {}
 
 func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[1]
+	mi := &file_control_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -104,7 +438,7 @@ func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNetworkRequest.ProtoReflect.Descriptor instead.
 func (*GetNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{1}
+	return file_control_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetNetworkRequest) GetNetwork() string {
@@ -122,7 +456,7 @@ type ListNetworksRequest struct {
 
 func (x *ListNetworksRequest) Reset() {
 	*x = ListNetworksRequest{}
-	mi := &file_control_proto_msgTypes[2]
+	mi := &file_control_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -134,7 +468,7 @@ func (x *ListNetworksRequest) String() string {
 func (*ListNetworksRequest) ProtoMessage() {}
 
 func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[2]
+	mi := &file_control_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -147,7 +481,7 @@ func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
 func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{2}
+	return file_control_proto_rawDescGZIP(), []int{7}
 }
 
 type ListNetworksResponse struct {
@@ -159,7 +493,7 @@ type ListNetworksResponse struct {
 
 func (x *ListNetworksResponse) Reset() {
 	*x = ListNetworksResponse{}
-	mi := &file_control_proto_msgTypes[3]
+	mi := &file_control_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -171,7 +505,7 @@ func (x *ListNetworksResponse) String() string {
 func (*ListNetworksResponse) ProtoMessage() {}
 
 func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[3]
+	mi := &file_control_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -184,7 +518,7 @@ func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
 func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{3}
+	return file_control_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListNetworksResponse) GetNetworks() []*NetworkView {
@@ -208,7 +542,7 @@ type NetworkView struct {
 
 func (x *NetworkView) Reset() {
 	*x = NetworkView{}
-	mi := &file_control_proto_msgTypes[4]
+	mi := &file_control_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -220,7 +554,7 @@ func (x *NetworkView) String() string {
 func (*NetworkView) ProtoMessage() {}
 
 func (x *NetworkView) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[4]
+	mi := &file_control_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -233,7 +567,7 @@ func (x *NetworkView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkView.ProtoReflect.Descriptor instead.
 func (*NetworkView) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{4}
+	return file_control_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NetworkView) GetNetwork() *Network {
@@ -266,7 +600,7 @@ type RemoveNetworkRequest struct {
 
 func (x *RemoveNetworkRequest) Reset() {
 	*x = RemoveNetworkRequest{}
-	mi := &file_control_proto_msgTypes[5]
+	mi := &file_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -278,7 +612,7 @@ func (x *RemoveNetworkRequest) String() string {
 func (*RemoveNetworkRequest) ProtoMessage() {}
 
 func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[5]
+	mi := &file_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -291,7 +625,7 @@ func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNetworkRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{5}
+	return file_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RemoveNetworkRequest) GetNetwork() string {
@@ -309,7 +643,7 @@ type RemoveNetworkResponse struct {
 
 func (x *RemoveNetworkResponse) Reset() {
 	*x = RemoveNetworkResponse{}
-	mi := &file_control_proto_msgTypes[6]
+	mi := &file_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -321,7 +655,7 @@ func (x *RemoveNetworkResponse) String() string {
 func (*RemoveNetworkResponse) ProtoMessage() {}
 
 func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[6]
+	mi := &file_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -334,7 +668,7 @@ func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNetworkResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{6}
+	return file_control_proto_rawDescGZIP(), []int{11}
 }
 
 type UpdateClusterSpecRequest struct {
@@ -347,7 +681,7 @@ type UpdateClusterSpecRequest struct {
 
 func (x *UpdateClusterSpecRequest) Reset() {
 	*x = UpdateClusterSpecRequest{}
-	mi := &file_control_proto_msgTypes[7]
+	mi := &file_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -359,7 +693,7 @@ func (x *UpdateClusterSpecRequest) String() string {
 func (*UpdateClusterSpecRequest) ProtoMessage() {}
 
 func (x *UpdateClusterSpecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[7]
+	mi := &file_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -372,7 +706,7 @@ func (x *UpdateClusterSpecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterSpecRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClusterSpecRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{7}
+	return file_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateClusterSpecRequest) GetTaskHistoryLimit() int64 {
@@ -391,7 +725,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_control_proto_msgTypes[8]
+	mi := &file_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -403,7 +737,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[8]
+	mi := &file_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -416,7 +750,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{8}
+	return file_control_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -435,7 +769,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_control_proto_msgTypes[9]
+	mi := &file_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +781,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[9]
+	mi := &file_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +794,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{9}
+	return file_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetServiceRequest) GetService() string {
@@ -480,7 +814,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_control_proto_msgTypes[10]
+	mi := &file_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +826,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[10]
+	mi := &file_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +839,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{10}
+	return file_control_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListServicesRequest) GetFilters() map[string]string {
@@ -530,7 +864,7 @@ type ServiceView struct {
 
 func (x *ServiceView) Reset() {
 	*x = ServiceView{}
-	mi := &file_control_proto_msgTypes[11]
+	mi := &file_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +876,7 @@ func (x *ServiceView) String() string {
 func (*ServiceView) ProtoMessage() {}
 
 func (x *ServiceView) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[11]
+	mi := &file_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +889,7 @@ func (x *ServiceView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceView.ProtoReflect.Descriptor instead.
 func (*ServiceView) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{11}
+	return file_control_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ServiceView) GetService() *Service {
@@ -595,7 +929,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_control_proto_msgTypes[12]
+	mi := &file_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +941,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[12]
+	mi := &file_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +954,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{12}
+	return file_control_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListServicesResponse) GetServices() []*ServiceView {
@@ -641,7 +975,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_control_proto_msgTypes[13]
+	mi := &file_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +987,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[13]
+	mi := &file_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +1000,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{13}
+	return file_control_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateServiceRequest) GetService() string {
@@ -702,7 +1036,7 @@ type RollbackServiceRequest struct {
 
 func (x *RollbackServiceRequest) Reset() {
 	*x = RollbackServiceRequest{}
-	mi := &file_control_proto_msgTypes[14]
+	mi := &file_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +1048,7 @@ func (x *RollbackServiceRequest) String() string {
 func (*RollbackServiceRequest) ProtoMessage() {}
 
 func (x *RollbackServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[14]
+	mi := &file_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +1061,7 @@ func (x *RollbackServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackServiceRequest.ProtoReflect.Descriptor instead.
 func (*RollbackServiceRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{14}
+	return file_control_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RollbackServiceRequest) GetService() string {
@@ -753,7 +1087,7 @@ type PromoteServiceRequest struct {
 
 func (x *PromoteServiceRequest) Reset() {
 	*x = PromoteServiceRequest{}
-	mi := &file_control_proto_msgTypes[15]
+	mi := &file_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +1099,7 @@ func (x *PromoteServiceRequest) String() string {
 func (*PromoteServiceRequest) ProtoMessage() {}
 
 func (x *PromoteServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[15]
+	mi := &file_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +1112,7 @@ func (x *PromoteServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteServiceRequest.ProtoReflect.Descriptor instead.
 func (*PromoteServiceRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{15}
+	return file_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PromoteServiceRequest) GetService() string {
@@ -797,7 +1131,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_control_proto_msgTypes[16]
+	mi := &file_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -809,7 +1143,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[16]
+	mi := &file_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -822,7 +1156,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{16}
+	return file_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RemoveServiceRequest) GetService() string {
@@ -840,7 +1174,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_control_proto_msgTypes[17]
+	mi := &file_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +1186,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[17]
+	mi := &file_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +1199,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{17}
+	return file_control_proto_rawDescGZIP(), []int{22}
 }
 
 type ListTasksRequest struct {
@@ -878,7 +1212,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_control_proto_msgTypes[18]
+	mi := &file_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1224,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[18]
+	mi := &file_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1237,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{18}
+	return file_control_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListTasksRequest) GetFilters() map[string]string {
@@ -922,7 +1256,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_control_proto_msgTypes[19]
+	mi := &file_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -934,7 +1268,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[19]
+	mi := &file_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -947,7 +1281,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{19}
+	return file_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -969,7 +1303,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_control_proto_msgTypes[20]
+	mi := &file_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1315,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[20]
+	mi := &file_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1328,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{20}
+	return file_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ServiceLogsRequest) GetService() string {
@@ -1036,7 +1370,7 @@ type ServiceLogMessage struct {
 
 func (x *ServiceLogMessage) Reset() {
 	*x = ServiceLogMessage{}
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1382,7 @@ func (x *ServiceLogMessage) String() string {
 func (*ServiceLogMessage) ProtoMessage() {}
 
 func (x *ServiceLogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1395,7 @@ func (x *ServiceLogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogMessage.ProtoReflect.Descriptor instead.
 func (*ServiceLogMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{21}
+	return file_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ServiceLogMessage) GetLog() *LogMessage {
@@ -1088,7 +1422,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1434,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1447,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{22}
+	return file_control_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EventsRequest) GetFilters() map[string]string {
@@ -1139,7 +1473,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_control_proto_msgTypes[23]
+	mi := &file_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1485,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[23]
+	mi := &file_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1498,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{23}
+	return file_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Event) GetTime() *timestamppb.Timestamp {
@@ -1221,7 +1555,7 @@ type NodeView struct {
 
 func (x *NodeView) Reset() {
 	*x = NodeView{}
-	mi := &file_control_proto_msgTypes[24]
+	mi := &file_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1567,7 @@ func (x *NodeView) String() string {
 func (*NodeView) ProtoMessage() {}
 
 func (x *NodeView) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[24]
+	mi := &file_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1580,7 @@ func (x *NodeView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeView.ProtoReflect.Descriptor instead.
 func (*NodeView) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{24}
+	return file_control_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NodeView) GetNode() *Node {
@@ -1273,7 +1607,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1619,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1632,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{25}
+	return file_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListNodesRequest) GetFilters() map[string]string {
@@ -1317,7 +1651,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1663,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1676,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{26}
+	return file_control_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeView {
@@ -1363,7 +1697,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_control_proto_msgTypes[27]
+	mi := &file_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1709,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[27]
+	mi := &file_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1722,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{27}
+	return file_control_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetNodeRequest) GetNode() string {
@@ -1417,7 +1751,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_control_proto_msgTypes[28]
+	mi := &file_control_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1763,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[28]
+	mi := &file_control_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1776,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{28}
+	return file_control_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -1511,7 +1845,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1523,7 +1857,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +1870,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{29}
+	return file_control_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -1561,7 +1895,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_control_proto_msgTypes[30]
+	mi := &file_control_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1907,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[30]
+	mi := &file_control_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1920,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{30}
+	return file_control_proto_rawDescGZIP(), []int{35}
 }
 
 type GetJoinTokensRequest struct {
@@ -1597,7 +1931,7 @@ type GetJoinTokensRequest struct {
 
 func (x *GetJoinTokensRequest) Reset() {
 	*x = GetJoinTokensRequest{}
-	mi := &file_control_proto_msgTypes[31]
+	mi := &file_control_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1943,7 @@ func (x *GetJoinTokensRequest) String() string {
 func (*GetJoinTokensRequest) ProtoMessage() {}
 
 func (x *GetJoinTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[31]
+	mi := &file_control_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1956,7 @@ func (x *GetJoinTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJoinTokensRequest.ProtoReflect.Descriptor instead.
 func (*GetJoinTokensRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{31}
+	return file_control_proto_rawDescGZIP(), []int{36}
 }
 
 type RotateJoinTokenRequest struct {
@@ -1635,7 +1969,7 @@ type RotateJoinTokenRequest struct {
 
 func (x *RotateJoinTokenRequest) Reset() {
 	*x = RotateJoinTokenRequest{}
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1981,7 @@ func (x *RotateJoinTokenRequest) String() string {
 func (*RotateJoinTokenRequest) ProtoMessage() {}
 
 func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1994,7 @@ func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{32}
+	return file_control_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RotateJoinTokenRequest) GetRole() NodeRole {
@@ -1681,7 +2015,7 @@ type IssueClientCertificateRequest struct {
 
 func (x *IssueClientCertificateRequest) Reset() {
 	*x = IssueClientCertificateRequest{}
-	mi := &file_control_proto_msgTypes[33]
+	mi := &file_control_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +2027,7 @@ func (x *IssueClientCertificateRequest) String() string {
 func (*IssueClientCertificateRequest) ProtoMessage() {}
 
 func (x *IssueClientCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[33]
+	mi := &file_control_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +2040,7 @@ func (x *IssueClientCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueClientCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueClientCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{33}
+	return file_control_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *IssueClientCertificateRequest) GetCsr() []byte {
@@ -1733,7 +2067,7 @@ type IssueClientCertificateResponse struct {
 
 func (x *IssueClientCertificateResponse) Reset() {
 	*x = IssueClientCertificateResponse{}
-	mi := &file_control_proto_msgTypes[34]
+	mi := &file_control_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +2079,7 @@ func (x *IssueClientCertificateResponse) String() string {
 func (*IssueClientCertificateResponse) ProtoMessage() {}
 
 func (x *IssueClientCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[34]
+	mi := &file_control_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +2092,7 @@ func (x *IssueClientCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueClientCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueClientCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{34}
+	return file_control_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *IssueClientCertificateResponse) GetCertPem() []byte {
@@ -1783,7 +2117,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_control_proto_msgTypes[35]
+	mi := &file_control_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1795,7 +2129,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[35]
+	mi := &file_control_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1808,7 +2142,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{35}
+	return file_control_proto_rawDescGZIP(), []int{40}
 }
 
 type InfoResponse struct {
@@ -1837,7 +2171,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +2183,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +2196,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{36}
+	return file_control_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *InfoResponse) GetNodeId() string {
@@ -1986,7 +2320,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_control_proto_msgTypes[37]
+	mi := &file_control_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2332,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[37]
+	mi := &file_control_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2345,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{37}
+	return file_control_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *LeaveRequest) GetForce() bool {
@@ -2029,7 +2363,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_control_proto_msgTypes[38]
+	mi := &file_control_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2375,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[38]
+	mi := &file_control_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,14 +2388,30 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{38}
+	return file_control_proto_rawDescGZIP(), []int{43}
 }
 
 var File_control_proto protoreflect.FileDescriptor
 
 const file_control_proto_rawDesc = "" +
 	"\n" +
-	"\rcontrol.proto\x12\bshoal.v1\x1a\x10dispatcher.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\rservice.proto\x1a\vtypes.proto\"A\n" +
+	"\rcontrol.proto\x12\bshoal.v1\x1a\x10dispatcher.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\rservice.proto\x1a\vtypes.proto\"\xa6\x01\n" +
+	"\x12DeployStackRequest\x12\x14\n" +
+	"\x05stack\x18\x01 \x01(\tR\x05stack\x121\n" +
+	"\bnetworks\x18\x02 \x03(\v2\x15.shoal.v1.NetworkSpecR\bnetworks\x121\n" +
+	"\bservices\x18\x03 \x03(\v2\x15.shoal.v1.ServiceSpecR\bservices\x12\x14\n" +
+	"\x05prune\x18\x04 \x01(\bR\x05prune\"t\n" +
+	"\vStackChange\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12-\n" +
+	"\x06action\x18\x03 \x01(\x0e2\x15.shoal.v1.StackActionR\x06action\x12\x0e\n" +
+	"\x02id\x18\x04 \x01(\tR\x02id\"F\n" +
+	"\x13DeployStackResponse\x12/\n" +
+	"\achanges\x18\x01 \x03(\v2\x15.shoal.v1.StackChangeR\achanges\"*\n" +
+	"\x12RemoveStackRequest\x12\x14\n" +
+	"\x05stack\x18\x01 \x01(\tR\x05stack\"F\n" +
+	"\x13RemoveStackResponse\x12/\n" +
+	"\achanges\x18\x01 \x03(\v2\x15.shoal.v1.StackChangeR\achanges\"A\n" +
 	"\x14CreateNetworkRequest\x12)\n" +
 	"\x04spec\x18\x01 \x01(\v2\x15.shoal.v1.NetworkSpecR\x04spec\"-\n" +
 	"\x11GetNetworkRequest\x12\x18\n" +
@@ -2199,7 +2549,12 @@ const file_control_proto_rawDesc = "" +
 	"\x13cert_not_after_unix\x18\x10 \x01(\x03R\x10certNotAfterUnix\"$\n" +
 	"\fLeaveRequest\x12\x14\n" +
 	"\x05force\x18\x01 \x01(\bR\x05force\"\x0f\n" +
-	"\rLeaveResponse2\xce\f\n" +
+	"\rLeaveResponse*w\n" +
+	"\vStackAction\x12\x1a\n" +
+	"\x16STACK_ACTION_UNCHANGED\x10\x00\x12\x18\n" +
+	"\x14STACK_ACTION_CREATED\x10\x01\x12\x18\n" +
+	"\x14STACK_ACTION_UPDATED\x10\x02\x12\x18\n" +
+	"\x14STACK_ACTION_REMOVED\x10\x032\xe6\r\n" +
 	"\x0eControlService\x12D\n" +
 	"\tListNodes\x12\x1a.shoal.v1.ListNodesRequest\x1a\x1b.shoal.v1.ListNodesResponse\x127\n" +
 	"\aGetNode\x12\x18.shoal.v1.GetNodeRequest\x1a\x12.shoal.v1.NodeView\x12=\n" +
@@ -2226,7 +2581,9 @@ const file_control_proto_rawDesc = "" +
 	"\n" +
 	"GetNetwork\x12\x1b.shoal.v1.GetNetworkRequest\x1a\x15.shoal.v1.NetworkView\x12M\n" +
 	"\fListNetworks\x12\x1d.shoal.v1.ListNetworksRequest\x1a\x1e.shoal.v1.ListNetworksResponse\x12P\n" +
-	"\rRemoveNetwork\x12\x1e.shoal.v1.RemoveNetworkRequest\x1a\x1f.shoal.v1.RemoveNetworkResponse2~\n" +
+	"\rRemoveNetwork\x12\x1e.shoal.v1.RemoveNetworkRequest\x1a\x1f.shoal.v1.RemoveNetworkResponse\x12J\n" +
+	"\vDeployStack\x12\x1c.shoal.v1.DeployStackRequest\x1a\x1d.shoal.v1.DeployStackResponse\x12J\n" +
+	"\vRemoveStack\x12\x1c.shoal.v1.RemoveStackRequest\x1a\x1d.shoal.v1.RemoveStackResponse2~\n" +
 	"\vNodeService\x125\n" +
 	"\x04Info\x12\x15.shoal.v1.InfoRequest\x1a\x16.shoal.v1.InfoResponse\x128\n" +
 	"\x05Leave\x12\x16.shoal.v1.LeaveRequest\x1a\x17.shoal.v1.LeaveResponseB\x15Z\x13shoal/proto;shoalpbb\x06proto3"
@@ -2243,145 +2600,161 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_control_proto_goTypes = []any{
-	(*CreateNetworkRequest)(nil),           // 0: shoal.v1.CreateNetworkRequest
-	(*GetNetworkRequest)(nil),              // 1: shoal.v1.GetNetworkRequest
-	(*ListNetworksRequest)(nil),            // 2: shoal.v1.ListNetworksRequest
-	(*ListNetworksResponse)(nil),           // 3: shoal.v1.ListNetworksResponse
-	(*NetworkView)(nil),                    // 4: shoal.v1.NetworkView
-	(*RemoveNetworkRequest)(nil),           // 5: shoal.v1.RemoveNetworkRequest
-	(*RemoveNetworkResponse)(nil),          // 6: shoal.v1.RemoveNetworkResponse
-	(*UpdateClusterSpecRequest)(nil),       // 7: shoal.v1.UpdateClusterSpecRequest
-	(*CreateServiceRequest)(nil),           // 8: shoal.v1.CreateServiceRequest
-	(*GetServiceRequest)(nil),              // 9: shoal.v1.GetServiceRequest
-	(*ListServicesRequest)(nil),            // 10: shoal.v1.ListServicesRequest
-	(*ServiceView)(nil),                    // 11: shoal.v1.ServiceView
-	(*ListServicesResponse)(nil),           // 12: shoal.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),           // 13: shoal.v1.UpdateServiceRequest
-	(*RollbackServiceRequest)(nil),         // 14: shoal.v1.RollbackServiceRequest
-	(*PromoteServiceRequest)(nil),          // 15: shoal.v1.PromoteServiceRequest
-	(*RemoveServiceRequest)(nil),           // 16: shoal.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),          // 17: shoal.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),               // 18: shoal.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),              // 19: shoal.v1.ListTasksResponse
-	(*ServiceLogsRequest)(nil),             // 20: shoal.v1.ServiceLogsRequest
-	(*ServiceLogMessage)(nil),              // 21: shoal.v1.ServiceLogMessage
-	(*EventsRequest)(nil),                  // 22: shoal.v1.EventsRequest
-	(*Event)(nil),                          // 23: shoal.v1.Event
-	(*NodeView)(nil),                       // 24: shoal.v1.NodeView
-	(*ListNodesRequest)(nil),               // 25: shoal.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),              // 26: shoal.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),                 // 27: shoal.v1.GetNodeRequest
-	(*UpdateNodeRequest)(nil),              // 28: shoal.v1.UpdateNodeRequest
-	(*RemoveNodeRequest)(nil),              // 29: shoal.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),             // 30: shoal.v1.RemoveNodeResponse
-	(*GetJoinTokensRequest)(nil),           // 31: shoal.v1.GetJoinTokensRequest
-	(*RotateJoinTokenRequest)(nil),         // 32: shoal.v1.RotateJoinTokenRequest
-	(*IssueClientCertificateRequest)(nil),  // 33: shoal.v1.IssueClientCertificateRequest
-	(*IssueClientCertificateResponse)(nil), // 34: shoal.v1.IssueClientCertificateResponse
-	(*InfoRequest)(nil),                    // 35: shoal.v1.InfoRequest
-	(*InfoResponse)(nil),                   // 36: shoal.v1.InfoResponse
-	(*LeaveRequest)(nil),                   // 37: shoal.v1.LeaveRequest
-	(*LeaveResponse)(nil),                  // 38: shoal.v1.LeaveResponse
-	nil,                                    // 39: shoal.v1.ListServicesRequest.FiltersEntry
-	nil,                                    // 40: shoal.v1.ListTasksRequest.FiltersEntry
-	nil,                                    // 41: shoal.v1.EventsRequest.FiltersEntry
-	nil,                                    // 42: shoal.v1.Event.AttributesEntry
-	nil,                                    // 43: shoal.v1.ListNodesRequest.FiltersEntry
-	nil,                                    // 44: shoal.v1.UpdateNodeRequest.LabelAddEntry
-	(*NetworkSpec)(nil),                    // 45: shoal.v1.NetworkSpec
-	(*Network)(nil),                        // 46: shoal.v1.Network
-	(*ServiceSpec)(nil),                    // 47: shoal.v1.ServiceSpec
-	(*Service)(nil),                        // 48: shoal.v1.Service
-	(*Task)(nil),                           // 49: shoal.v1.Task
-	(*timestamppb.Timestamp)(nil),          // 50: google.protobuf.Timestamp
-	(*LogMessage)(nil),                     // 51: shoal.v1.LogMessage
-	(*Node)(nil),                           // 52: shoal.v1.Node
-	(NodeAvailability)(0),                  // 53: shoal.v1.NodeAvailability
-	(NodeRole)(0),                          // 54: shoal.v1.NodeRole
-	(*ManagerAddr)(nil),                    // 55: shoal.v1.ManagerAddr
-	(*JoinTokens)(nil),                     // 56: shoal.v1.JoinTokens
-	(*ClusterSpec)(nil),                    // 57: shoal.v1.ClusterSpec
+	(StackAction)(0),                       // 0: shoal.v1.StackAction
+	(*DeployStackRequest)(nil),             // 1: shoal.v1.DeployStackRequest
+	(*StackChange)(nil),                    // 2: shoal.v1.StackChange
+	(*DeployStackResponse)(nil),            // 3: shoal.v1.DeployStackResponse
+	(*RemoveStackRequest)(nil),             // 4: shoal.v1.RemoveStackRequest
+	(*RemoveStackResponse)(nil),            // 5: shoal.v1.RemoveStackResponse
+	(*CreateNetworkRequest)(nil),           // 6: shoal.v1.CreateNetworkRequest
+	(*GetNetworkRequest)(nil),              // 7: shoal.v1.GetNetworkRequest
+	(*ListNetworksRequest)(nil),            // 8: shoal.v1.ListNetworksRequest
+	(*ListNetworksResponse)(nil),           // 9: shoal.v1.ListNetworksResponse
+	(*NetworkView)(nil),                    // 10: shoal.v1.NetworkView
+	(*RemoveNetworkRequest)(nil),           // 11: shoal.v1.RemoveNetworkRequest
+	(*RemoveNetworkResponse)(nil),          // 12: shoal.v1.RemoveNetworkResponse
+	(*UpdateClusterSpecRequest)(nil),       // 13: shoal.v1.UpdateClusterSpecRequest
+	(*CreateServiceRequest)(nil),           // 14: shoal.v1.CreateServiceRequest
+	(*GetServiceRequest)(nil),              // 15: shoal.v1.GetServiceRequest
+	(*ListServicesRequest)(nil),            // 16: shoal.v1.ListServicesRequest
+	(*ServiceView)(nil),                    // 17: shoal.v1.ServiceView
+	(*ListServicesResponse)(nil),           // 18: shoal.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),           // 19: shoal.v1.UpdateServiceRequest
+	(*RollbackServiceRequest)(nil),         // 20: shoal.v1.RollbackServiceRequest
+	(*PromoteServiceRequest)(nil),          // 21: shoal.v1.PromoteServiceRequest
+	(*RemoveServiceRequest)(nil),           // 22: shoal.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),          // 23: shoal.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),               // 24: shoal.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),              // 25: shoal.v1.ListTasksResponse
+	(*ServiceLogsRequest)(nil),             // 26: shoal.v1.ServiceLogsRequest
+	(*ServiceLogMessage)(nil),              // 27: shoal.v1.ServiceLogMessage
+	(*EventsRequest)(nil),                  // 28: shoal.v1.EventsRequest
+	(*Event)(nil),                          // 29: shoal.v1.Event
+	(*NodeView)(nil),                       // 30: shoal.v1.NodeView
+	(*ListNodesRequest)(nil),               // 31: shoal.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),              // 32: shoal.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),                 // 33: shoal.v1.GetNodeRequest
+	(*UpdateNodeRequest)(nil),              // 34: shoal.v1.UpdateNodeRequest
+	(*RemoveNodeRequest)(nil),              // 35: shoal.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),             // 36: shoal.v1.RemoveNodeResponse
+	(*GetJoinTokensRequest)(nil),           // 37: shoal.v1.GetJoinTokensRequest
+	(*RotateJoinTokenRequest)(nil),         // 38: shoal.v1.RotateJoinTokenRequest
+	(*IssueClientCertificateRequest)(nil),  // 39: shoal.v1.IssueClientCertificateRequest
+	(*IssueClientCertificateResponse)(nil), // 40: shoal.v1.IssueClientCertificateResponse
+	(*InfoRequest)(nil),                    // 41: shoal.v1.InfoRequest
+	(*InfoResponse)(nil),                   // 42: shoal.v1.InfoResponse
+	(*LeaveRequest)(nil),                   // 43: shoal.v1.LeaveRequest
+	(*LeaveResponse)(nil),                  // 44: shoal.v1.LeaveResponse
+	nil,                                    // 45: shoal.v1.ListServicesRequest.FiltersEntry
+	nil,                                    // 46: shoal.v1.ListTasksRequest.FiltersEntry
+	nil,                                    // 47: shoal.v1.EventsRequest.FiltersEntry
+	nil,                                    // 48: shoal.v1.Event.AttributesEntry
+	nil,                                    // 49: shoal.v1.ListNodesRequest.FiltersEntry
+	nil,                                    // 50: shoal.v1.UpdateNodeRequest.LabelAddEntry
+	(*NetworkSpec)(nil),                    // 51: shoal.v1.NetworkSpec
+	(*ServiceSpec)(nil),                    // 52: shoal.v1.ServiceSpec
+	(*Network)(nil),                        // 53: shoal.v1.Network
+	(*Service)(nil),                        // 54: shoal.v1.Service
+	(*Task)(nil),                           // 55: shoal.v1.Task
+	(*timestamppb.Timestamp)(nil),          // 56: google.protobuf.Timestamp
+	(*LogMessage)(nil),                     // 57: shoal.v1.LogMessage
+	(*Node)(nil),                           // 58: shoal.v1.Node
+	(NodeAvailability)(0),                  // 59: shoal.v1.NodeAvailability
+	(NodeRole)(0),                          // 60: shoal.v1.NodeRole
+	(*ManagerAddr)(nil),                    // 61: shoal.v1.ManagerAddr
+	(*JoinTokens)(nil),                     // 62: shoal.v1.JoinTokens
+	(*ClusterSpec)(nil),                    // 63: shoal.v1.ClusterSpec
 }
 var file_control_proto_depIdxs = []int32{
-	45, // 0: shoal.v1.CreateNetworkRequest.spec:type_name -> shoal.v1.NetworkSpec
-	4,  // 1: shoal.v1.ListNetworksResponse.networks:type_name -> shoal.v1.NetworkView
-	46, // 2: shoal.v1.NetworkView.network:type_name -> shoal.v1.Network
-	47, // 3: shoal.v1.CreateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
-	39, // 4: shoal.v1.ListServicesRequest.filters:type_name -> shoal.v1.ListServicesRequest.FiltersEntry
-	48, // 5: shoal.v1.ServiceView.service:type_name -> shoal.v1.Service
-	11, // 6: shoal.v1.ListServicesResponse.services:type_name -> shoal.v1.ServiceView
-	47, // 7: shoal.v1.UpdateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
-	40, // 8: shoal.v1.ListTasksRequest.filters:type_name -> shoal.v1.ListTasksRequest.FiltersEntry
-	49, // 9: shoal.v1.ListTasksResponse.tasks:type_name -> shoal.v1.Task
-	50, // 10: shoal.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
-	51, // 11: shoal.v1.ServiceLogMessage.log:type_name -> shoal.v1.LogMessage
-	41, // 12: shoal.v1.EventsRequest.filters:type_name -> shoal.v1.EventsRequest.FiltersEntry
-	50, // 13: shoal.v1.Event.time:type_name -> google.protobuf.Timestamp
-	42, // 14: shoal.v1.Event.attributes:type_name -> shoal.v1.Event.AttributesEntry
-	52, // 15: shoal.v1.NodeView.node:type_name -> shoal.v1.Node
-	43, // 16: shoal.v1.ListNodesRequest.filters:type_name -> shoal.v1.ListNodesRequest.FiltersEntry
-	24, // 17: shoal.v1.ListNodesResponse.nodes:type_name -> shoal.v1.NodeView
-	53, // 18: shoal.v1.UpdateNodeRequest.availability:type_name -> shoal.v1.NodeAvailability
-	44, // 19: shoal.v1.UpdateNodeRequest.label_add:type_name -> shoal.v1.UpdateNodeRequest.LabelAddEntry
-	54, // 20: shoal.v1.UpdateNodeRequest.desired_role:type_name -> shoal.v1.NodeRole
-	54, // 21: shoal.v1.RotateJoinTokenRequest.role:type_name -> shoal.v1.NodeRole
-	54, // 22: shoal.v1.InfoResponse.role:type_name -> shoal.v1.NodeRole
-	55, // 23: shoal.v1.InfoResponse.managers:type_name -> shoal.v1.ManagerAddr
-	25, // 24: shoal.v1.ControlService.ListNodes:input_type -> shoal.v1.ListNodesRequest
-	27, // 25: shoal.v1.ControlService.GetNode:input_type -> shoal.v1.GetNodeRequest
-	28, // 26: shoal.v1.ControlService.UpdateNode:input_type -> shoal.v1.UpdateNodeRequest
-	29, // 27: shoal.v1.ControlService.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
-	31, // 28: shoal.v1.ControlService.GetJoinTokens:input_type -> shoal.v1.GetJoinTokensRequest
-	32, // 29: shoal.v1.ControlService.RotateJoinToken:input_type -> shoal.v1.RotateJoinTokenRequest
-	33, // 30: shoal.v1.ControlService.IssueClientCertificate:input_type -> shoal.v1.IssueClientCertificateRequest
-	7,  // 31: shoal.v1.ControlService.UpdateClusterSpec:input_type -> shoal.v1.UpdateClusterSpecRequest
-	8,  // 32: shoal.v1.ControlService.CreateService:input_type -> shoal.v1.CreateServiceRequest
-	9,  // 33: shoal.v1.ControlService.GetService:input_type -> shoal.v1.GetServiceRequest
-	10, // 34: shoal.v1.ControlService.ListServices:input_type -> shoal.v1.ListServicesRequest
-	13, // 35: shoal.v1.ControlService.UpdateService:input_type -> shoal.v1.UpdateServiceRequest
-	14, // 36: shoal.v1.ControlService.RollbackService:input_type -> shoal.v1.RollbackServiceRequest
-	15, // 37: shoal.v1.ControlService.PromoteService:input_type -> shoal.v1.PromoteServiceRequest
-	16, // 38: shoal.v1.ControlService.RemoveService:input_type -> shoal.v1.RemoveServiceRequest
-	18, // 39: shoal.v1.ControlService.ListTasks:input_type -> shoal.v1.ListTasksRequest
-	20, // 40: shoal.v1.ControlService.ServiceLogs:input_type -> shoal.v1.ServiceLogsRequest
-	22, // 41: shoal.v1.ControlService.Events:input_type -> shoal.v1.EventsRequest
-	0,  // 42: shoal.v1.ControlService.CreateNetwork:input_type -> shoal.v1.CreateNetworkRequest
-	1,  // 43: shoal.v1.ControlService.GetNetwork:input_type -> shoal.v1.GetNetworkRequest
-	2,  // 44: shoal.v1.ControlService.ListNetworks:input_type -> shoal.v1.ListNetworksRequest
-	5,  // 45: shoal.v1.ControlService.RemoveNetwork:input_type -> shoal.v1.RemoveNetworkRequest
-	35, // 46: shoal.v1.NodeService.Info:input_type -> shoal.v1.InfoRequest
-	37, // 47: shoal.v1.NodeService.Leave:input_type -> shoal.v1.LeaveRequest
-	26, // 48: shoal.v1.ControlService.ListNodes:output_type -> shoal.v1.ListNodesResponse
-	24, // 49: shoal.v1.ControlService.GetNode:output_type -> shoal.v1.NodeView
-	24, // 50: shoal.v1.ControlService.UpdateNode:output_type -> shoal.v1.NodeView
-	30, // 51: shoal.v1.ControlService.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
-	56, // 52: shoal.v1.ControlService.GetJoinTokens:output_type -> shoal.v1.JoinTokens
-	56, // 53: shoal.v1.ControlService.RotateJoinToken:output_type -> shoal.v1.JoinTokens
-	34, // 54: shoal.v1.ControlService.IssueClientCertificate:output_type -> shoal.v1.IssueClientCertificateResponse
-	57, // 55: shoal.v1.ControlService.UpdateClusterSpec:output_type -> shoal.v1.ClusterSpec
-	48, // 56: shoal.v1.ControlService.CreateService:output_type -> shoal.v1.Service
-	48, // 57: shoal.v1.ControlService.GetService:output_type -> shoal.v1.Service
-	12, // 58: shoal.v1.ControlService.ListServices:output_type -> shoal.v1.ListServicesResponse
-	48, // 59: shoal.v1.ControlService.UpdateService:output_type -> shoal.v1.Service
-	48, // 60: shoal.v1.ControlService.RollbackService:output_type -> shoal.v1.Service
-	48, // 61: shoal.v1.ControlService.PromoteService:output_type -> shoal.v1.Service
-	17, // 62: shoal.v1.ControlService.RemoveService:output_type -> shoal.v1.RemoveServiceResponse
-	19, // 63: shoal.v1.ControlService.ListTasks:output_type -> shoal.v1.ListTasksResponse
-	21, // 64: shoal.v1.ControlService.ServiceLogs:output_type -> shoal.v1.ServiceLogMessage
-	23, // 65: shoal.v1.ControlService.Events:output_type -> shoal.v1.Event
-	4,  // 66: shoal.v1.ControlService.CreateNetwork:output_type -> shoal.v1.NetworkView
-	4,  // 67: shoal.v1.ControlService.GetNetwork:output_type -> shoal.v1.NetworkView
-	3,  // 68: shoal.v1.ControlService.ListNetworks:output_type -> shoal.v1.ListNetworksResponse
-	6,  // 69: shoal.v1.ControlService.RemoveNetwork:output_type -> shoal.v1.RemoveNetworkResponse
-	36, // 70: shoal.v1.NodeService.Info:output_type -> shoal.v1.InfoResponse
-	38, // 71: shoal.v1.NodeService.Leave:output_type -> shoal.v1.LeaveResponse
-	48, // [48:72] is the sub-list for method output_type
-	24, // [24:48] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	51, // 0: shoal.v1.DeployStackRequest.networks:type_name -> shoal.v1.NetworkSpec
+	52, // 1: shoal.v1.DeployStackRequest.services:type_name -> shoal.v1.ServiceSpec
+	0,  // 2: shoal.v1.StackChange.action:type_name -> shoal.v1.StackAction
+	2,  // 3: shoal.v1.DeployStackResponse.changes:type_name -> shoal.v1.StackChange
+	2,  // 4: shoal.v1.RemoveStackResponse.changes:type_name -> shoal.v1.StackChange
+	51, // 5: shoal.v1.CreateNetworkRequest.spec:type_name -> shoal.v1.NetworkSpec
+	10, // 6: shoal.v1.ListNetworksResponse.networks:type_name -> shoal.v1.NetworkView
+	53, // 7: shoal.v1.NetworkView.network:type_name -> shoal.v1.Network
+	52, // 8: shoal.v1.CreateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
+	45, // 9: shoal.v1.ListServicesRequest.filters:type_name -> shoal.v1.ListServicesRequest.FiltersEntry
+	54, // 10: shoal.v1.ServiceView.service:type_name -> shoal.v1.Service
+	17, // 11: shoal.v1.ListServicesResponse.services:type_name -> shoal.v1.ServiceView
+	52, // 12: shoal.v1.UpdateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
+	46, // 13: shoal.v1.ListTasksRequest.filters:type_name -> shoal.v1.ListTasksRequest.FiltersEntry
+	55, // 14: shoal.v1.ListTasksResponse.tasks:type_name -> shoal.v1.Task
+	56, // 15: shoal.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
+	57, // 16: shoal.v1.ServiceLogMessage.log:type_name -> shoal.v1.LogMessage
+	47, // 17: shoal.v1.EventsRequest.filters:type_name -> shoal.v1.EventsRequest.FiltersEntry
+	56, // 18: shoal.v1.Event.time:type_name -> google.protobuf.Timestamp
+	48, // 19: shoal.v1.Event.attributes:type_name -> shoal.v1.Event.AttributesEntry
+	58, // 20: shoal.v1.NodeView.node:type_name -> shoal.v1.Node
+	49, // 21: shoal.v1.ListNodesRequest.filters:type_name -> shoal.v1.ListNodesRequest.FiltersEntry
+	30, // 22: shoal.v1.ListNodesResponse.nodes:type_name -> shoal.v1.NodeView
+	59, // 23: shoal.v1.UpdateNodeRequest.availability:type_name -> shoal.v1.NodeAvailability
+	50, // 24: shoal.v1.UpdateNodeRequest.label_add:type_name -> shoal.v1.UpdateNodeRequest.LabelAddEntry
+	60, // 25: shoal.v1.UpdateNodeRequest.desired_role:type_name -> shoal.v1.NodeRole
+	60, // 26: shoal.v1.RotateJoinTokenRequest.role:type_name -> shoal.v1.NodeRole
+	60, // 27: shoal.v1.InfoResponse.role:type_name -> shoal.v1.NodeRole
+	61, // 28: shoal.v1.InfoResponse.managers:type_name -> shoal.v1.ManagerAddr
+	31, // 29: shoal.v1.ControlService.ListNodes:input_type -> shoal.v1.ListNodesRequest
+	33, // 30: shoal.v1.ControlService.GetNode:input_type -> shoal.v1.GetNodeRequest
+	34, // 31: shoal.v1.ControlService.UpdateNode:input_type -> shoal.v1.UpdateNodeRequest
+	35, // 32: shoal.v1.ControlService.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
+	37, // 33: shoal.v1.ControlService.GetJoinTokens:input_type -> shoal.v1.GetJoinTokensRequest
+	38, // 34: shoal.v1.ControlService.RotateJoinToken:input_type -> shoal.v1.RotateJoinTokenRequest
+	39, // 35: shoal.v1.ControlService.IssueClientCertificate:input_type -> shoal.v1.IssueClientCertificateRequest
+	13, // 36: shoal.v1.ControlService.UpdateClusterSpec:input_type -> shoal.v1.UpdateClusterSpecRequest
+	14, // 37: shoal.v1.ControlService.CreateService:input_type -> shoal.v1.CreateServiceRequest
+	15, // 38: shoal.v1.ControlService.GetService:input_type -> shoal.v1.GetServiceRequest
+	16, // 39: shoal.v1.ControlService.ListServices:input_type -> shoal.v1.ListServicesRequest
+	19, // 40: shoal.v1.ControlService.UpdateService:input_type -> shoal.v1.UpdateServiceRequest
+	20, // 41: shoal.v1.ControlService.RollbackService:input_type -> shoal.v1.RollbackServiceRequest
+	21, // 42: shoal.v1.ControlService.PromoteService:input_type -> shoal.v1.PromoteServiceRequest
+	22, // 43: shoal.v1.ControlService.RemoveService:input_type -> shoal.v1.RemoveServiceRequest
+	24, // 44: shoal.v1.ControlService.ListTasks:input_type -> shoal.v1.ListTasksRequest
+	26, // 45: shoal.v1.ControlService.ServiceLogs:input_type -> shoal.v1.ServiceLogsRequest
+	28, // 46: shoal.v1.ControlService.Events:input_type -> shoal.v1.EventsRequest
+	6,  // 47: shoal.v1.ControlService.CreateNetwork:input_type -> shoal.v1.CreateNetworkRequest
+	7,  // 48: shoal.v1.ControlService.GetNetwork:input_type -> shoal.v1.GetNetworkRequest
+	8,  // 49: shoal.v1.ControlService.ListNetworks:input_type -> shoal.v1.ListNetworksRequest
+	11, // 50: shoal.v1.ControlService.RemoveNetwork:input_type -> shoal.v1.RemoveNetworkRequest
+	1,  // 51: shoal.v1.ControlService.DeployStack:input_type -> shoal.v1.DeployStackRequest
+	4,  // 52: shoal.v1.ControlService.RemoveStack:input_type -> shoal.v1.RemoveStackRequest
+	41, // 53: shoal.v1.NodeService.Info:input_type -> shoal.v1.InfoRequest
+	43, // 54: shoal.v1.NodeService.Leave:input_type -> shoal.v1.LeaveRequest
+	32, // 55: shoal.v1.ControlService.ListNodes:output_type -> shoal.v1.ListNodesResponse
+	30, // 56: shoal.v1.ControlService.GetNode:output_type -> shoal.v1.NodeView
+	30, // 57: shoal.v1.ControlService.UpdateNode:output_type -> shoal.v1.NodeView
+	36, // 58: shoal.v1.ControlService.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
+	62, // 59: shoal.v1.ControlService.GetJoinTokens:output_type -> shoal.v1.JoinTokens
+	62, // 60: shoal.v1.ControlService.RotateJoinToken:output_type -> shoal.v1.JoinTokens
+	40, // 61: shoal.v1.ControlService.IssueClientCertificate:output_type -> shoal.v1.IssueClientCertificateResponse
+	63, // 62: shoal.v1.ControlService.UpdateClusterSpec:output_type -> shoal.v1.ClusterSpec
+	54, // 63: shoal.v1.ControlService.CreateService:output_type -> shoal.v1.Service
+	54, // 64: shoal.v1.ControlService.GetService:output_type -> shoal.v1.Service
+	18, // 65: shoal.v1.ControlService.ListServices:output_type -> shoal.v1.ListServicesResponse
+	54, // 66: shoal.v1.ControlService.UpdateService:output_type -> shoal.v1.Service
+	54, // 67: shoal.v1.ControlService.RollbackService:output_type -> shoal.v1.Service
+	54, // 68: shoal.v1.ControlService.PromoteService:output_type -> shoal.v1.Service
+	23, // 69: shoal.v1.ControlService.RemoveService:output_type -> shoal.v1.RemoveServiceResponse
+	25, // 70: shoal.v1.ControlService.ListTasks:output_type -> shoal.v1.ListTasksResponse
+	27, // 71: shoal.v1.ControlService.ServiceLogs:output_type -> shoal.v1.ServiceLogMessage
+	29, // 72: shoal.v1.ControlService.Events:output_type -> shoal.v1.Event
+	10, // 73: shoal.v1.ControlService.CreateNetwork:output_type -> shoal.v1.NetworkView
+	10, // 74: shoal.v1.ControlService.GetNetwork:output_type -> shoal.v1.NetworkView
+	9,  // 75: shoal.v1.ControlService.ListNetworks:output_type -> shoal.v1.ListNetworksResponse
+	12, // 76: shoal.v1.ControlService.RemoveNetwork:output_type -> shoal.v1.RemoveNetworkResponse
+	3,  // 77: shoal.v1.ControlService.DeployStack:output_type -> shoal.v1.DeployStackResponse
+	5,  // 78: shoal.v1.ControlService.RemoveStack:output_type -> shoal.v1.RemoveStackResponse
+	42, // 79: shoal.v1.NodeService.Info:output_type -> shoal.v1.InfoResponse
+	44, // 80: shoal.v1.NodeService.Leave:output_type -> shoal.v1.LeaveResponse
+	55, // [55:81] is the sub-list for method output_type
+	29, // [29:55] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -2397,13 +2770,14 @@ func file_control_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   45,
+			NumEnums:      1,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
 		GoTypes:           file_control_proto_goTypes,
 		DependencyIndexes: file_control_proto_depIdxs,
+		EnumInfos:         file_control_proto_enumTypes,
 		MessageInfos:      file_control_proto_msgTypes,
 	}.Build()
 	File_control_proto = out.File

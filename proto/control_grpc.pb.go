@@ -45,6 +45,8 @@ const (
 	ControlService_GetNetwork_FullMethodName             = "/shoal.v1.ControlService/GetNetwork"
 	ControlService_ListNetworks_FullMethodName           = "/shoal.v1.ControlService/ListNetworks"
 	ControlService_RemoveNetwork_FullMethodName          = "/shoal.v1.ControlService/RemoveNetwork"
+	ControlService_DeployStack_FullMethodName            = "/shoal.v1.ControlService/DeployStack"
+	ControlService_RemoveStack_FullMethodName            = "/shoal.v1.ControlService/RemoveStack"
 )
 
 // ControlServiceClient is the client API for ControlService service.
@@ -89,6 +91,13 @@ type ControlServiceClient interface {
 	// RemoveNetwork refuses a network that a service still uses, and the
 	// default network.
 	RemoveNetwork(ctx context.Context, in *RemoveNetworkRequest, opts ...grpc.CallOption) (*RemoveNetworkResponse, error)
+	// DeployStack creates or updates a stack's networks and services in one
+	// store write: the whole stack is validated first, and a refused deploy
+	// changes nothing. Unchanged services are left alone; changed ones roll
+	// out under their update_config.
+	DeployStack(ctx context.Context, in *DeployStackRequest, opts ...grpc.CallOption) (*DeployStackResponse, error)
+	// RemoveStack removes a stack's services and networks in one store write.
+	RemoveStack(ctx context.Context, in *RemoveStackRequest, opts ...grpc.CallOption) (*RemoveStackResponse, error)
 }
 
 type controlServiceClient struct {
@@ -337,6 +346,26 @@ func (c *controlServiceClient) RemoveNetwork(ctx context.Context, in *RemoveNetw
 	return out, nil
 }
 
+func (c *controlServiceClient) DeployStack(ctx context.Context, in *DeployStackRequest, opts ...grpc.CallOption) (*DeployStackResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeployStackResponse)
+	err := c.cc.Invoke(ctx, ControlService_DeployStack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) RemoveStack(ctx context.Context, in *RemoveStackRequest, opts ...grpc.CallOption) (*RemoveStackResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveStackResponse)
+	err := c.cc.Invoke(ctx, ControlService_RemoveStack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServiceServer is the server API for ControlService service.
 // All implementations must embed UnimplementedControlServiceServer
 // for forward compatibility.
@@ -379,6 +408,13 @@ type ControlServiceServer interface {
 	// RemoveNetwork refuses a network that a service still uses, and the
 	// default network.
 	RemoveNetwork(context.Context, *RemoveNetworkRequest) (*RemoveNetworkResponse, error)
+	// DeployStack creates or updates a stack's networks and services in one
+	// store write: the whole stack is validated first, and a refused deploy
+	// changes nothing. Unchanged services are left alone; changed ones roll
+	// out under their update_config.
+	DeployStack(context.Context, *DeployStackRequest) (*DeployStackResponse, error)
+	// RemoveStack removes a stack's services and networks in one store write.
+	RemoveStack(context.Context, *RemoveStackRequest) (*RemoveStackResponse, error)
 	mustEmbedUnimplementedControlServiceServer()
 }
 
@@ -454,6 +490,12 @@ func (UnimplementedControlServiceServer) ListNetworks(context.Context, *ListNetw
 }
 func (UnimplementedControlServiceServer) RemoveNetwork(context.Context, *RemoveNetworkRequest) (*RemoveNetworkResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveNetwork not implemented")
+}
+func (UnimplementedControlServiceServer) DeployStack(context.Context, *DeployStackRequest) (*DeployStackResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeployStack not implemented")
+}
+func (UnimplementedControlServiceServer) RemoveStack(context.Context, *RemoveStackRequest) (*RemoveStackResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveStack not implemented")
 }
 func (UnimplementedControlServiceServer) mustEmbedUnimplementedControlServiceServer() {}
 func (UnimplementedControlServiceServer) testEmbeddedByValue()                        {}
@@ -858,6 +900,42 @@ func _ControlService_RemoveNetwork_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControlService_DeployStack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeployStackRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).DeployStack(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_DeployStack_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).DeployStack(ctx, req.(*DeployStackRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_RemoveStack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveStackRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).RemoveStack(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_RemoveStack_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).RemoveStack(ctx, req.(*RemoveStackRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ControlService_ServiceDesc is the grpc.ServiceDesc for ControlService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -944,6 +1022,14 @@ var ControlService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveNetwork",
 			Handler:    _ControlService_RemoveNetwork_Handler,
+		},
+		{
+			MethodName: "DeployStack",
+			Handler:    _ControlService_DeployStack_Handler,
+		},
+		{
+			MethodName: "RemoveStack",
+			Handler:    _ControlService_RemoveStack_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

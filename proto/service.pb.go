@@ -153,6 +153,59 @@ func (UpdateState) EnumDescriptor() ([]byte, []int) {
 	return file_service_proto_rawDescGZIP(), []int{1}
 }
 
+type DependencyCondition int32
+
+const (
+	// STARTED: every desired task of the dependency is running.
+	DependencyCondition_DEPENDENCY_CONDITION_STARTED DependencyCondition = 0
+	// HEALTHY: every desired task of the dependency is running and ready
+	// (its health check, if any, passed).
+	DependencyCondition_DEPENDENCY_CONDITION_HEALTHY DependencyCondition = 1
+	// COMPLETED: the dependency, a job, ran to successful completion.
+	DependencyCondition_DEPENDENCY_CONDITION_COMPLETED DependencyCondition = 2
+)
+
+// Enum value maps for DependencyCondition.
+var (
+	DependencyCondition_name = map[int32]string{
+		0: "DEPENDENCY_CONDITION_STARTED",
+		1: "DEPENDENCY_CONDITION_HEALTHY",
+		2: "DEPENDENCY_CONDITION_COMPLETED",
+	}
+	DependencyCondition_value = map[string]int32{
+		"DEPENDENCY_CONDITION_STARTED":   0,
+		"DEPENDENCY_CONDITION_HEALTHY":   1,
+		"DEPENDENCY_CONDITION_COMPLETED": 2,
+	}
+)
+
+func (x DependencyCondition) Enum() *DependencyCondition {
+	p := new(DependencyCondition)
+	*p = x
+	return p
+}
+
+func (x DependencyCondition) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DependencyCondition) Descriptor() protoreflect.EnumDescriptor {
+	return file_service_proto_enumTypes[2].Descriptor()
+}
+
+func (DependencyCondition) Type() protoreflect.EnumType {
+	return &file_service_proto_enumTypes[2]
+}
+
+func (x DependencyCondition) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DependencyCondition.Descriptor instead.
+func (DependencyCondition) EnumDescriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{2}
+}
+
 type UpdateOrder int32
 
 const (
@@ -186,11 +239,11 @@ func (x UpdateOrder) String() string {
 }
 
 func (UpdateOrder) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[2].Descriptor()
+	return file_service_proto_enumTypes[3].Descriptor()
 }
 
 func (UpdateOrder) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[2]
+	return &file_service_proto_enumTypes[3]
 }
 
 func (x UpdateOrder) Number() protoreflect.EnumNumber {
@@ -199,7 +252,7 @@ func (x UpdateOrder) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateOrder.Descriptor instead.
 func (UpdateOrder) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{2}
+	return file_service_proto_rawDescGZIP(), []int{3}
 }
 
 type FailureAction int32
@@ -236,11 +289,11 @@ func (x FailureAction) String() string {
 }
 
 func (FailureAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[3].Descriptor()
+	return file_service_proto_enumTypes[4].Descriptor()
 }
 
 func (FailureAction) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[3]
+	return &file_service_proto_enumTypes[4]
 }
 
 func (x FailureAction) Number() protoreflect.EnumNumber {
@@ -249,7 +302,7 @@ func (x FailureAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FailureAction.Descriptor instead.
 func (FailureAction) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{3}
+	return file_service_proto_rawDescGZIP(), []int{4}
 }
 
 type EndpointMode int32
@@ -286,11 +339,11 @@ func (x EndpointMode) String() string {
 }
 
 func (EndpointMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[4].Descriptor()
+	return file_service_proto_enumTypes[5].Descriptor()
 }
 
 func (EndpointMode) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[4]
+	return &file_service_proto_enumTypes[5]
 }
 
 func (x EndpointMode) Number() protoreflect.EnumNumber {
@@ -299,7 +352,7 @@ func (x EndpointMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EndpointMode.Descriptor instead.
 func (EndpointMode) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{4}
+	return file_service_proto_rawDescGZIP(), []int{5}
 }
 
 type MountType int32
@@ -335,11 +388,11 @@ func (x MountType) String() string {
 }
 
 func (MountType) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[5].Descriptor()
+	return file_service_proto_enumTypes[6].Descriptor()
 }
 
 func (MountType) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[5]
+	return &file_service_proto_enumTypes[6]
 }
 
 func (x MountType) Number() protoreflect.EnumNumber {
@@ -348,7 +401,7 @@ func (x MountType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MountType.Descriptor instead.
 func (MountType) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{5}
+	return file_service_proto_rawDescGZIP(), []int{6}
 }
 
 type RestartCondition int32
@@ -384,11 +437,11 @@ func (x RestartCondition) String() string {
 }
 
 func (RestartCondition) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[6].Descriptor()
+	return file_service_proto_enumTypes[7].Descriptor()
 }
 
 func (RestartCondition) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[6]
+	return &file_service_proto_enumTypes[7]
 }
 
 func (x RestartCondition) Number() protoreflect.EnumNumber {
@@ -397,7 +450,7 @@ func (x RestartCondition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartCondition.Descriptor instead.
 func (RestartCondition) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{6}
+	return file_service_proto_rawDescGZIP(), []int{7}
 }
 
 type PublishMode int32
@@ -430,11 +483,11 @@ func (x PublishMode) String() string {
 }
 
 func (PublishMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[7].Descriptor()
+	return file_service_proto_enumTypes[8].Descriptor()
 }
 
 func (PublishMode) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[7]
+	return &file_service_proto_enumTypes[8]
 }
 
 func (x PublishMode) Number() protoreflect.EnumNumber {
@@ -443,7 +496,7 @@ func (x PublishMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PublishMode.Descriptor instead.
 func (PublishMode) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{7}
+	return file_service_proto_rawDescGZIP(), []int{8}
 }
 
 type MeshMode int32
@@ -479,11 +532,11 @@ func (x MeshMode) String() string {
 }
 
 func (MeshMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[8].Descriptor()
+	return file_service_proto_enumTypes[9].Descriptor()
 }
 
 func (MeshMode) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[8]
+	return &file_service_proto_enumTypes[9]
 }
 
 func (x MeshMode) Number() protoreflect.EnumNumber {
@@ -492,7 +545,7 @@ func (x MeshMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MeshMode.Descriptor instead.
 func (MeshMode) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{8}
+	return file_service_proto_rawDescGZIP(), []int{9}
 }
 
 type ProxyProtocol int32
@@ -528,11 +581,11 @@ func (x ProxyProtocol) String() string {
 }
 
 func (ProxyProtocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[9].Descriptor()
+	return file_service_proto_enumTypes[10].Descriptor()
 }
 
 func (ProxyProtocol) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[9]
+	return &file_service_proto_enumTypes[10]
 }
 
 func (x ProxyProtocol) Number() protoreflect.EnumNumber {
@@ -541,7 +594,7 @@ func (x ProxyProtocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ProxyProtocol.Descriptor instead.
 func (ProxyProtocol) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{9}
+	return file_service_proto_rawDescGZIP(), []int{10}
 }
 
 type TaskState int32
@@ -611,11 +664,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[10].Descriptor()
+	return file_service_proto_enumTypes[11].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[10]
+	return &file_service_proto_enumTypes[11]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -624,7 +677,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{10}
+	return file_service_proto_rawDescGZIP(), []int{11}
 }
 
 type HealthState int32
@@ -664,11 +717,11 @@ func (x HealthState) String() string {
 }
 
 func (HealthState) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_proto_enumTypes[11].Descriptor()
+	return file_service_proto_enumTypes[12].Descriptor()
 }
 
 func (HealthState) Type() protoreflect.EnumType {
-	return &file_service_proto_enumTypes[11]
+	return &file_service_proto_enumTypes[12]
 }
 
 func (x HealthState) Number() protoreflect.EnumNumber {
@@ -677,7 +730,7 @@ func (x HealthState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HealthState.Descriptor instead.
 func (HealthState) EnumDescriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{11}
+	return file_service_proto_rawDescGZIP(), []int{12}
 }
 
 type Service struct {
@@ -978,8 +1031,12 @@ type ServiceSpec struct {
 	// stop-first, pause, monitor 5 s); controlapi stores them filled in.
 	UpdateConfig   *UpdateConfig `protobuf:"bytes,8,opt,name=update_config,json=updateConfig,proto3" json:"update_config,omitempty"`
 	RollbackConfig *UpdateConfig `protobuf:"bytes,9,opt,name=rollback_config,json=rollbackConfig,proto3" json:"rollback_config,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// depends_on holds the service's first tasks back until each named
+	// service meets its condition (compose's depends_on). It orders the
+	// start only: once the service has tasks, it is not consulted again.
+	DependsOn     []*ServiceDependency `protobuf:"bytes,10,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServiceSpec) Reset() {
@@ -1075,6 +1132,66 @@ func (x *ServiceSpec) GetRollbackConfig() *UpdateConfig {
 	return nil
 }
 
+func (x *ServiceSpec) GetDependsOn() []*ServiceDependency {
+	if x != nil {
+		return x.DependsOn
+	}
+	return nil
+}
+
+type ServiceDependency struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// service is the name of the service depended on.
+	Service       string              `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Condition     DependencyCondition `protobuf:"varint,2,opt,name=condition,proto3,enum=shoal.v1.DependencyCondition" json:"condition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceDependency) Reset() {
+	*x = ServiceDependency{}
+	mi := &file_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceDependency) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceDependency) ProtoMessage() {}
+
+func (x *ServiceDependency) ProtoReflect() protoreflect.Message {
+	mi := &file_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceDependency.ProtoReflect.Descriptor instead.
+func (*ServiceDependency) Descriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ServiceDependency) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ServiceDependency) GetCondition() DependencyCondition {
+	if x != nil {
+		return x.Condition
+	}
+	return DependencyCondition_DEPENDENCY_CONDITION_STARTED
+}
+
 type UpdateConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// parallelism is how many tasks are replaced at once; 0 means all.
@@ -1102,7 +1219,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_service_proto_msgTypes[4]
+	mi := &file_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1231,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[4]
+	mi := &file_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1244,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{4}
+	return file_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -1195,7 +1312,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_service_proto_msgTypes[5]
+	mi := &file_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1324,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[5]
+	mi := &file_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1337,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{5}
+	return file_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *EndpointSpec) GetMode() EndpointMode {
@@ -1244,7 +1361,7 @@ type ServiceEndpoint struct {
 
 func (x *ServiceEndpoint) Reset() {
 	*x = ServiceEndpoint{}
-	mi := &file_service_proto_msgTypes[6]
+	mi := &file_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1373,7 @@ func (x *ServiceEndpoint) String() string {
 func (*ServiceEndpoint) ProtoMessage() {}
 
 func (x *ServiceEndpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[6]
+	mi := &file_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1386,7 @@ func (x *ServiceEndpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceEndpoint.ProtoReflect.Descriptor instead.
 func (*ServiceEndpoint) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{6}
+	return file_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ServiceEndpoint) GetVip() string {
@@ -1299,7 +1416,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_service_proto_msgTypes[7]
+	mi := &file_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1428,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[7]
+	mi := &file_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1441,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{7}
+	return file_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -1389,7 +1506,7 @@ type NetworkAttachmentConfig struct {
 
 func (x *NetworkAttachmentConfig) Reset() {
 	*x = NetworkAttachmentConfig{}
-	mi := &file_service_proto_msgTypes[8]
+	mi := &file_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1518,7 @@ func (x *NetworkAttachmentConfig) String() string {
 func (*NetworkAttachmentConfig) ProtoMessage() {}
 
 func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[8]
+	mi := &file_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1531,7 @@ func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachmentConfig.ProtoReflect.Descriptor instead.
 func (*NetworkAttachmentConfig) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{8}
+	return file_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NetworkAttachmentConfig) GetTarget() string {
@@ -1444,7 +1561,7 @@ type TaskNetwork struct {
 
 func (x *TaskNetwork) Reset() {
 	*x = TaskNetwork{}
-	mi := &file_service_proto_msgTypes[9]
+	mi := &file_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1456,7 +1573,7 @@ func (x *TaskNetwork) String() string {
 func (*TaskNetwork) ProtoMessage() {}
 
 func (x *TaskNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[9]
+	mi := &file_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +1586,7 @@ func (x *TaskNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskNetwork.ProtoReflect.Descriptor instead.
 func (*TaskNetwork) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{9}
+	return file_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TaskNetwork) GetNetworkId() string {
@@ -1513,7 +1630,7 @@ type ContainerSpec struct {
 
 func (x *ContainerSpec) Reset() {
 	*x = ContainerSpec{}
-	mi := &file_service_proto_msgTypes[10]
+	mi := &file_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1642,7 @@ func (x *ContainerSpec) String() string {
 func (*ContainerSpec) ProtoMessage() {}
 
 func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[10]
+	mi := &file_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1655,7 @@ func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerSpec.ProtoReflect.Descriptor instead.
 func (*ContainerSpec) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{10}
+	return file_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ContainerSpec) GetImage() string {
@@ -1656,7 +1773,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_service_proto_msgTypes[11]
+	mi := &file_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +1785,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[11]
+	mi := &file_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +1798,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{11}
+	return file_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HealthCheck) GetTest() []string {
@@ -1752,7 +1869,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_service_proto_msgTypes[12]
+	mi := &file_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1881,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[12]
+	mi := &file_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1894,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{12}
+	return file_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Mount) GetType() MountType {
@@ -1818,7 +1935,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_service_proto_msgTypes[13]
+	mi := &file_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1830,7 +1947,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[13]
+	mi := &file_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1843,7 +1960,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{13}
+	return file_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Resources) GetLimits() *ResourceSet {
@@ -1871,7 +1988,7 @@ type ResourceSet struct {
 
 func (x *ResourceSet) Reset() {
 	*x = ResourceSet{}
-	mi := &file_service_proto_msgTypes[14]
+	mi := &file_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +2000,7 @@ func (x *ResourceSet) String() string {
 func (*ResourceSet) ProtoMessage() {}
 
 func (x *ResourceSet) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[14]
+	mi := &file_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +2013,7 @@ func (x *ResourceSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceSet.ProtoReflect.Descriptor instead.
 func (*ResourceSet) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{14}
+	return file_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResourceSet) GetNanoCpus() int64 {
@@ -1935,7 +2052,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_service_proto_msgTypes[15]
+	mi := &file_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2064,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[15]
+	mi := &file_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2077,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{15}
+	return file_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RestartPolicy) GetCondition() RestartCondition {
@@ -2003,7 +2120,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_service_proto_msgTypes[16]
+	mi := &file_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2015,7 +2132,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[16]
+	mi := &file_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2028,7 +2145,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{16}
+	return file_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -2062,7 +2179,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_service_proto_msgTypes[17]
+	mi := &file_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2074,7 +2191,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[17]
+	mi := &file_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2087,7 +2204,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{17}
+	return file_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PlacementPreference) GetSpread() string {
@@ -2115,7 +2232,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_service_proto_msgTypes[18]
+	mi := &file_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2127,7 +2244,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[18]
+	mi := &file_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2140,7 +2257,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{18}
+	return file_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PortConfig) GetName() string {
@@ -2220,7 +2337,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_service_proto_msgTypes[19]
+	mi := &file_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2232,7 +2349,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[19]
+	mi := &file_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2245,7 +2362,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{19}
+	return file_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Task) GetId() string {
@@ -2364,7 +2481,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_service_proto_msgTypes[20]
+	mi := &file_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2376,7 +2493,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[20]
+	mi := &file_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2389,7 +2506,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{20}
+	return file_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TaskStatus) GetState() TaskState {
@@ -2491,7 +2608,7 @@ const file_service_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12)\n" +
 	"\x04spec\x18\x02 \x01(\v2\x15.shoal.v1.ServiceSpecR\x04spec\x12;\n" +
 	"\vreplaced_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"replacedAt\"\xdf\x03\n" +
+	"replacedAt\"\x9b\x04\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\x06labels\x18\x02 \x03(\v2!.shoal.v1.ServiceSpec.LabelsEntryR\x06labels\x12)\n" +
@@ -2501,10 +2618,16 @@ const file_service_proto_rawDesc = "" +
 	"\x04task\x18\x06 \x01(\v2\x12.shoal.v1.TaskSpecR\x04task\x122\n" +
 	"\bendpoint\x18\a \x01(\v2\x16.shoal.v1.EndpointSpecR\bendpoint\x12;\n" +
 	"\rupdate_config\x18\b \x01(\v2\x16.shoal.v1.UpdateConfigR\fupdateConfig\x12?\n" +
-	"\x0frollback_config\x18\t \x01(\v2\x16.shoal.v1.UpdateConfigR\x0erollbackConfig\x1a9\n" +
+	"\x0frollback_config\x18\t \x01(\v2\x16.shoal.v1.UpdateConfigR\x0erollbackConfig\x12:\n" +
+	"\n" +
+	"depends_on\x18\n" +
+	" \x03(\v2\x1b.shoal.v1.ServiceDependencyR\tdependsOn\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc3\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"j\n" +
+	"\x11ServiceDependency\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12;\n" +
+	"\tcondition\x18\x02 \x01(\x0e2\x1d.shoal.v1.DependencyConditionR\tcondition\"\xc3\x02\n" +
 	"\fUpdateConfig\x12 \n" +
 	"\vparallelism\x18\x01 \x01(\x04R\vparallelism\x12\x19\n" +
 	"\bdelay_ms\x18\x02 \x01(\x03R\adelayMs\x12>\n" +
@@ -2640,7 +2763,11 @@ const file_service_proto_rawDesc = "" +
 	"\x1dUPDATE_STATE_ROLLBACK_STARTED\x10\x04\x12 \n" +
 	"\x1cUPDATE_STATE_ROLLBACK_PAUSED\x10\x05\x12#\n" +
 	"\x1fUPDATE_STATE_ROLLBACK_COMPLETED\x10\x06\x12\x17\n" +
-	"\x13UPDATE_STATE_CANARY\x10\a*H\n" +
+	"\x13UPDATE_STATE_CANARY\x10\a*}\n" +
+	"\x13DependencyCondition\x12 \n" +
+	"\x1cDEPENDENCY_CONDITION_STARTED\x10\x00\x12 \n" +
+	"\x1cDEPENDENCY_CONDITION_HEALTHY\x10\x01\x12\"\n" +
+	"\x1eDEPENDENCY_CONDITION_COMPLETED\x10\x02*H\n" +
 	"\vUpdateOrder\x12\x1b\n" +
 	"\x17UPDATE_ORDER_STOP_FIRST\x10\x00\x12\x1c\n" +
 	"\x18UPDATE_ORDER_START_FIRST\x10\x01*c\n" +
@@ -2702,98 +2829,102 @@ func file_service_proto_rawDescGZIP() []byte {
 	return file_service_proto_rawDescData
 }
 
-var file_service_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
-var file_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_service_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
+var file_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_service_proto_goTypes = []any{
 	(ServiceMode)(0),                // 0: shoal.v1.ServiceMode
 	(UpdateState)(0),                // 1: shoal.v1.UpdateState
-	(UpdateOrder)(0),                // 2: shoal.v1.UpdateOrder
-	(FailureAction)(0),              // 3: shoal.v1.FailureAction
-	(EndpointMode)(0),               // 4: shoal.v1.EndpointMode
-	(MountType)(0),                  // 5: shoal.v1.MountType
-	(RestartCondition)(0),           // 6: shoal.v1.RestartCondition
-	(PublishMode)(0),                // 7: shoal.v1.PublishMode
-	(MeshMode)(0),                   // 8: shoal.v1.MeshMode
-	(ProxyProtocol)(0),              // 9: shoal.v1.ProxyProtocol
-	(TaskState)(0),                  // 10: shoal.v1.TaskState
-	(HealthState)(0),                // 11: shoal.v1.HealthState
-	(*Service)(nil),                 // 12: shoal.v1.Service
-	(*UpdateStatus)(nil),            // 13: shoal.v1.UpdateStatus
-	(*VersionedSpec)(nil),           // 14: shoal.v1.VersionedSpec
-	(*ServiceSpec)(nil),             // 15: shoal.v1.ServiceSpec
-	(*UpdateConfig)(nil),            // 16: shoal.v1.UpdateConfig
-	(*EndpointSpec)(nil),            // 17: shoal.v1.EndpointSpec
-	(*ServiceEndpoint)(nil),         // 18: shoal.v1.ServiceEndpoint
-	(*TaskSpec)(nil),                // 19: shoal.v1.TaskSpec
-	(*NetworkAttachmentConfig)(nil), // 20: shoal.v1.NetworkAttachmentConfig
-	(*TaskNetwork)(nil),             // 21: shoal.v1.TaskNetwork
-	(*ContainerSpec)(nil),           // 22: shoal.v1.ContainerSpec
-	(*HealthCheck)(nil),             // 23: shoal.v1.HealthCheck
-	(*Mount)(nil),                   // 24: shoal.v1.Mount
-	(*Resources)(nil),               // 25: shoal.v1.Resources
-	(*ResourceSet)(nil),             // 26: shoal.v1.ResourceSet
-	(*RestartPolicy)(nil),           // 27: shoal.v1.RestartPolicy
-	(*Placement)(nil),               // 28: shoal.v1.Placement
-	(*PlacementPreference)(nil),     // 29: shoal.v1.PlacementPreference
-	(*PortConfig)(nil),              // 30: shoal.v1.PortConfig
-	(*Task)(nil),                    // 31: shoal.v1.Task
-	(*TaskStatus)(nil),              // 32: shoal.v1.TaskStatus
-	nil,                             // 33: shoal.v1.ServiceSpec.LabelsEntry
-	nil,                             // 34: shoal.v1.ContainerSpec.LabelsEntry
-	(*Meta)(nil),                    // 35: shoal.v1.Meta
-	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
+	(DependencyCondition)(0),        // 2: shoal.v1.DependencyCondition
+	(UpdateOrder)(0),                // 3: shoal.v1.UpdateOrder
+	(FailureAction)(0),              // 4: shoal.v1.FailureAction
+	(EndpointMode)(0),               // 5: shoal.v1.EndpointMode
+	(MountType)(0),                  // 6: shoal.v1.MountType
+	(RestartCondition)(0),           // 7: shoal.v1.RestartCondition
+	(PublishMode)(0),                // 8: shoal.v1.PublishMode
+	(MeshMode)(0),                   // 9: shoal.v1.MeshMode
+	(ProxyProtocol)(0),              // 10: shoal.v1.ProxyProtocol
+	(TaskState)(0),                  // 11: shoal.v1.TaskState
+	(HealthState)(0),                // 12: shoal.v1.HealthState
+	(*Service)(nil),                 // 13: shoal.v1.Service
+	(*UpdateStatus)(nil),            // 14: shoal.v1.UpdateStatus
+	(*VersionedSpec)(nil),           // 15: shoal.v1.VersionedSpec
+	(*ServiceSpec)(nil),             // 16: shoal.v1.ServiceSpec
+	(*ServiceDependency)(nil),       // 17: shoal.v1.ServiceDependency
+	(*UpdateConfig)(nil),            // 18: shoal.v1.UpdateConfig
+	(*EndpointSpec)(nil),            // 19: shoal.v1.EndpointSpec
+	(*ServiceEndpoint)(nil),         // 20: shoal.v1.ServiceEndpoint
+	(*TaskSpec)(nil),                // 21: shoal.v1.TaskSpec
+	(*NetworkAttachmentConfig)(nil), // 22: shoal.v1.NetworkAttachmentConfig
+	(*TaskNetwork)(nil),             // 23: shoal.v1.TaskNetwork
+	(*ContainerSpec)(nil),           // 24: shoal.v1.ContainerSpec
+	(*HealthCheck)(nil),             // 25: shoal.v1.HealthCheck
+	(*Mount)(nil),                   // 26: shoal.v1.Mount
+	(*Resources)(nil),               // 27: shoal.v1.Resources
+	(*ResourceSet)(nil),             // 28: shoal.v1.ResourceSet
+	(*RestartPolicy)(nil),           // 29: shoal.v1.RestartPolicy
+	(*Placement)(nil),               // 30: shoal.v1.Placement
+	(*PlacementPreference)(nil),     // 31: shoal.v1.PlacementPreference
+	(*PortConfig)(nil),              // 32: shoal.v1.PortConfig
+	(*Task)(nil),                    // 33: shoal.v1.Task
+	(*TaskStatus)(nil),              // 34: shoal.v1.TaskStatus
+	nil,                             // 35: shoal.v1.ServiceSpec.LabelsEntry
+	nil,                             // 36: shoal.v1.ContainerSpec.LabelsEntry
+	(*Meta)(nil),                    // 37: shoal.v1.Meta
+	(*timestamppb.Timestamp)(nil),   // 38: google.protobuf.Timestamp
 }
 var file_service_proto_depIdxs = []int32{
-	35, // 0: shoal.v1.Service.meta:type_name -> shoal.v1.Meta
-	15, // 1: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
-	14, // 2: shoal.v1.Service.previous_specs:type_name -> shoal.v1.VersionedSpec
-	18, // 3: shoal.v1.Service.endpoint:type_name -> shoal.v1.ServiceEndpoint
-	13, // 4: shoal.v1.Service.update_status:type_name -> shoal.v1.UpdateStatus
+	37, // 0: shoal.v1.Service.meta:type_name -> shoal.v1.Meta
+	16, // 1: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
+	15, // 2: shoal.v1.Service.previous_specs:type_name -> shoal.v1.VersionedSpec
+	20, // 3: shoal.v1.Service.endpoint:type_name -> shoal.v1.ServiceEndpoint
+	14, // 4: shoal.v1.Service.update_status:type_name -> shoal.v1.UpdateStatus
 	1,  // 5: shoal.v1.UpdateStatus.state:type_name -> shoal.v1.UpdateState
-	36, // 6: shoal.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	36, // 7: shoal.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	15, // 8: shoal.v1.VersionedSpec.spec:type_name -> shoal.v1.ServiceSpec
-	36, // 9: shoal.v1.VersionedSpec.replaced_at:type_name -> google.protobuf.Timestamp
-	33, // 10: shoal.v1.ServiceSpec.labels:type_name -> shoal.v1.ServiceSpec.LabelsEntry
+	38, // 6: shoal.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	38, // 7: shoal.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	16, // 8: shoal.v1.VersionedSpec.spec:type_name -> shoal.v1.ServiceSpec
+	38, // 9: shoal.v1.VersionedSpec.replaced_at:type_name -> google.protobuf.Timestamp
+	35, // 10: shoal.v1.ServiceSpec.labels:type_name -> shoal.v1.ServiceSpec.LabelsEntry
 	0,  // 11: shoal.v1.ServiceSpec.mode:type_name -> shoal.v1.ServiceMode
-	19, // 12: shoal.v1.ServiceSpec.task:type_name -> shoal.v1.TaskSpec
-	17, // 13: shoal.v1.ServiceSpec.endpoint:type_name -> shoal.v1.EndpointSpec
-	16, // 14: shoal.v1.ServiceSpec.update_config:type_name -> shoal.v1.UpdateConfig
-	16, // 15: shoal.v1.ServiceSpec.rollback_config:type_name -> shoal.v1.UpdateConfig
-	3,  // 16: shoal.v1.UpdateConfig.failure_action:type_name -> shoal.v1.FailureAction
-	2,  // 17: shoal.v1.UpdateConfig.order:type_name -> shoal.v1.UpdateOrder
-	4,  // 18: shoal.v1.EndpointSpec.mode:type_name -> shoal.v1.EndpointMode
-	22, // 19: shoal.v1.TaskSpec.container:type_name -> shoal.v1.ContainerSpec
-	25, // 20: shoal.v1.TaskSpec.resources:type_name -> shoal.v1.Resources
-	27, // 21: shoal.v1.TaskSpec.restart:type_name -> shoal.v1.RestartPolicy
-	28, // 22: shoal.v1.TaskSpec.placement:type_name -> shoal.v1.Placement
-	30, // 23: shoal.v1.TaskSpec.ports:type_name -> shoal.v1.PortConfig
-	20, // 24: shoal.v1.TaskSpec.networks:type_name -> shoal.v1.NetworkAttachmentConfig
-	34, // 25: shoal.v1.ContainerSpec.labels:type_name -> shoal.v1.ContainerSpec.LabelsEntry
-	24, // 26: shoal.v1.ContainerSpec.mounts:type_name -> shoal.v1.Mount
-	23, // 27: shoal.v1.ContainerSpec.healthcheck:type_name -> shoal.v1.HealthCheck
-	23, // 28: shoal.v1.ContainerSpec.readiness:type_name -> shoal.v1.HealthCheck
-	5,  // 29: shoal.v1.Mount.type:type_name -> shoal.v1.MountType
-	26, // 30: shoal.v1.Resources.limits:type_name -> shoal.v1.ResourceSet
-	26, // 31: shoal.v1.Resources.reservations:type_name -> shoal.v1.ResourceSet
-	6,  // 32: shoal.v1.RestartPolicy.condition:type_name -> shoal.v1.RestartCondition
-	29, // 33: shoal.v1.Placement.preferences:type_name -> shoal.v1.PlacementPreference
-	7,  // 34: shoal.v1.PortConfig.mode:type_name -> shoal.v1.PublishMode
-	8,  // 35: shoal.v1.PortConfig.mesh:type_name -> shoal.v1.MeshMode
-	9,  // 36: shoal.v1.PortConfig.proxy_protocol:type_name -> shoal.v1.ProxyProtocol
-	35, // 37: shoal.v1.Task.meta:type_name -> shoal.v1.Meta
-	19, // 38: shoal.v1.Task.spec:type_name -> shoal.v1.TaskSpec
-	10, // 39: shoal.v1.Task.desired_state:type_name -> shoal.v1.TaskState
-	32, // 40: shoal.v1.Task.status:type_name -> shoal.v1.TaskStatus
-	21, // 41: shoal.v1.Task.networks:type_name -> shoal.v1.TaskNetwork
-	10, // 42: shoal.v1.TaskStatus.state:type_name -> shoal.v1.TaskState
-	36, // 43: shoal.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	11, // 44: shoal.v1.TaskStatus.health:type_name -> shoal.v1.HealthState
-	45, // [45:45] is the sub-list for method output_type
-	45, // [45:45] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	21, // 12: shoal.v1.ServiceSpec.task:type_name -> shoal.v1.TaskSpec
+	19, // 13: shoal.v1.ServiceSpec.endpoint:type_name -> shoal.v1.EndpointSpec
+	18, // 14: shoal.v1.ServiceSpec.update_config:type_name -> shoal.v1.UpdateConfig
+	18, // 15: shoal.v1.ServiceSpec.rollback_config:type_name -> shoal.v1.UpdateConfig
+	17, // 16: shoal.v1.ServiceSpec.depends_on:type_name -> shoal.v1.ServiceDependency
+	2,  // 17: shoal.v1.ServiceDependency.condition:type_name -> shoal.v1.DependencyCondition
+	4,  // 18: shoal.v1.UpdateConfig.failure_action:type_name -> shoal.v1.FailureAction
+	3,  // 19: shoal.v1.UpdateConfig.order:type_name -> shoal.v1.UpdateOrder
+	5,  // 20: shoal.v1.EndpointSpec.mode:type_name -> shoal.v1.EndpointMode
+	24, // 21: shoal.v1.TaskSpec.container:type_name -> shoal.v1.ContainerSpec
+	27, // 22: shoal.v1.TaskSpec.resources:type_name -> shoal.v1.Resources
+	29, // 23: shoal.v1.TaskSpec.restart:type_name -> shoal.v1.RestartPolicy
+	30, // 24: shoal.v1.TaskSpec.placement:type_name -> shoal.v1.Placement
+	32, // 25: shoal.v1.TaskSpec.ports:type_name -> shoal.v1.PortConfig
+	22, // 26: shoal.v1.TaskSpec.networks:type_name -> shoal.v1.NetworkAttachmentConfig
+	36, // 27: shoal.v1.ContainerSpec.labels:type_name -> shoal.v1.ContainerSpec.LabelsEntry
+	26, // 28: shoal.v1.ContainerSpec.mounts:type_name -> shoal.v1.Mount
+	25, // 29: shoal.v1.ContainerSpec.healthcheck:type_name -> shoal.v1.HealthCheck
+	25, // 30: shoal.v1.ContainerSpec.readiness:type_name -> shoal.v1.HealthCheck
+	6,  // 31: shoal.v1.Mount.type:type_name -> shoal.v1.MountType
+	28, // 32: shoal.v1.Resources.limits:type_name -> shoal.v1.ResourceSet
+	28, // 33: shoal.v1.Resources.reservations:type_name -> shoal.v1.ResourceSet
+	7,  // 34: shoal.v1.RestartPolicy.condition:type_name -> shoal.v1.RestartCondition
+	31, // 35: shoal.v1.Placement.preferences:type_name -> shoal.v1.PlacementPreference
+	8,  // 36: shoal.v1.PortConfig.mode:type_name -> shoal.v1.PublishMode
+	9,  // 37: shoal.v1.PortConfig.mesh:type_name -> shoal.v1.MeshMode
+	10, // 38: shoal.v1.PortConfig.proxy_protocol:type_name -> shoal.v1.ProxyProtocol
+	37, // 39: shoal.v1.Task.meta:type_name -> shoal.v1.Meta
+	21, // 40: shoal.v1.Task.spec:type_name -> shoal.v1.TaskSpec
+	11, // 41: shoal.v1.Task.desired_state:type_name -> shoal.v1.TaskState
+	34, // 42: shoal.v1.Task.status:type_name -> shoal.v1.TaskStatus
+	23, // 43: shoal.v1.Task.networks:type_name -> shoal.v1.TaskNetwork
+	11, // 44: shoal.v1.TaskStatus.state:type_name -> shoal.v1.TaskState
+	38, // 45: shoal.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	12, // 46: shoal.v1.TaskStatus.health:type_name -> shoal.v1.HealthState
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_service_proto_init() }
@@ -2807,8 +2938,8 @@ func file_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_service_proto_rawDesc), len(file_service_proto_rawDesc)),
-			NumEnums:      12,
-			NumMessages:   23,
+			NumEnums:      13,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
