@@ -856,8 +856,11 @@ type ServiceView struct {
 	Running uint64                 `protobuf:"varint,2,opt,name=running,proto3" json:"running,omitempty"`
 	// desired is the number of tasks that should run now (replicas, eligible
 	// nodes for global services, or the job's remaining concurrency).
-	Desired       uint64 `protobuf:"varint,3,opt,name=desired,proto3" json:"desired,omitempty"`
-	Completed     uint64 `protobuf:"varint,4,opt,name=completed,proto3" json:"completed,omitempty"`
+	Desired   uint64 `protobuf:"varint,3,opt,name=desired,proto3" json:"desired,omitempty"`
+	Completed uint64 `protobuf:"varint,4,opt,name=completed,proto3" json:"completed,omitempty"`
+	// waiting says why a service with depends_on has no tasks yet ("waiting
+	// for words_database to be healthy (1/3 ready)"); empty otherwise.
+	Waiting       string `protobuf:"bytes,5,opt,name=waiting,proto3" json:"waiting,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -918,6 +921,13 @@ func (x *ServiceView) GetCompleted() uint64 {
 		return x.Completed
 	}
 	return 0
+}
+
+func (x *ServiceView) GetWaiting() string {
+	if x != nil {
+		return x.Waiting
+	}
+	return ""
 }
 
 type ListServicesResponse struct {
@@ -2436,12 +2446,13 @@ const file_control_proto_rawDesc = "" +
 	"\afilters\x18\x01 \x03(\v2*.shoal.v1.ListServicesRequest.FiltersEntryR\afilters\x1a:\n" +
 	"\fFiltersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8c\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa6\x01\n" +
 	"\vServiceView\x12+\n" +
 	"\aservice\x18\x01 \x01(\v2\x11.shoal.v1.ServiceR\aservice\x12\x18\n" +
 	"\arunning\x18\x02 \x01(\x04R\arunning\x12\x18\n" +
 	"\adesired\x18\x03 \x01(\x04R\adesired\x12\x1c\n" +
-	"\tcompleted\x18\x04 \x01(\x04R\tcompleted\"I\n" +
+	"\tcompleted\x18\x04 \x01(\x04R\tcompleted\x12\x18\n" +
+	"\awaiting\x18\x05 \x01(\tR\awaiting\"I\n" +
 	"\x14ListServicesResponse\x121\n" +
 	"\bservices\x18\x01 \x03(\v2\x15.shoal.v1.ServiceViewR\bservices\"u\n" +
 	"\x14UpdateServiceRequest\x12\x18\n" +
