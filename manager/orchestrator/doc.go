@@ -65,6 +65,13 @@
 // rollout.go judges failures and completion, drain.go moves drained tasks.
 // docs/releases.md has the rules.
 //
+// # Start order
+//
+// A service whose depends_on is not met yet (servicespec.Waiting, consulted
+// only while the service has no task) gets no task: the loop reads its
+// dependencies and passes the reason in Input.Waiting, and reconciles it
+// again on every event of a dependency (loop.waiters).
+//
 // # History
 //
 // Each unit keeps its newest Settings.TaskHistoryLimit dead tasks (default

@@ -24,10 +24,11 @@ const (
 // TestOnEvent checks which events mark which services dirty, and when they
 // make the next pass run the scheduler. Service "q" is quiet (its last plan
 // did not depend on which live tasks run), "r" is not (a rollout is under
-// way, say).
+// way, say); "w" waits for "d" (quiet too).
 func TestOnEvent(t *testing.T) {
 	q := service("q", replMode, 3)
 	r := service("r", replMode, 3)
+	d := service("d", replMode, 1)
 	cases := []struct {
 		name  string
 		kind  state.EventKind
@@ -61,6 +62,10 @@ func TestOnEvent(t *testing.T) {
 		{"desired remove, running", state.EventUpdate, task("t", q, 1, "n1", running, desired(remove)), []string{"q"}, false, true},
 		{"service update", state.EventUpdate, q, []string{"q"}, false, false},
 		{"service delete", state.EventDelete, r, []string{"r"}, false, false},
+		{"a dependency's task starting", state.EventUpdate, task("t", d, 1, "n1", starting), []string{"w"}, false, false},
+		{"a dependency's task became ready, quiet dependency", state.EventUpdate, task("t", d, 1, "n1", running, ready), []string{"w"}, false, false},
+		{"a dependency created", state.EventCreate, d, []string{"d", "w"}, false, false},
+		{"a dependency removed", state.EventDelete, d, []string{"d", "w"}, false, false},
 		{"node", state.EventUpdate, node("n1"), nil, true, true},
 		{"cluster", state.EventUpdate, &shoalpb.Cluster{Id: "c"}, nil, true, true},
 		{"reset", state.EventReset, nil, nil, true, true},
@@ -68,8 +73,9 @@ func TestOnEvent(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m := marks{dirty: map[string]struct{}{}}
-			quiet := map[string]struct{}{"q": {}}
-			onEvent(&m, quiet, state.Event{Kind: c.kind, Object: c.obj})
+			quiet := map[string]struct{}{"q": {}, "d": {}}
+			waiters := map[string][]string{"w": {"svc-d"}}
+			onEvent(&m, quiet, waiters, state.Event{Kind: c.kind, Object: c.obj})
 			var got []string
 			for id := range m.dirty {
 				got = append(got, id)
@@ -94,7 +100,7 @@ func TestQuietBookkeeping(t *testing.T) {
 		return ok
 	}
 	runningReport := state.Event{Kind: state.EventUpdate, Object: task("t", svc, 1, "n1", running)}
-	event := func(l *loop, ev state.Event) { l.mark(func(m *marks) { onEvent(m, l.quiet, ev) }) }
+	event := func(l *loop, ev state.Event) { l.mark(func(m *marks) { onEvent(m, l.quiet, l.waiters, ev) }) }
 	newLoop := func() *loop {
 		return &loop{marks: marks{dirty: map[string]struct{}{"s": {}}}, quiet: map[string]struct{}{}}
 	}

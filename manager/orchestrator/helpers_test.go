@@ -308,6 +308,7 @@ type reconcileCase struct {
 	settings Settings
 	now      time.Duration // after t0
 	want     []string      // summary of the plan
+	waiting  string        // Input.Waiting
 	// unstable skips the check that reconciling the result again plans
 	// nothing (rows whose plan is only the first step of several).
 	unstable bool
@@ -318,7 +319,7 @@ func runCases(t *testing.T, cases []reconcileCase) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			in := Input{Service: c.svc, Tasks: c.tasks, Nodes: c.nodes, Settings: c.settings,
-				Now: t0.Add(c.now), NewID: counter()}
+				Now: t0.Add(c.now), NewID: counter(), Waiting: c.waiting}
 			inputs := snapshot(c.tasks)
 			p := Reconcile(in)
 			if got := summary(p); !slices.Equal(got, c.want) {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"shoal/manager/servicespec"
 	"shoal/manager/state"
 	shoalpb "shoal/proto"
 	"shoal/scheduler"
@@ -45,6 +46,9 @@ type Config struct {
 	// Now is the clock of new tasks' timestamps and restart delays; nil
 	// means time.Now.
 	Now func() time.Time
+	// Resync is how often every service is reconciled, events or not; 0
+	// means ResyncInterval.
+	Resync time.Duration
 }
 
 // Orchestrator is the leader loop that keeps every service's tasks in line
@@ -62,6 +66,9 @@ func New(cfg Config) *Orchestrator {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = ResyncInterval
+	}
 	return &Orchestrator{cfg: cfg, log: cfg.Logger.With("component", "orchestrator")}
 }
 
@@ -77,7 +84,7 @@ func New(cfg Config) *Orchestrator {
 // scheduler work), and the plans, then the placements, are written in batches
 // of at most MaxBatch actions. A new task that fits somewhere is thus created
 // ASSIGNED, in one write. A full pass runs at start and every
-// ResyncInterval, and a timer fires at the earliest Plan.Wake. A write that
+// Config.Resync, and a timer fires at the earliest Plan.Wake. A write that
 // fails (a version conflict with the dispatcher's status reports, most
 // often) changes nothing: its services are read again and reconciled on a
 // later pass, after a back-off.
@@ -90,11 +97,16 @@ func New(cfg Config) *Orchestrator {
 // as the last pass took if that is longer: a stream of events on a large
 // service makes the loop reconcile at most half of the time instead of all
 // of it.
+//
+// A service whose depends_on holds its first tasks back (Input.Waiting) is
+// reconciled again on every event of a task or the service it depends on,
+// whatever the quiet rule says of them (loop.waiters).
 func (o *Orchestrator) Run(ctx context.Context) error {
 	l := &loop{
 		Orchestrator: o,
 		marks:        marks{all: true, place: true, dirty: map[string]struct{}{}},
 		quiet:        map[string]struct{}{},
+		waiters:      map[string][]string{},
 		wakes:        map[string]time.Time{},
 		pass:         time.NewTimer(0),
 		passArmed:    true,
@@ -108,7 +120,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	l.wake.Stop()
 	defer l.pass.Stop()
 	defer l.wake.Stop()
-	resync := time.NewTicker(ResyncInterval)
+	resync := time.NewTicker(o.cfg.Resync)
 	defer resync.Stop()
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -164,7 +176,7 @@ type marks struct {
 }
 
 // loop is the state of one Run. Its fields are owned by Run's goroutine,
-// except marks and quiet, which the watch goroutine uses too.
+// except marks, quiet and waiters, which the watch goroutine uses too.
 type loop struct {
 	*Orchestrator
 	mu    sync.Mutex
@@ -176,6 +188,12 @@ type loop struct {
 	// events that arrive during the pass are judged as if it were not
 	// quiet, and put back only if nothing marked it meanwhile (noteQuiet).
 	quiet map[string]struct{}
+	// waiters are the services whose first tasks wait for their
+	// depends_on, by ID, with the names of the services they depend on:
+	// every event of a task or the service of such a name marks them.
+	// They are few and brief (a stack's first deploy), so onEvent scans
+	// them.
+	waiters map[string][]string
 
 	wakes map[string]time.Time
 	// failures counts consecutive passes with a failed write.
@@ -239,7 +257,7 @@ func (l *loop) watch(ctx context.Context, marked chan<- struct{}) {
 	for {
 		for ev := range l.cfg.Store.Watch(ctx) {
 			l.addresses.observe(ev)
-			l.mark(func(m *marks) { onEvent(m, l.quiet, ev) })
+			l.mark(func(m *marks) { onEvent(m, l.quiet, l.waiters, ev) })
 			poke(marked)
 		}
 		if ctx.Err() != nil {
@@ -256,13 +274,15 @@ func (l *loop) watch(ctx context.Context, marked chan<- struct{}) {
 }
 
 // onEvent marks what ev makes dirty; quiet are the services whose tasks'
-// RUNNING reports do not matter (loop.quiet).
-func onEvent(m *marks, quiet map[string]struct{}, ev state.Event) {
+// RUNNING reports do not matter (loop.quiet), waiters those that wait for
+// the services they depend on (loop.waiters).
+func onEvent(m *marks, quiet map[string]struct{}, waiters map[string][]string, ev state.Event) {
 	switch o := ev.Object.(type) {
 	case *shoalpb.Task:
 		if taskEventMatters(ev.Kind, o, quiet) {
 			m.dirty[o.GetServiceId()] = struct{}{}
 		}
+		markWaiters(m, waiters, o.GetServiceName()) // a service is never renamed
 		// A new pending task waits for a node; a task that stops holding
 		// resources may make room for one that did not fit. Status reports
 		// of running tasks, the bulk of the events, do neither.
@@ -271,8 +291,18 @@ func onEvent(m *marks, quiet map[string]struct{}, ev state.Event) {
 		}
 	case *shoalpb.Service:
 		m.dirty[o.GetId()] = struct{}{}
+		markWaiters(m, waiters, o.GetSpec().GetName())
 	default: // nodes, the cluster (history limit), resets
 		m.all, m.place = true, true
+	}
+}
+
+// markWaiters marks the waiters that depend on the service named name.
+func markWaiters(m *marks, waiters map[string][]string, name string) {
+	for id, names := range waiters {
+		if slices.Contains(names, name) {
+			m.dirty[id] = struct{}{}
+		}
 	}
 }
 
@@ -359,6 +389,7 @@ func (l *loop) runPass(ctx context.Context) {
 	}
 
 	ids, inputs := l.read(m.all, m.dirty, now)
+	l.holdBack(ids, inputs)
 	var bt batcher
 	var created []*shoalpb.Task
 	var quiet []string
@@ -443,6 +474,50 @@ func (l *loop) read(all bool, dirty map[string]struct{}, now time.Time) (ids []s
 		}
 	})
 	return ids, inputs
+}
+
+// holdBack sets the Input.Waiting of the services that depend on others and
+// have no task yet (servicespec.Waiting), and keeps loop.waiters in line. It
+// reads the dependencies under l.mu, which the watch goroutine needs to mark
+// anything: an event it handled before was committed before this read, one
+// it handles after finds the service among the waiters and marks it again.
+func (l *loop) holdBack(ids []string, inputs []Input) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var held []int
+	for i, in := range inputs {
+		if len(in.Service.GetSpec().GetDependsOn()) > 0 && len(in.Tasks) == 0 {
+			held = append(held, i)
+		} else {
+			delete(l.waiters, ids[i])
+		}
+	}
+	if len(held) == 0 {
+		return
+	}
+	l.cfg.Store.View(func(tx state.ReadTx) {
+		lookup := func(name string) (*shoalpb.Service, []*shoalpb.Task) {
+			svc := tx.ServiceByName(name)
+			if svc == nil {
+				return nil, nil
+			}
+			return svc, tx.TasksByService(svc.GetId())
+		}
+		for _, i := range held {
+			in := &inputs[i]
+			in.Waiting = servicespec.Waiting(in.Service, lookup)
+			if in.Waiting == "" {
+				delete(l.waiters, ids[i])
+				continue
+			}
+			names := make([]string, 0, len(in.Service.GetSpec().GetDependsOn()))
+			for _, d := range in.Service.GetSpec().GetDependsOn() {
+				names = append(names, d.GetService())
+			}
+			l.waiters[ids[i]] = names
+			l.log.Debug("service waits for its dependencies", "service", ids[i], "waiting", in.Waiting)
+		}
+	})
 }
 
 // place runs the scheduler over the stored tasks that wait for a node and

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"shoal/internal/ids"
+	"shoal/manager/servicespec"
 	shoalpb "shoal/proto"
 )
 
@@ -62,6 +63,10 @@ type Input struct {
 	Now time.Time
 	// NewID returns the ID of a new task; nil means ids.New.
 	NewID func() string
+	// Waiting, when not empty, says why the service's first tasks wait for
+	// its depends_on (servicespec.Waiting, which is empty once the service
+	// has a task): Reconcile plans nothing for it.
+	Waiting string
 }
 
 // Plan is what one reconciliation wants written. Every task appears in at
@@ -117,13 +122,15 @@ func (p Plan) Writes() int {
 }
 
 // Reconcile computes the plan of one service. It dispatches on the service's
-// mode (a removed service has its tasks removed) and is a pure function of
-// its input.
+// mode (a removed service has its tasks removed, one that waits for its
+// dependencies gets none) and is a pure function of its input.
 func Reconcile(in Input) Plan {
 	b := newBuilder(in)
 	switch {
 	case in.Service == nil:
 		b.removed(in.Tasks)
+		return b.plan
+	case in.Waiting != "":
 		return b.plan
 	case in.Service.GetSpec().GetMode() == shoalpb.ServiceMode_SERVICE_MODE_REPLICATED_JOB:
 		b.replicatedJob(in.Tasks)
@@ -295,11 +302,7 @@ func (b *builder) wakeAt(at time.Time) {
 
 // isJob reports whether the service runs to completion.
 func (b *builder) isJob() bool {
-	switch b.svc.GetSpec().GetMode() {
-	case shoalpb.ServiceMode_SERVICE_MODE_REPLICATED_JOB, shoalpb.ServiceMode_SERVICE_MODE_GLOBAL_JOB:
-		return true
-	}
-	return false
+	return servicespec.IsJob(b.svc.GetSpec().GetMode())
 }
 
 // outdated reports whether t runs a task spec other than the service's

@@ -17,11 +17,12 @@ import (
 	shoalpb "shoal/proto"
 )
 
-// runOrchestrator runs a fresh orchestrator on s (a new leader) until the
-// returned stop is called.
-func runOrchestrator(t *testing.T, s *state.Store) (stop func()) {
+// runOrchestrator runs a fresh orchestrator of cfg (a new leader), logging
+// to the test, until the returned stop is called.
+func runOrchestrator(t *testing.T, cfg Config) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	o := New(Config{Store: s, Logger: testLogger(t, slog.LevelDebug)})
+	cfg.Logger = testLogger(t, slog.LevelDebug)
+	o := New(cfg)
 	done := make(chan error, 1)
 	go func() { done <- o.Run(ctx) }()
 	return func() {
@@ -102,7 +103,7 @@ func TestRolloutFailover(t *testing.T) {
 		})
 	}
 
-	stopOld := runOrchestrator(t, s)
+	stopOld := runOrchestrator(t, Config{Store: s})
 	waitFor("3 tasks ready", func() error {
 		if n := readyCount(agent("app:1", 3)); n != 3 {
 			return fmt.Errorf("%d ready", n)
@@ -140,7 +141,7 @@ func TestRolloutFailover(t *testing.T) {
 		t.Fatalf("after the first orchestrator: done units %v, update status %v", done, st)
 	}
 
-	stopNew := runOrchestrator(t, s)
+	stopNew := runOrchestrator(t, Config{Store: s})
 	defer stopNew()
 	waitFor("the rollout completed", func() error {
 		agent("app:2", 3)
