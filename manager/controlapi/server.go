@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -25,6 +26,7 @@ import (
 // Store is what the control API needs of the replicated store.
 type Store interface {
 	View(fn func(tx state.ReadTx))
+	Draft(build func(d *state.Draft) error) ([]*shoalpb.StoreAction, error)
 	Propose(ctx context.Context, actions ...*shoalpb.StoreAction) (uint64, error)
 	CatchUp(ctx context.Context) error
 	Leader() (id, addr string)
@@ -88,6 +90,27 @@ const (
 // the first read that names them to the end (objectLocks); if another update
 // of them was in progress, they are read again once it is over.
 func (s *Server) update(ctx context.Context, build func(tx state.ReadTx) ([]*shoalpb.StoreAction, error)) error {
+	return s.write(ctx, func() (actions []*shoalpb.StoreAction, err error) {
+		s.cfg.Store.View(func(tx state.ReadTx) { actions, err = build(tx) })
+		return actions, err
+	}, state.ErrVersionConflict)
+}
+
+// updateDraft is update for writers whose actions depend on each other:
+// build applies each to a draft of the state (state.Draft). Besides
+// version conflicts, it builds again when the proposal meets a name, VIP or
+// subnet that another write took since the draft was made: the next draft
+// sees it, and either picks another or refuses with a message naming it.
+func (s *Server) updateDraft(ctx context.Context, build func(d *state.Draft) error) error {
+	return s.write(ctx, func() ([]*shoalpb.StoreAction, error) {
+		return s.cfg.Store.Draft(build)
+	}, state.ErrVersionConflict, state.ErrExists)
+}
+
+// write is the loop of update and updateDraft: collect builds the actions
+// from a fresh read, and a proposal refused with one of retryOn is built
+// again.
+func (s *Server) write(ctx context.Context, collect func() ([]*shoalpb.StoreAction, error), retryOn ...error) error {
 	var unlock func()
 	defer func() {
 		if unlock != nil {
@@ -99,11 +122,9 @@ func (s *Server) update(ctx context.Context, build func(tx state.ReadTx) ([]*sho
 		if err := s.cfg.Store.CatchUp(ctx); err != nil {
 			return s.StoreError(err)
 		}
-		var actions []*shoalpb.StoreAction
-		var err error
-		s.cfg.Store.View(func(tx state.ReadTx) { actions, err = build(tx) })
+		actions, err := collect()
 		if err != nil {
-			return err
+			return s.StoreError(err)
 		}
 		if len(actions) == 0 {
 			return nil
@@ -121,7 +142,7 @@ func (s *Server) update(ctx context.Context, build func(tx state.ReadTx) ([]*sho
 			start = s.cfg.Now()
 		}
 		_, err = s.cfg.Store.Propose(ctx, actions...)
-		if !errors.Is(err, state.ErrVersionConflict) || s.cfg.Now().Sub(start) >= retryFor {
+		if !slices.ContainsFunc(retryOn, func(e error) bool { return errors.Is(err, e) }) || s.cfg.Now().Sub(start) >= retryFor {
 			return s.StoreError(err)
 		}
 		select {

@@ -2,6 +2,7 @@ package controlapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -36,6 +37,11 @@ func (f *fakeStore) View(fn func(tx state.ReadTx))            { fn(f) }
 func (f *fakeStore) Leader() (string, string)                 { return f.leader, "" }
 func (f *fakeStore) Members() ([]state.Member, error)         { return f.members, nil }
 func (f *fakeStore) Watch(context.Context) <-chan state.Event { return nil }
+
+// Draft is not used by the node tests that run on fakeStore.
+func (f *fakeStore) Draft(func(*state.Draft) error) ([]*shoalpb.StoreAction, error) {
+	return nil, errors.New("fakeStore has no drafts")
+}
 
 func (f *fakeStore) Nodes() []*shoalpb.Node {
 	out := make([]*shoalpb.Node, 0, len(f.nodes))

@@ -50,6 +50,9 @@ func (s *Server) CreateService(ctx context.Context, req *shoalpb.CreateServiceRe
 		}
 		s.cfg.Store.View(func(tx state.ReadTx) {
 			if err = resolveNetworks(tx, spec); err == nil {
+				err = validateDependencies(tx, spec)
+			}
+			if err == nil {
 				svc.Endpoint, err = endpointFor(tx, svc, nil, skip)
 			}
 		})
@@ -207,6 +210,9 @@ func (s *Server) UpdateService(ctx context.Context, req *shoalpb.UpdateServiceRe
 			return nil, invalid("--mode", "a service's mode cannot change (%s → %s); create a new service", ModeName(cur.Spec.Mode), ModeName(spec.Mode))
 		}
 		if err := resolveNetworks(tx, spec); err != nil {
+			return nil, err
+		}
+		if err := validateDependencies(tx, spec); err != nil {
 			return nil, err
 		}
 		if proto.Equal(spec, cur.Spec) {

@@ -56,6 +56,9 @@ func validateSpec(spec *shoalpb.ServiceSpec) error {
 	if err := validateRollout(spec); err != nil {
 		return err
 	}
+	if err := validateDependsOn(spec); err != nil {
+		return err
+	}
 	return validateTask(spec.Task)
 }
 

@@ -18,9 +18,6 @@ import (
 // DefaultDNSTTLMs is the DNS TTL when the cluster spec sets none.
 const DefaultDNSTTLMs = 1000
 
-// StackLabel is the label that names a service's stack (Docker's).
-const StackLabel = "com.docker.stack.namespace"
-
 // endpointTable is the leader's view of what every node's DNS, VIPs and
 // routing mesh serve: the services and the tasks that may receive traffic.
 // The leader loop feeds it store events; every change is queued at once
@@ -356,7 +353,7 @@ func serviceEndpoints(svc *shoalpb.Service) *shoalpb.ServiceEndpoints {
 	return &shoalpb.ServiceEndpoints{
 		ServiceId: svc.GetId(),
 		Name:      spec.GetName(),
-		Stack:     spec.GetLabels()[StackLabel],
+		Stack:     spec.GetLabels()[servicespec.StackLabel],
 		Mode:      spec.GetEndpoint().GetMode(),
 		Vip:       svc.GetEndpoint().GetVip(),
 		Ports:     spec.GetTask().GetPorts(),

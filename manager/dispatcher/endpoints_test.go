@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"shoal/internal/testutil"
+	"shoal/manager/servicespec"
 	"shoal/manager/state"
 	"shoal/manager/state/statetest"
 	shoalpb "shoal/proto"
@@ -69,7 +70,7 @@ func TestEndpointTable(t *testing.T) {
 		{Kind: create, Target: &shoalpb.StoreAction_Node{Node: &shoalpb.Node{Id: "n1"}}},
 		{Kind: create, Target: &shoalpb.StoreAction_Node{Node: &shoalpb.Node{Id: "n2"}}},
 		{Kind: create, Target: &shoalpb.StoreAction_Service{Service: &shoalpb.Service{Id: "s1",
-			Spec:     &shoalpb.ServiceSpec{Name: "web", Labels: map[string]string{StackLabel: "shop"}},
+			Spec:     &shoalpb.ServiceSpec{Name: "web", Labels: map[string]string{servicespec.StackLabel: "shop"}},
 			Endpoint: &shoalpb.ServiceEndpoint{Vip: "10.201.0.1"}}}},
 		{Kind: create, Target: &shoalpb.StoreAction_Task{Task: task("t1", "n1", true)}},
 		{Kind: create, Target: &shoalpb.StoreAction_Task{Task: task("t2", "n2", true)}},
