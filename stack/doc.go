@@ -3,5 +3,3 @@
 // maps every supported key onto service and network specs, naming each key
 // it cannot honour. It is pure: no cluster, no network.
 package stack
-
-import _ "github.com/compose-spec/compose-go/v2/loader"
