@@ -133,7 +133,7 @@ func poll(c *client, serviceID string, f follow) (*progress, error) {
 // rollout followed with where it should end.
 func assess(view *shoalpb.ServiceView, tasks []*shoalpb.Task, f follow) *progress {
 	svc := view.Service
-	job := svc.Spec.Mode == shoalpb.ServiceMode_SERVICE_MODE_REPLICATED_JOB || svc.Spec.Mode == shoalpb.ServiceMode_SERVICE_MODE_GLOBAL_JOB
+	job := servicespec.IsJob(svc.Spec.Mode)
 	p := &progress{}
 	current := map[string]*shoalpb.Task{} // newest task per slot/node
 	stopping := 0

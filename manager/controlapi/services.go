@@ -36,7 +36,7 @@ func (s *Server) CreateService(ctx context.Context, req *shoalpb.CreateServiceRe
 		Spec:        spec,
 		SpecVersion: 1,
 	}
-	if isJob(spec.Mode) {
+	if servicespec.IsJob(spec.Mode) {
 		svc.JobIteration = 1
 	}
 	for attempt := 1; ; attempt++ {
@@ -74,10 +74,6 @@ func (s *Server) CreateService(ctx context.Context, req *shoalpb.CreateServiceRe
 		return nil, s.StoreError(err)
 	}
 	return s.GetService(ctx, &shoalpb.GetServiceRequest{Service: svc.Id})
-}
-
-func isJob(m shoalpb.ServiceMode) bool {
-	return m == shoalpb.ServiceMode_SERVICE_MODE_REPLICATED_JOB || m == shoalpb.ServiceMode_SERVICE_MODE_GLOBAL_JOB
 }
 
 // GetService finds a service by ID, unique ID prefix or name.
@@ -131,7 +127,7 @@ func (s *Server) ListServices(ctx context.Context, req *shoalpb.ListServicesRequ
 			if !matchService(svc, req.GetFilters()) {
 				continue
 			}
-			resp.Services = append(resp.Services, serviceView(svc, tx.TasksByService(svc.Id), nodes))
+			resp.Services = append(resp.Services, serviceView(tx, svc, nodes))
 		}
 	})
 	sort.Slice(resp.Services, func(i, j int) bool {
@@ -166,10 +162,18 @@ func matchService(svc *shoalpb.Service, filters map[string]string) bool {
 	return true
 }
 
-// serviceView counts a service's tasks.
-func serviceView(svc *shoalpb.Service, tasks []*shoalpb.Task, nodes []*shoalpb.Node) *shoalpb.ServiceView {
-	v := &shoalpb.ServiceView{Service: svc}
-	for _, t := range tasks {
+// serviceView counts a service's tasks and says which dependency its first
+// tasks wait for.
+func serviceView(tx state.ReadTx, svc *shoalpb.Service, nodes []*shoalpb.Node) *shoalpb.ServiceView {
+	lookup := func(name string) (*shoalpb.Service, []*shoalpb.Task) {
+		other := tx.ServiceByName(name)
+		if other == nil {
+			return nil, nil
+		}
+		return other, tx.TasksByService(other.Id)
+	}
+	v := &shoalpb.ServiceView{Service: svc, Waiting: servicespec.Waiting(svc, lookup)}
+	for _, t := range tx.TasksByService(svc.Id) {
 		if t.DesiredState == shoalpb.TaskState_TASK_STATE_RUNNING && t.GetStatus().GetState() == shoalpb.TaskState_TASK_STATE_RUNNING {
 			v.Running++
 		}
@@ -250,7 +254,7 @@ func replaceService(tx state.ReadTx, cur, upd *shoalpb.Service) ([]*shoalpb.Stor
 	if upd.Endpoint, err = endpointFor(tx, upd, cur.GetEndpoint(), 0); err != nil {
 		return nil, err
 	}
-	if isJob(upd.Spec.Mode) {
+	if servicespec.IsJob(upd.Spec.Mode) {
 		upd.JobIteration++
 		upd.UpdateStatus = cur.GetUpdateStatus()
 	}

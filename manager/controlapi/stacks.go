@@ -190,7 +190,7 @@ func (s *Server) deployService(d *state.Draft, stack string, spec *shoalpb.Servi
 	switch {
 	case cur == nil:
 		svc := &shoalpb.Service{Id: ids.New(), Meta: &shoalpb.Meta{CreatedAt: now, UpdatedAt: now}, Spec: spec, SpecVersion: 1}
-		if isJob(spec.Mode) {
+		if servicespec.IsJob(spec.Mode) {
 			svc.JobIteration = 1
 		}
 		var err error

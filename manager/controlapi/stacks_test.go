@@ -101,6 +101,19 @@ func TestDeployStackLifecycle(t *testing.T) {
 		t.Fatalf("VIPs %v: want three different ones", vips)
 	}
 
+	list, err := s.ListServices(ctx, &shoalpb.ListServicesRequest{Filters: map[string]string{"label": servicespec.StackLabel + "=words"}})
+	if err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	waiting := map[string]string{}
+	for _, v := range list.GetServices() {
+		waiting[v.GetService().GetSpec().GetName()] = v.GetWaiting()
+	}
+	if len(waiting) != 3 || waiting["words_db"] != "" || waiting["words_app"] != "waiting for words_db to start (0 of 1 running)" ||
+		!strings.HasPrefix(waiting["words_web"], "waiting for words_app to be healthy") {
+		t.Fatalf("waiting per service = %q", waiting)
+	}
+
 	resp, err = s.DeployStack(ctx, wordsRequest())
 	if err != nil {
 		t.Fatalf("redeploy unchanged: %v", err)

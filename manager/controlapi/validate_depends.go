@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 
+	"shoal/manager/servicespec"
 	"shoal/manager/state"
 	shoalpb "shoal/proto"
 )
@@ -45,7 +46,7 @@ func validateDependencies(tx state.ReadTx, spec *shoalpb.ServiceSpec) error {
 		if other == nil {
 			return invalid("depends_on", "service %s does not exist; create it first, or deploy both in one stack", dep.GetService())
 		}
-		if dep.GetCondition() == shoalpb.DependencyCondition_DEPENDENCY_CONDITION_COMPLETED && !isJob(other.GetMode()) {
+		if dep.GetCondition() == shoalpb.DependencyCondition_DEPENDENCY_CONDITION_COMPLETED && !servicespec.IsJob(other.GetMode()) {
 			return invalid("depends_on", "%s is a %s service and never completes; wait for it to be started or healthy, or make it a job", dep.GetService(), ModeName(other.GetMode()))
 		}
 	}
