@@ -1,21 +1,14 @@
 package stack
 
-import (
-	"fmt"
-	"regexp"
-)
+import "shoal/manager/servicespec"
 
 // Label marks the services and networks of a stack with its name, as
-// Docker does (manager/dispatcher's StackLabel is the same string).
-const Label = "com.docker.stack.namespace"
-
-var stackName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+// Docker does.
+const Label = servicespec.StackLabel
 
 // ValidateName accepts the stack names Docker and compose accept: lower-case
-// letters, digits, '_' and '-', starting with a letter or digit.
+// letters, digits, '_' and '-', starting with a letter or digit. The control
+// API checks the same rule.
 func ValidateName(name string) error {
-	if !stackName.MatchString(name) {
-		return fmt.Errorf("stack name %q is invalid: use lower-case letters, digits, '_' and '-', starting with a letter or digit", name)
-	}
-	return nil
+	return servicespec.ValidateStackName(name)
 }
