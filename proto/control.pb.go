@@ -1214,7 +1214,8 @@ func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
 
 type ListTasksRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// filters: "service", "node", "desired-state" (running|shutdown|accepted), "id".
+	// filters: "service", "node", "desired-state" (running|shutdown), "id",
+	// "stack" (the tasks of the stack's services).
 	Filters       map[string]string `protobuf:"bytes,1,rep,name=filters,proto3" json:"filters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -281,9 +281,9 @@ func (s *Server) ListTasks(ctx context.Context, req *shoalpb.ListTasksRequest) (
 	f := req.GetFilters()
 	for key := range f {
 		switch key {
-		case "service", "node", "desired-state", "id":
+		case "service", "node", "desired-state", "id", "stack":
 		default:
-			return nil, status.Errorf(codes.InvalidArgument, "unknown filter %q; use one of service, node, desired-state, id", key)
+			return nil, status.Errorf(codes.InvalidArgument, "unknown filter %q; use one of service, node, desired-state, id, stack", key)
 		}
 	}
 	var desired []shoalpb.TaskState
@@ -316,6 +316,12 @@ func (s *Server) ListTasks(ctx context.Context, req *shoalpb.ListTasksRequest) (
 				return
 			}
 			tasks = tx.TasksByService(svc.Id)
+		case f["stack"] != "":
+			for _, svc := range tx.Services() {
+				if svc.GetSpec().GetLabels()[servicespec.StackLabel] == f["stack"] {
+					tasks = append(tasks, tx.TasksByService(svc.Id)...)
+				}
+			}
 		case nodeID != "":
 			tasks = tx.TasksByNode(nodeID)
 		default:
