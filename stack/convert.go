@@ -2,8 +2,8 @@ package stack
 
 import (
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -54,7 +54,7 @@ func Convert(p *types.Project, name string) (*shoalpb.DeployStackRequest, []stri
 	req := &shoalpb.DeployStackRequest{Stack: name}
 	var warnings []string
 	used := map[string]bool{}
-	for _, svcName := range sortedKeys(p.Services) {
+	for _, svcName := range slices.Sorted(maps.Keys(p.Services)) {
 		svc := p.Services[svcName]
 		spec, ignored, err := convertService(p, name, svc)
 		if err != nil {
@@ -72,7 +72,7 @@ func Convert(p *types.Project, name string) (*shoalpb.DeployStackRequest, []stri
 	}
 	req.Networks = nets
 	warnings = append(warnings, netWarnings...)
-	for _, volName := range sortedKeys(p.Volumes) {
+	for _, volName := range slices.Sorted(maps.Keys(p.Volumes)) {
 		warnings = appendWarning(warnings, "volume", volName, unsupportedKeys(p.Volumes[volName], newKeySet("name", "external")))
 	}
 	return req, warnings, nil
@@ -89,7 +89,7 @@ func appendWarning(warnings []string, kind, name string, keys []string) []string
 // level first: shoal has no secret or config store yet.
 func refuseSecretsAndConfigs(p *types.Project) error {
 	const fix = "remove them and pass the values another way (an environment variable or a bind mount)"
-	for _, svcName := range sortedKeys(p.Services) {
+	for _, svcName := range slices.Sorted(maps.Keys(p.Services)) {
 		svc := p.Services[svcName]
 		if len(svc.Secrets) > 0 {
 			var names []string
@@ -107,10 +107,10 @@ func refuseSecretsAndConfigs(p *types.Project) error {
 		}
 	}
 	if len(p.Secrets) > 0 {
-		return fieldErr("secrets", "shoal does not support secrets yet (%s); %s", strings.Join(sortedKeys(p.Secrets), ", "), fix)
+		return fieldErr("secrets", "shoal does not support secrets yet (%s); %s", strings.Join(slices.Sorted(maps.Keys(p.Secrets)), ", "), fix)
 	}
 	if len(p.Configs) > 0 {
-		return fieldErr("configs", "shoal does not support configs yet (%s); %s", strings.Join(sortedKeys(p.Configs), ", "), fix)
+		return fieldErr("configs", "shoal does not support configs yet (%s); %s", strings.Join(slices.Sorted(maps.Keys(p.Configs)), ", "), fix)
 	}
 	return nil
 }
@@ -150,7 +150,7 @@ func convertService(p *types.Project, stack string, svc types.ServiceConfig) (*s
 		return nil, nil, err
 	}
 	ignored := unsupportedKeys(svc, serviceKeys)
-	for _, dep := range sortedKeys(svc.DependsOn) {
+	for _, dep := range slices.Sorted(maps.Keys(svc.DependsOn)) {
 		d := svc.DependsOn[dep]
 		cond, ok := dependencyConditions[d.Condition]
 		if !ok {
@@ -198,13 +198,4 @@ func withStackLabel(labels map[string]string, stack string) map[string]string {
 	}
 	out[Label] = stack
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

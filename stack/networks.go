@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"maps"
 	"slices"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -18,7 +19,7 @@ var networkKeys = newKeySet("name", "external", "labels", "attachable", "driver"
 func convertNetworks(p *types.Project, stack string, used map[string]bool) ([]*shoalpb.NetworkSpec, []string, error) {
 	var specs []*shoalpb.NetworkSpec
 	var warnings []string
-	for _, name := range sortedKeys(p.Networks) {
+	for _, name := range slices.Sorted(maps.Keys(p.Networks)) {
 		n := p.Networks[name]
 		ignored := unsupportedKeys(n, networkKeys)
 		if n.Driver != "" && n.Driver != "overlay" && n.Driver != "bridge" {

@@ -81,7 +81,9 @@ func render(t *testing.T, name string, files []string) string {
 		t.Fatal(err)
 	}
 	for i, f := range files {
-		files[i] = filepath.Join(abs, strings.TrimPrefix(f, stacksDir))
+		if files[i], err = filepath.Abs(f); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var out string
 	p, err := Load(context.Background(), LoadOptions{Files: files, Env: corpusEnv, Name: name})
