@@ -33,7 +33,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newInitCmd(), newJoinCmd(), newDaemonCmd(),
 		newInfoCmd(g), newLeaveCmd(g), newNodeCmd(g), newJoinTokenCmd(g), newCertCmd(g),
-		newServiceCmd(g), newEventsCmd(g), newClusterCmd(g), newTaskShimCmd(), newTaskLoggerCmd(),
+		newServiceCmd(g), newStackCmd(g), newEventsCmd(g), newClusterCmd(g), newTaskShimCmd(), newTaskLoggerCmd(),
 		newImageCmd(g), newVolumeCmd(g), newNetworkCmd(g), newDNSCmd(g), newCleanupCmd(),
 	)
 	showUsageOnBadArgs(root)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -129,22 +130,7 @@ func newServiceLsCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				var rows []serviceRow
-				for _, v := range resp.Services {
-					if quiet {
-						fmt.Fprintln(cmd.OutOrStdout(), v.Service.Id)
-						continue
-					}
-					rows = append(rows, serviceRow{
-						ID: v.Service.Id, Name: v.Service.Spec.Name, Mode: controlapi.ModeName(v.Service.Spec.Mode),
-						Replicas: replicasText(v), Image: v.Service.Spec.Task.GetContainer().GetImage(), Ports: portsText(v.Service.Spec.Task.GetPorts()),
-						Update: updateStateText(v.Service),
-					})
-				}
-				if quiet {
-					return nil
-				}
-				return format.Rows(cmd.OutOrStdout(), tmpl, `table {{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}`, rows)
+				return printServices(cmd.OutOrStdout(), resp.Services, quiet, tmpl)
 			})
 		},
 	}
@@ -152,6 +138,26 @@ func newServiceLsCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&tmpl, "format", "", "table template, Go template, or json")
 	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "KEY=VALUE with KEY one of name, id, mode, label")
 	return cmd
+}
+
+// printServices prints service views as 'service ls' does.
+func printServices(out io.Writer, views []*shoalpb.ServiceView, quiet bool, tmpl string) error {
+	var rows []serviceRow
+	for _, v := range views {
+		if quiet {
+			fmt.Fprintln(out, v.Service.Id)
+			continue
+		}
+		rows = append(rows, serviceRow{
+			ID: v.Service.Id, Name: v.Service.Spec.Name, Mode: controlapi.ModeName(v.Service.Spec.Mode),
+			Replicas: replicasText(v), Image: v.Service.Spec.Task.GetContainer().GetImage(), Ports: portsText(v.Service.Spec.Task.GetPorts()),
+			Update: updateStateText(v.Service),
+		})
+	}
+	if quiet {
+		return nil
+	}
+	return format.Rows(out, tmpl, `table {{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}`, rows)
 }
 
 // updateStateText is the state of svc's last rollout, "" before the first.
