@@ -112,7 +112,70 @@ containers_gone() {
     [ -z "$out" ] || return 1
   done
 }
-has_service() { "$SHOAL" service inspect "$1" >/dev/null 2>&1; }
+# Commands' output is captured before it is searched: with pipefail, a
+# `grep -q` that stops reading early would fail the pipeline.
+answers() { # answers IP WORD: the web front lists WORD
+  local out
+  out=$(curl -sf -m 5 -u "$LOGIN" "http://$1:$WEB_PORT/api/words") && grep -q "$2" <<<"$out"
+}
+
+load_images() {
+  local have
+  have=$("$SHOAL" image ls --local -q)
+  for app in words-db words-app words-web; do
+    if ! grep -qx "docker.io/library/$app:v1" <<<"$have"; then
+      "$SHOAL" image load -i "$IMAGES/$app-v1.tar"
+    fi
+  done
+}
+
+# The words stack (testdata/stacks/words.yml): database, application-server
+# and web-server, which find each other by their short service names and
+# start in dependency order, each tier once the one below is healthy.
+# web-server's port is published through the routing mesh, so every host
+# answers it. Deploying an unchanged file again changes nothing.
+STACK=words
+deploy() {
+  WORDS_USERS=$LOGIN "$SHOAL" stack deploy --detach=false -c testdata/stacks/words.yml $STACK
+}
+
+up() {
+  if ! ip link show $BRIDGE >/dev/null 2>&1; then
+    ip link add $BRIDGE type bridge
+    ip addr add $GATEWAY/24 dev $BRIDGE
+    ip link set $BRIDGE up
+  fi
+  sysctl -qw net.ipv4.ip_forward=1
+  for r in "${RULES[@]}"; do rule -C "$r" || rule -I "$r"; done
+  for n in "${NODES[@]}"; do
+    local name=${n%%:*} ip=$PREFIX${n#*:}
+    [ -e "/var/run/netns/$(netns "$name")" ] && continue
+    ip netns add "$(netns "$name")"
+    ip link add "$(veth "$name")" type veth peer name eth0 netns "$(netns "$name")"
+    ip link set "$(veth "$name")" master $BRIDGE up
+    ip -n "$(netns "$name")" addr add "$ip/24" dev eth0
+    ip -n "$(netns "$name")" link set eth0 up
+    ip -n "$(netns "$name")" link set lo up
+    ip -n "$(netns "$name")" route add default via $GATEWAY
+  done
+}
+
+start() { # start NAME ARGS...: the node's daemon, in the background
+  local name=$1; shift
+  nohup nsenter --net="/var/run/netns/$(netns "$name")" -- "$SHOAL" "$@" >>"$DEMO/$name.log" 2>&1 &
+  echo $! >"$DEMO/$name.pid"
+}
+
+all_ready() { [ "$("$SHOAL" node ls --format '{{.Status}}' | grep -c '^ready$')" -eq 3 ]; }
+
+# containers_gone: no node's containerd runs a container task any more.
+containers_gone() {
+  local n out
+  for n in "${NODES[@]}"; do
+    out=$(ctr -a "$DEMO/${n%%:*}/containerd/ctrd.sock" -n shoal tasks ls -q 2>/dev/null) || continue
+    [ -z "$out" ] || return 1
+  done
+}
 # Commands' output is captured before it is searched: with pipefail, a
 # `grep -q` that stops reading early would fail the pipeline.
 answers() { # answers IP WORD: the web front lists WORD
@@ -179,7 +242,7 @@ up() {
   "$SHOAL" node ls
   echo
   load_images
-  services
+  deploy
   # The mesh answers web's port on every host; the manager's is the one shown.
   local web_ip=$MANAGER_IP
   wait_for 60 "the web front to answer at http://$web_ip:$WEB_PORT/" \
@@ -189,7 +252,7 @@ up() {
     wait_for 60 "a word to be stored through the web front" \
       curl -sf -m 5 -u "$LOGIN" -X POST --data shoal "http://$web_ip:$WEB_PORT/api/words"
   fi
-  "$SHOAL" service ps --filter desired-state=running db app web
+  "$SHOAL" stack ps --filter desired-state=running $STACK
   echo
   echo "\$ curl -u $LOGIN http://$web_ip:$WEB_PORT/api/words"
   curl -sS -m 5 -u "$LOGIN" "http://$web_ip:$WEB_PORT/api/words"
@@ -197,30 +260,32 @@ up() {
   cat <<MSG
 
 The demo cluster is up: three hosts (network namespaces shoal-demo-m1|w1|w2 at
-${PREFIX}1-3), each node with its own containerd, running the words apps as
-containers: db (volume "words", on a worker), app (2 tasks), web (port $WEB_PORT).
+${PREFIX}1-3), each node with its own containerd, running the stack "$STACK"
+(testdata/stacks/words.yml) as containers: words_database (on the manager,
+volume words_data), words_application-server (3 tasks) and words_web-server
+(3 tasks, port $WEB_PORT).
 
     Open http://$web_ip:$WEB_PORT/   login: ${LOGIN%%:*}  password: ${LOGIN#*:}
 
-The apps find each other by service name (app's DB_HOST=db:7000, web's
-APP_NAME=app:8080: each node's DNS answers the service's VIP), and web's port
-is published through the routing mesh: every host answers it
+The tiers find each other by their short names (DB_HOST=database,
+APP_NAME=application-server: each node's DNS answers the service's VIP), and
+the web port is published through the routing mesh: every host answers it
 (http://${PREFIX}2:$WEB_PORT/ too). Try:
 
     export SHOAL_HOST=$SHOAL_HOST
-    bin/shoal service ps db app web
-    bin/shoal service logs --tail 3 app
-    bin/shoal service scale app=4
+    bin/shoal stack services $STACK
+    bin/shoal stack ps $STACK
+    bin/shoal service logs --tail 3 words_application-server
+    bin/shoal service scale words_application-server=4
     bin/shoal image ls
-    SHOAL_HOST=unix://$DEMO/w1/shoal.sock bin/shoal volume ls
-    SHOAL_HOST=unix://$DEMO/w2/shoal.sock bin/shoal volume ls
 
-Kill web's container (it runs on m1) and watch a new task take its place on
-the same port after the restart delay:
+Kill the database's container (it runs on m1) and watch a new task take its
+place; the words stay, in its volume:
 
     ctr -a $DEMO/m1/containerd/ctrd.sock -n shoal task kill -s SIGKILL \\
-      \$(bin/shoal service ps --filter desired-state=running --format '{{.ContainerID}}' web)
-    sleep 10; bin/shoal service ps web
+      \$(bin/shoal service ps --filter desired-state=running --format '{{.ContainerID}}' words_database)
+    sleep 10; bin/shoal service ps words_database
+    curl -u $LOGIN http://$web_ip:$WEB_PORT/api/words
 
 Stop it and remove everything it made with 'make demo-down'.
 MSG

@@ -180,8 +180,12 @@ func assess(view *shoalpb.ServiceView, tasks []*shoalpb.Task, f follow) *progres
 			}
 		}
 		switch {
-		case st.GetState() == shoalpb.TaskState_TASK_STATE_RUNNING && upToDate:
+		case st.GetState() == shoalpb.TaskState_TASK_STATE_RUNNING && upToDate && st.GetReady():
 			running++
+		case st.GetState() == shoalpb.TaskState_TASK_STATE_RUNNING && upToDate:
+			// Running, but its health or readiness check has not passed
+			// yet: it takes no traffic, so the service has not converged.
+			p.reasons = appendUnique(p.reasons, "a task is running but not ready yet")
 		case st.GetState() == shoalpb.TaskState_TASK_STATE_COMPLETE && job:
 			completed++
 		case st.GetErr() != "":
@@ -197,7 +201,7 @@ func assess(view *shoalpb.ServiceView, tasks []*shoalpb.Task, f follow) *progres
 		p.summary = fmt.Sprintf("%d out of %d tasks completed", view.Completed, view.Desired)
 		p.done = view.Completed >= view.Desired
 	} else {
-		p.summary = fmt.Sprintf("%d out of %d tasks running", running, view.Desired)
+		p.summary = fmt.Sprintf("%d out of %d tasks running and ready", running, view.Desired)
 		p.done = running == view.Desired && uint64(len(current)) == view.Desired && stopping == 0
 	}
 	if !p.done && svc.Spec.Task.GetRestart().GetCondition() == shoalpb.RestartCondition_RESTART_CONDITION_NONE {
