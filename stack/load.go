@@ -2,6 +2,8 @@ package stack
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -42,7 +44,27 @@ func Load(ctx context.Context, opts LoadOptions) (*types.Project, error) {
 	if err != nil {
 		return nil, err
 	}
-	return po.LoadProject(ctx)
+	p, err := po.LoadProject(ctx)
+	if err != nil {
+		return nil, loadError(opts.Files, err)
+	}
+	return p, nil
+}
+
+// loadError makes compose-go's error name the files when it names none
+// (a project-level check, such as an undefined network), and says what to
+// do about an undefined network or volume.
+func loadError(files []string, err error) error {
+	msg := err.Error()
+	if strings.Contains(msg, "refers to undefined network") || strings.Contains(msg, "refers to undefined volume") {
+		err = fmt.Errorf("%w; declare it at the top level of the file (networks: or volumes:), with external: true if it exists already", err)
+	}
+	for _, f := range files {
+		if strings.Contains(msg, f) {
+			return err
+		}
+	}
+	return fmt.Errorf("%s: %w", strings.Join(files, ", "), err)
 }
 
 func withEnv(env map[string]string) cli.ProjectOptionsFn {
