@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
+	"shoal/manager/servicespec"
 	shoalpb "shoal/proto"
 )
 
@@ -237,7 +238,7 @@ func newServiceUpdateCmd(g *globals) *cobra.Command {
 					return c.explain(err)
 				}
 				spec := proto.Clone(svc.Spec).(*shoalpb.ServiceSpec)
-				fillSpec(spec)
+				servicespec.Fill(spec)
 				if err := u.resolveNetworks(ctx, c); err != nil {
 					return err
 				}

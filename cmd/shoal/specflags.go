@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"shoal/manager/servicespec"
 	shoalpb "shoal/proto"
 )
 
@@ -243,39 +244,9 @@ func parsePlacementPref(s string) (*shoalpb.PlacementPreference, error) {
 
 // newSpec returns a spec with every nested message present.
 func newSpec() *shoalpb.ServiceSpec {
-	return &shoalpb.ServiceSpec{Task: &shoalpb.TaskSpec{
-		Container: &shoalpb.ContainerSpec{},
-		Resources: &shoalpb.Resources{Limits: &shoalpb.ResourceSet{}, Reservations: &shoalpb.ResourceSet{}},
-		Restart:   &shoalpb.RestartPolicy{},
-		Placement: &shoalpb.Placement{},
-	}}
-}
-
-// fillSpec makes every nested message of a stored spec present, for editing.
-func fillSpec(spec *shoalpb.ServiceSpec) {
-	empty := newSpec()
-	if spec.Task == nil {
-		spec.Task = empty.Task
-	}
-	t := spec.Task
-	if t.Container == nil {
-		t.Container = empty.Task.Container
-	}
-	if t.Resources == nil {
-		t.Resources = empty.Task.Resources
-	}
-	if t.Resources.Limits == nil {
-		t.Resources.Limits = &shoalpb.ResourceSet{}
-	}
-	if t.Resources.Reservations == nil {
-		t.Resources.Reservations = &shoalpb.ResourceSet{}
-	}
-	if t.Restart == nil {
-		t.Restart = empty.Task.Restart
-	}
-	if t.Placement == nil {
-		t.Placement = empty.Task.Placement
-	}
+	spec := &shoalpb.ServiceSpec{}
+	servicespec.Fill(spec)
+	return spec
 }
 
 // kv splits KEY=VALUE; a bare KEY has an empty value.

@@ -29,6 +29,7 @@ func (s *Server) CreateService(ctx context.Context, req *shoalpb.CreateServiceRe
 		return nil, err
 	}
 	servicespec.FillDefaults(spec)
+	servicespec.Fill(spec)
 	now := timestamppb.New(s.cfg.Now())
 	svc := &shoalpb.Service{
 		Id:          ids.New(),
@@ -203,6 +204,7 @@ func (s *Server) UpdateService(ctx context.Context, req *shoalpb.UpdateServiceRe
 		return nil, err
 	}
 	servicespec.FillDefaults(spec)
+	servicespec.Fill(spec)
 	return s.changeService(ctx, req.GetService(), func(tx state.ReadTx, cur *shoalpb.Service) ([]*shoalpb.StoreAction, error) {
 		if req.GetVersion() != 0 && req.GetVersion() != cur.Meta.GetVersion() {
 			return nil, status.Errorf(codes.Aborted, "service %s changed since it was read (version %d, now %d); read it again and retry", cur.Spec.Name, req.GetVersion(), cur.Meta.GetVersion())

@@ -137,6 +137,7 @@ func stackSpecs(stack string, netSpecs []*shoalpb.NetworkSpec, svcSpecs []*shoal
 			return nil, nil, inService(spec.GetName(), err)
 		}
 		servicespec.FillDefaults(spec)
+		servicespec.Fill(spec)
 		spec.Labels = withStackLabel(spec.Labels, stack)
 		svcs = append(svcs, spec)
 	}

@@ -292,3 +292,42 @@ func TestConcurrentStackDeploys(t *testing.T) {
 		}
 	})
 }
+
+// A stack's service scaled through UpdateService (as the CLI sends it, every
+// nested message present) starts no rollout, and deploying the same file
+// again afterwards rolls nothing either: an absent message and an empty
+// one are the same spec.
+func TestStackServiceScaledByHandDoesNotRoll(t *testing.T) {
+	s, store := oneServer(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.DeployStack(ctx, wordsRequest()); err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	svc, err := s.GetService(ctx, &shoalpb.GetServiceRequest{Service: "words_app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := proto.Clone(svc.Spec).(*shoalpb.ServiceSpec)
+	servicespec.Fill(spec)
+	spec.Replicas = 5
+	if svc, err = s.UpdateService(ctx, &shoalpb.UpdateServiceRequest{Service: svc.Id, Spec: spec}); err != nil {
+		t.Fatalf("scale: %v", err)
+	}
+	if st := svc.GetUpdateStatus(); st != nil {
+		t.Fatalf("scaling started a rollout: %v", st)
+	}
+	resp, err := s.DeployStack(ctx, wordsRequest())
+	if err != nil {
+		t.Fatalf("redeploy: %v", err)
+	}
+	if got := actions(resp.Changes); !strings.Contains(got, "service words_app updated") {
+		t.Fatalf("the redeploy should set replicas back to 3:\n%s", got)
+	}
+	store.View(func(tx state.ReadTx) {
+		app := tx.ServiceByName("words_app")
+		if app.GetSpec().GetReplicas() != 3 || app.GetUpdateStatus() != nil {
+			t.Fatalf("after the redeploy: replicas %d, update %v; want 3 and no rollout", app.GetSpec().GetReplicas(), app.GetUpdateStatus())
+		}
+	})
+}

@@ -52,6 +52,37 @@ func FillDefaults(spec *shoalpb.ServiceSpec) {
 	}
 }
 
+// Fill makes every nested message of spec's task present (container,
+// resources with limits and reservations, restart policy, placement), in
+// place. The control API stores every spec filled, so that a spec written
+// by the CLI (which edits a filled copy) and the same spec from a stack
+// file compare equal: an absent message and an empty one mean the same,
+// and must not look like a change of the task spec (a rollout).
+func Fill(spec *shoalpb.ServiceSpec) {
+	if spec.Task == nil {
+		spec.Task = &shoalpb.TaskSpec{}
+	}
+	t := spec.Task
+	if t.Container == nil {
+		t.Container = &shoalpb.ContainerSpec{}
+	}
+	if t.Resources == nil {
+		t.Resources = &shoalpb.Resources{}
+	}
+	if t.Resources.Limits == nil {
+		t.Resources.Limits = &shoalpb.ResourceSet{}
+	}
+	if t.Resources.Reservations == nil {
+		t.Resources.Reservations = &shoalpb.ResourceSet{}
+	}
+	if t.Restart == nil {
+		t.Restart = &shoalpb.RestartPolicy{}
+	}
+	if t.Placement == nil {
+		t.Placement = &shoalpb.Placement{}
+	}
+}
+
 // Replace returns a copy of svc whose spec is spec: the current spec joins
 // the kept earlier ones (newest first, at most MaxHistory), spec_version
 // increases, and when the task spec changed a rollout starts in state
