@@ -202,10 +202,8 @@ func checkImages(ctx context.Context, warn io.Writer, c *client, specs []*shoalp
 // (paused, rolled back), or at the timeout.
 func waitStack(cmd *cobra.Command, c *client, name string, follows map[string]follow, timeout time.Duration) error {
 	out := cmd.OutOrStdout()
-	tty := out == os.Stdout && isTerminal(os.Stdout)
+	screen := newScreen(out)
 	deadline := time.Now().Add(timeout)
-	drawn := 0
-	var last string
 	for {
 		rows, err := pollStack(c, name, follows)
 		if err != nil {
@@ -224,14 +222,7 @@ func waitStack(cmd *cobra.Command, c *client, name string, follows map[string]fo
 				pending = append(pending, r.name)
 			}
 		}
-		text := b.String()
-		if text != last {
-			if tty && drawn > 0 {
-				fmt.Fprintf(out, "\033[%dA\033[J", drawn)
-			}
-			io.WriteString(out, text)
-			drawn, last = strings.Count(text, "\n"), text
-		}
+		screen.show(b.String())
 		switch {
 		case len(failed) > 0 && len(pending) == 0:
 			return fmt.Errorf("stack %s did not converge: %s", name, strings.Join(failed, "; "))

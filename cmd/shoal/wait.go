@@ -67,23 +67,14 @@ func followOf(svc *shoalpb.Service) follow {
 // stops short.
 func waitConverged(cmd *cobra.Command, c *client, serviceID string, timeout time.Duration, f follow) error {
 	out := cmd.OutOrStdout()
-	tty := out == os.Stdout && isTerminal(os.Stdout)
+	screen := newScreen(out)
 	deadline := time.Now().Add(timeout)
-	drawn := 0
-	var last string
 	for {
 		p, err := poll(c, serviceID, f)
 		if err != nil {
 			return err
 		}
-		text := p.render()
-		if text != last {
-			if tty && drawn > 0 {
-				fmt.Fprintf(out, "\033[%dA\033[J", drawn)
-			}
-			io.WriteString(out, text)
-			drawn, last = strings.Count(text, "\n"), text
-		}
+		screen.show(p.render())
 		switch {
 		case p.done:
 			fmt.Fprintln(out, "verify: service converged")
@@ -109,6 +100,31 @@ func waitConverged(cmd *cobra.Command, c *client, serviceID string, timeout time
 		}
 		time.Sleep(200 * time.Millisecond) // the poll interval of the display, not synchronisation
 	}
+}
+
+// screen draws a progress display: on a terminal each new text replaces
+// the last one in place; elsewhere (a pipe, a log) each change is appended.
+type screen struct {
+	out   io.Writer
+	tty   bool
+	drawn int // lines of the text on the terminal
+	last  string
+}
+
+func newScreen(out io.Writer) *screen {
+	return &screen{out: out, tty: out == os.Stdout && isTerminal(os.Stdout)}
+}
+
+// show draws text unless it is the one already shown.
+func (s *screen) show(text string) {
+	if text == s.last {
+		return
+	}
+	if s.tty && s.drawn > 0 {
+		fmt.Fprintf(s.out, "\033[%dA\033[J", s.drawn)
+	}
+	io.WriteString(s.out, text)
+	s.drawn, s.last = strings.Count(text, "\n"), text
 }
 
 func poll(c *client, serviceID string, f follow) (*progress, error) {
