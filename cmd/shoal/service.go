@@ -177,6 +177,9 @@ func replicasText(v *shoalpb.ServiceView) string {
 	if max := v.Service.Spec.Task.GetPlacement().GetMaxReplicasPerNode(); max > 0 {
 		text += fmt.Sprintf(" (max %d per node)", max)
 	}
+	if v.Waiting != "" {
+		text += " (" + v.Waiting + ")"
+	}
 	return text
 }
 

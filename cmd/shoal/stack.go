@@ -58,9 +58,9 @@ STACK_SERVICE and reach each other by their short names; networks are created
 as STACK_NETWORK, volumes are STACK_VOLUME. The whole stack is written at once:
 a deploy that is refused changes nothing. depends_on orders the first start of
 services, and condition: service_healthy waits for the dependency's health.
-Without --detach (the default when stdout is not a terminal) the command waits
-until every service has converged, and fails if any update was paused or
-rolled back.`,
+On a terminal the command then waits until every service has converged, and
+fails if any update was paused or rolled back; --detach returns at once (the
+default when stdout is not a terminal), --detach=false waits anyway.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]

@@ -16,8 +16,11 @@ import (
 	"time"
 )
 
-// cliTimeout bounds one CLI call; the CLI itself gives up after 30 s.
-const cliTimeout = 60 * time.Second
+// cliTimeout bounds one CLI call. It is above the longest wait of the CLI
+// itself: an API call gives up after 30 s, and a command that waits for
+// convergence (service create, stack deploy) after its --timeout, 2 m by
+// default; a slow CI machine must see the CLI's own error, not this one.
+const cliTimeout = 3 * time.Minute
 
 var build struct {
 	once sync.Once
