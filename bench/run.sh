@@ -96,6 +96,10 @@ bench BenchmarkDNS "$runs" 1x || failed=1
 bench BenchmarkEndpoints "$runs" 1x || failed=1
 bench BenchmarkMesh "$runs" 1x || failed=1
 bench BenchmarkRollingUpdate "$runs" 1x || failed=1
+# Docker Swarm side by side: needs dockerd (docker.io, installed by
+# SHOAL_BENCH_DEPS=1 scripts/install-deps.sh); each run times every step on
+# both systems.
+bench BenchmarkSwarm "$runs" 1x || failed=1
 bench "BenchmarkControlPlaneScale/workers=1000/tasks=$scale_tasks" "$scale_runs" 1x || failed=1
 
 # splice: the groups of $fresh replace those of $raw with the same command

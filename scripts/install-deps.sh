@@ -27,13 +27,37 @@ command -v wrk >/dev/null || need_apt+=(wrk)
 command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v grpcurl >/dev/null 2>&1 || true  # optional, not in Debian 12
 
+export DEBIAN_FRONTEND=noninteractive
+sudo_cmd=""
+[ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# Docker Swarm, the peer of BenchmarkSwarm: for the benchmarks only
+# (SHOAL_BENCH_DEPS=1), never for the tests. The benchmark starts its own
+# dockerd in network namespaces; the host must not run one (it sets the
+# host's FORWARD policy to DROP), so the package is installed under a
+# policy-rc.d that refuses to start services, and not started at boot.
+if [ "${SHOAL_BENCH_DEPS:-}" = 1 ] && ! command -v dockerd >/dev/null; then
+  echo "installing Debian packages: docker.io (its service is not started)"
+  policy=/usr/sbin/policy-rc.d
+  made_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo_cmd tee "$policy" >/dev/null
+    $sudo_cmd chmod 755 "$policy"
+    made_policy=1
+  fi
+  $sudo_cmd apt-get update -qq
+  status=0
+  $sudo_cmd apt-get install -y -qq docker.io >/dev/null || status=$?
+  [ -z "$made_policy" ] || $sudo_cmd rm -f "$policy"
+  [ "$status" -eq 0 ] || exit "$status"
+  if command -v systemctl >/dev/null; then
+    $sudo_cmd systemctl disable docker.service docker.socket >/dev/null 2>&1 || true
+  fi
 fi
 
 command -v go >/dev/null || { echo "Go is not on PATH; install Go 1.26 first" >&2; exit 1; }
