@@ -141,7 +141,8 @@ func final(s shoalpb.UpdateState) bool {
 
 // imageVersion is the tag of the image a task runs ("v1").
 func imageVersion(task *shoalpb.Task) string {
-	image := task.GetSpec().GetContainer().GetImage()
+	// A stack pins its images to digests: words-web:v2@sha256:….
+	image, _, _ := strings.Cut(task.GetSpec().GetContainer().GetImage(), "@")
 	return image[strings.LastIndexByte(image, ':')+1:]
 }
 

@@ -90,7 +90,7 @@ default when stdout is not a terminal), --detach=false waits anyway.`,
 			req.Prune = prune
 			return g.withClient(func(ctx context.Context, c *client) error {
 				if resolve != "never" {
-					if err := checkImages(ctx, cmd.ErrOrStderr(), c, req.Services, resolve == "changed"); err != nil {
+					if err := resolveImages(ctx, cmd.ErrOrStderr(), c, req.Services, resolve == "changed"); err != nil {
 						return err
 					}
 				}
@@ -108,7 +108,7 @@ default when stdout is not a terminal), --detach=false waits anyway.`,
 	}
 	cmd.Flags().StringArrayVarP(&files, "compose-file", "c", nil, "compose file; repeat to merge several, later ones override")
 	cmd.Flags().BoolVar(&prune, "prune", false, "remove the stack's services and networks that are no longer in the files")
-	cmd.Flags().StringVar(&resolve, "resolve-image", "always", "check each service's image against the images the cluster's nodes hold: always, changed (new and changed services only) or never")
+	cmd.Flags().StringVar(&resolve, "resolve-image", "always", "pin each service's image to the digest the cluster's nodes hold under its name: always, changed (only images whose name changed) or never (as written)")
 	w.register(cmd)
 	return cmd
 }
@@ -142,58 +142,91 @@ func printChanges(ctx context.Context, out io.Writer, c *client, changes []*shoa
 	return follows, nil
 }
 
-// checkImages compares the services' images with what the cluster's nodes
-// hold, and warns about each one that no node has (every node will pull it
-// from its registry) or that nodes hold in different versions under one
-// name (tasks would run either). With onlyChanged, services whose image is
-// already the deployed one are not checked.
-func checkImages(ctx context.Context, warn io.Writer, c *client, specs []*shoalpb.ServiceSpec, onlyChanged bool) error {
-	resp, err := shoalpb.NewImagesClient(c.conn).List(ctx, &shoalpb.ListImagesRequest{AllNodes: true})
+// resolveImages pins each service's image to the digest the cluster holds
+// under its name ("words-web:v1@sha256:…"), as Docker pins to the
+// registry's: a redeploy after a new `image load` of the same tag then
+// rolls the service, and every node runs the same version (a node holding
+// another one fetches it from the cluster). With onlyChanged, a service
+// whose image name is the deployed one keeps the deployed (pinned) image.
+// It warns about an image no node holds (nodes will pull it from its
+// registry; it stays unpinned) and one that nodes hold in several versions
+// (pinned to the version of the manager asked, when it has one).
+func resolveImages(ctx context.Context, warn io.Writer, c *client, specs []*shoalpb.ServiceSpec, onlyChanged bool) error {
+	images := shoalpb.NewImagesClient(c.conn)
+	all, err := images.List(ctx, &shoalpb.ListImagesRequest{AllNodes: true})
 	if err != nil {
 		return explainImages(c, err)
 	}
-	for _, e := range resp.GetErrors() {
+	for _, e := range all.GetErrors() {
 		fmt.Fprintf(warn, "Warning: images of %s could not be checked\n", e)
 	}
-	digests := map[string]map[string][]string{} // name → digest → nodes
-	for _, img := range resp.GetImages() {
-		if digests[img.GetName()] == nil {
-			digests[img.GetName()] = map[string][]string{}
-		}
-		digests[img.GetName()][img.GetDigest()] = append(digests[img.GetName()][img.GetDigest()], img.GetNodeId())
+	local, err := images.List(ctx, &shoalpb.ListImagesRequest{})
+	if err != nil {
+		return explainImages(c, err)
 	}
-	checked := map[string]bool{}
+	held := map[string]map[string][]string{} // name → digest → nodes
+	for _, img := range all.GetImages() {
+		if held[img.GetName()] == nil {
+			held[img.GetName()] = map[string][]string{}
+		}
+		held[img.GetName()][img.GetDigest()] = append(held[img.GetName()][img.GetDigest()], img.GetNodeId())
+	}
+	mine := map[string]string{} // name → digest on the manager asked
+	for _, img := range local.GetImages() {
+		mine[img.GetName()] = img.GetDigest()
+	}
 	for _, spec := range specs {
-		image := spec.GetTask().GetContainer().GetImage()
-		if checked[image] {
+		container := spec.GetTask().GetContainer()
+		named, err := reference.ParseNormalizedNamed(container.GetImage())
+		if err != nil {
+			return fmt.Errorf("service %s: image %q: %v", spec.GetName(), container.GetImage(), err)
+		}
+		if _, pinned := named.(reference.Canonical); pinned {
 			continue
 		}
 		if onlyChanged {
 			cur, err := c.control().GetService(ctx, &shoalpb.GetServiceRequest{Service: spec.GetName()})
-			if err == nil && cur.GetSpec().GetTask().GetContainer().GetImage() == image {
+			if err == nil && unpinned(cur.GetSpec().GetTask().GetContainer().GetImage()) == container.GetImage() {
+				container.Image = cur.GetSpec().GetTask().GetContainer().GetImage()
 				continue
 			}
 		}
-		checked[image] = true
-		ref, err := reference.ParseNormalizedNamed(image)
-		if err != nil {
-			return fmt.Errorf("service %s: image %q: %v", spec.GetName(), image, err)
-		}
-		held := digests[reference.TagNameOnly(ref).String()]
+		name := reference.TagNameOnly(named).String()
+		versions := held[name]
+		digest := ""
 		switch {
-		case len(held) == 0:
-			fmt.Fprintf(warn, "Warning: no node holds image %s (service %s); nodes will pull it from its registry, or load it with 'shoal image load -i FILE.tar'\n", image, spec.GetName())
-		case len(held) > 1:
-			var versions []string
-			for d, nodes := range held {
-				sort.Strings(nodes)
-				versions = append(versions, fmt.Sprintf("%s on %s", shortDigest(d), strings.Join(nodes, ", ")))
+		case len(versions) == 0:
+			fmt.Fprintf(warn, "Warning: no node holds image %s (service %s); nodes will pull it from its registry, or load it with 'shoal image load -i FILE.tar'\n", container.GetImage(), spec.GetName())
+			continue
+		case len(versions) == 1:
+			for d := range versions {
+				digest = d
 			}
-			sort.Strings(versions)
-			fmt.Fprintf(warn, "Warning: nodes hold different images named %s (service %s): %s; tasks may run either: load the one you want again with 'shoal image load' on a manager\n", image, spec.GetName(), strings.Join(versions, "; "))
+		default:
+			var list []string
+			for d, nodes := range versions {
+				sort.Strings(nodes)
+				list = append(list, fmt.Sprintf("%s on %s", shortDigest(d), strings.Join(nodes, ", ")))
+			}
+			sort.Strings(list)
+			digest = mine[name]
+			which := "the manager asked has none of them: left unpinned"
+			if digest != "" {
+				which = "pinned to the manager's, " + shortDigest(digest)
+			}
+			fmt.Fprintf(warn, "Warning: nodes hold different images named %s (service %s): %s; %s\n", container.GetImage(), spec.GetName(), strings.Join(list, "; "), which)
+		}
+		if digest != "" {
+			container.Image += "@" + digest
 		}
 	}
 	return nil
+}
+
+// unpinned is image without its "@digest", if it has one.
+func unpinned(image string) string {
+	name, _, _ := strings.Cut(image, "@")
+	return name
 }
 
 // waitStack polls the stack's services until every one has converged (and

@@ -53,6 +53,9 @@ func (r *Runtime) ensureImage(ctx context.Context, name string) (client.Image, e
 	if err == nil || !errdefs.IsNotFound(err) {
 		return img, err
 	}
+	if stored, err := r.storedName(ctx, ref); err == nil {
+		return r.localImage(ctx, stored)
+	}
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.PullTimeout)
 	img, pullErr := r.c.Pull(pctx, ref,
 		client.WithPullUnpack,
@@ -76,15 +79,46 @@ func (r *Runtime) ensureImage(ctx context.Context, name string) (client.Image, e
 			_, fetchErr = r.Import(ctx, rc)
 			rc.Close()
 			if fetchErr == nil {
-				if img, err := r.localImage(ctx, ref); err == nil {
+				if stored, err := r.storedName(ctx, ref); err == nil {
 					r.log.Info("image fetched from another node", "image", ref)
-					return img, nil
+					return r.localImage(ctx, stored)
 				}
 				fetchErr = fmt.Errorf("the tar another node sent does not hold %s", ref)
 			}
 		}
 	}
 	return nil, &imageNotFound{msg: fmt.Sprintf("image %s not found on any node or registry (registry: %v; cluster: %v); load it with `shoal image load` or push it to its registry", ref, pullErr, fetchErr)}
+}
+
+// storedName is the name under which this node stores the image ref names:
+// ref itself, or for a reference pinned to a digest ("web:v1@sha256:…", as
+// `stack deploy --resolve-image` writes them) the name of a stored image
+// with that digest, since an image loaded or fetched from another node is
+// stored under its tag. NotFound when there is none.
+func (r *Runtime) storedName(ctx context.Context, ref string) (string, error) {
+	ctx = nsCtx(ctx)
+	is := r.c.ImageService()
+	if _, err := is.Get(ctx, ref); err == nil || !errdefs.IsNotFound(err) {
+		return ref, err
+	}
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return "", err
+	}
+	pinned, ok := named.(reference.Canonical)
+	if !ok {
+		return "", fmt.Errorf("%w: image %s", errdefs.ErrNotFound, ref)
+	}
+	imgs, err := is.List(ctx, "target.digest=="+pinned.Digest().String())
+	if err != nil {
+		return "", err
+	}
+	for _, im := range imgs {
+		if n, err := reference.ParseNormalizedNamed(im.Name); err == nil && n.Name() == pinned.Name() {
+			return im.Name, nil
+		}
+	}
+	return "", fmt.Errorf("%w: no image of %s has digest %s on this node", errdefs.ErrNotFound, pinned.Name(), pinned.Digest())
 }
 
 // localImage returns the named image if this node has it, unpacking it if
@@ -237,14 +271,14 @@ func (r *Runtime) ExportImage(ctx context.Context, name string, w io.Writer) err
 	if err != nil {
 		return err
 	}
-	is := r.c.ImageService()
-	if _, err := is.Get(ctx, ref); err != nil {
+	stored, err := r.storedName(ctx, ref)
+	if err != nil {
 		if errdefs.IsNotFound(err) {
 			return fmt.Errorf("%w: image %s is not on this node", runtime.ErrImageNotFound, ref)
 		}
 		return err
 	}
-	if err := r.c.Export(ctx, w, archive.WithImage(is, ref), archive.WithPlatform(platforms.DefaultStrict())); err != nil {
+	if err := r.c.Export(ctx, w, archive.WithImage(r.c.ImageService(), stored), archive.WithPlatform(platforms.DefaultStrict())); err != nil {
 		return fmt.Errorf("export image %s: %w", ref, err)
 	}
 	return nil

@@ -133,3 +133,47 @@ func TestPrepareWithoutSource(t *testing.T) {
 		t.Errorf("Prepare = %v, want ErrImageNotFound", err)
 	}
 }
+
+// A reference pinned to a digest (NAME:TAG@DIGEST, as `stack deploy
+// --resolve-image` writes it) runs the image stored under its tag when the
+// digests agree, is fetched from the cluster when this node has another
+// version, and is exported under its tag; another digest is not found.
+func TestPinnedDigest(t *testing.T) {
+	tarball := appImage(t, testImage)
+	r1 := newRuntime(t, Config{})
+	imgs, err := r1.Import(ctxT(t), bytes.NewReader(tarball))
+	if err != nil {
+		t.Fatalf("Import: %v", err)
+	}
+	pinned := testImage + "@" + imgs[0].Digest
+	task := newTask("pinned", "echo", "0", "pinned")
+	task.Spec.Container.Image = pinned
+	if st := wait(t, start(t, r1, task)); !st.Success() {
+		t.Errorf("task of the pinned image: %+v", st)
+	}
+	var tar bytes.Buffer
+	if err := r1.ExportImage(ctxT(t), pinned, &tar); err != nil {
+		t.Fatalf("ExportImage of the pinned reference: %v", err)
+	}
+	other := testImage + "@sha256:" + strings.Repeat("0", 64)
+	if err := r1.ExportImage(ctxT(t), other, io.Discard); !errors.Is(err, runtime.ErrImageNotFound) {
+		t.Errorf("ExportImage of another digest = %v, want ErrImageNotFound", err)
+	}
+	missing := newTask("other-digest")
+	missing.Spec.Container.Image = other
+	if err := r1.Prepare(ctxT(t), missing); !errors.Is(err, runtime.ErrImageNotFound) {
+		t.Errorf("Prepare of another digest = %v, want ErrImageNotFound", err)
+	}
+
+	repo, _, _ := strings.Cut(testImage, ":")
+	src := &fakeSource{tars: map[string][]byte{"docker.io/library/" + repo + "@" + imgs[0].Digest: tar.Bytes()}}
+	r2 := newRuntime(t, Config{Images: src.fetch})
+	fetched := newTask("fetched-pinned", "echo", "0", "fetched")
+	fetched.Spec.Container.Image = pinned
+	if st := wait(t, start(t, r2, fetched)); !st.Success() {
+		t.Errorf("task of the pinned image fetched from the cluster: %+v", st)
+	}
+	if names := imageNames(t, r2); !slices.Equal(names, []string{fullName}) {
+		t.Errorf("after the fetch, images = %q; want the image under its tag", names)
+	}
+}
