@@ -150,7 +150,7 @@ func printServices(out io.Writer, views []*shoalpb.ServiceView, quiet bool, tmpl
 		}
 		rows = append(rows, serviceRow{
 			ID: v.Service.Id, Name: v.Service.Spec.Name, Mode: controlapi.ModeName(v.Service.Spec.Mode),
-			Replicas: replicasText(v), Image: v.Service.Spec.Task.GetContainer().GetImage(), Ports: portsText(v.Service.Spec.Task.GetPorts()),
+			Replicas: replicasText(v), Image: unpinned(v.Service.Spec.Task.GetContainer().GetImage()), Ports: portsText(v.Service.Spec.Task.GetPorts()),
 			Update: updateStateText(v.Service),
 		})
 	}
@@ -383,7 +383,7 @@ func taskRows(tasks []*shoalpb.Task, nodes map[string]string, now time.Time) []t
 			node = t.NodeId
 		}
 		rows = append(rows, taskRow{
-			ID: t.Id, Name: display, Image: t.Spec.GetContainer().GetImage(), Node: node,
+			ID: t.Id, Name: display, Image: unpinned(t.Spec.GetContainer().GetImage()), Node: node,
 			DesiredState: controlapi.TaskStateName(t.DesiredState), CurrentState: current, Error: errText,
 			Ports:   portsText(t.Spec.GetPorts()),
 			Address: strings.SplitN(t.GetAddress(), "/", 2)[0], ContainerID: st.GetContainerId(),

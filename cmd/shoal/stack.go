@@ -223,7 +223,8 @@ func resolveImages(ctx context.Context, warn io.Writer, c *client, specs []*shoa
 	return nil
 }
 
-// unpinned is image without its "@digest", if it has one.
+// unpinned is image without its "@digest", if it has one: what the service
+// and task tables show, as Docker's do (inspect shows the digest).
 func unpinned(image string) string {
 	name, _, _ := strings.Cut(image, "@")
 	return name
