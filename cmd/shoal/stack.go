@@ -254,6 +254,9 @@ func waitStack(cmd *cobra.Command, c *client, name string, follows map[string]fo
 				failed = append(failed, fmt.Sprintf("%s cannot converge: %s", r.name, r.p.failure))
 			case !r.p.done && r.p.canary == "":
 				pending = append(pending, r.name)
+				if r.waiting == "" && len(r.p.reasons) > 0 {
+					pending[len(pending)-1] += " (" + strings.Join(r.p.reasons, "; ") + ")"
+				}
 			}
 		}
 		screen.show(b.String())
@@ -279,8 +282,11 @@ type stackRow struct {
 
 func (r stackRow) text() string {
 	s := r.p.summary
-	if r.waiting != "" {
+	switch {
+	case r.waiting != "":
 		s += " — " + r.waiting
+	case !r.p.done && len(r.p.reasons) > 0:
+		s += " — " + r.p.reasons[len(r.p.reasons)-1]
 	}
 	if r.p.update != "" {
 		s += "; " + r.p.update
