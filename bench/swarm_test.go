@@ -348,7 +348,9 @@ func awaitTasks(b *testing.B, o orchestrator, service string, want int, image st
 				continue
 			}
 			live++
-			if t.up && strings.HasSuffix(t.image, image) {
+			// A pinned image (NAME:TAG@DIGEST) counts by its name.
+			name, _, _ := strings.Cut(t.image, "@")
+			if t.up && strings.HasSuffix(name, image) {
 				up++
 			}
 		}
