@@ -261,8 +261,46 @@ func removeStackObjects(d *state.Draft, stack string, gone func(name string) boo
 }
 
 // inService and inNetwork prefix an error with the object it is about,
-// keeping its code.
-func inService(name string, err error) error { return within("service "+name, err) }
+// keeping its code. A service's refusal names the field by its CLI flag
+// (the control API's field names); for a stack it names the compose key.
+func inService(name string, err error) error {
+	if st, ok := status.FromError(err); ok {
+		if field, rest, ok := strings.Cut(st.Message(), ": "); ok && strings.HasPrefix(field, "--") {
+			err = status.Errorf(st.Code(), "%s: %s", composeKey(field), rest)
+		}
+	}
+	return within("service "+name, err)
+}
+
+// composeKeys maps the CLI flags that refusals name onto compose keys;
+// composeKeyPrefixes does it for families of flags.
+var (
+	composeKeys = map[string]string{
+		"--name": "name", "--mode": "deploy.mode", "--replicas": "deploy.replicas",
+		"--env": "environment", "--label": "deploy.labels", "--workdir": "working_dir",
+		"--stop-signal": "stop_signal", "--stop-grace-period": "stop_grace_period",
+		"--publish": "ports", "--network": "networks", "--mount": "volumes",
+		"--constraint": "deploy.placement.constraints", "--placement-pref": "deploy.placement.preferences",
+		"--limit-memory": "deploy.resources.limits.memory", "--reserve-memory": "deploy.resources.reservations.memory",
+		"--restart-delay/--restart-window": "deploy.restart_policy.delay/window", "--no-healthcheck": "healthcheck.disable",
+	}
+	composeKeyPrefixes = []struct{ flag, key string }{
+		{"--health", "healthcheck"}, {"--readiness", "healthcheck"},
+		{"--update-", "deploy.update_config"}, {"--rollback-", "deploy.rollback_config"},
+	}
+)
+
+func composeKey(flag string) string {
+	if key, ok := composeKeys[flag]; ok {
+		return key
+	}
+	for _, p := range composeKeyPrefixes {
+		if strings.HasPrefix(flag, p.flag) {
+			return p.key
+		}
+	}
+	return flag
+}
 
 func inNetwork(name string, err error) error { return within("network "+name, err) }
 

@@ -205,6 +205,7 @@ func TestDeployStackRefusedChangesNothing(t *testing.T) {
 		{"bad stack name", func(r *shoalpb.DeployStackRequest) { r.Stack = "Words!" }, codes.InvalidArgument, []string{"stack", `"Words!"`}},
 		{"service outside the stack's names", func(r *shoalpb.DeployStackRequest) { r.Services[0].Name = "db" }, codes.InvalidArgument, []string{`"db"`, "words_<name>"}},
 		{"invalid spec names the service", func(r *shoalpb.DeployStackRequest) { r.Services[2].Task.Container.Image = "" }, codes.InvalidArgument, []string{"service words_web", "image"}},
+		{"a refusal names the compose key", func(r *shoalpb.DeployStackRequest) { r.Services[2].Task.Container.Workdir = "relative" }, codes.InvalidArgument, []string{"service words_web: working_dir: \"relative\" must be an absolute path"}},
 		{"a service that is not the stack's", func(r *shoalpb.DeployStackRequest) {
 			r.Services = append(r.Services, &shoalpb.ServiceSpec{Name: "words_mine", Replicas: 1, Task: &shoalpb.TaskSpec{Container: &shoalpb.ContainerSpec{Image: "x"}}})
 		}, codes.FailedPrecondition, []string{"words_mine", "not part of stack words"}},
