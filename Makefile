@@ -60,10 +60,14 @@ demo: build images
 demo-down:
 	./scripts/demo.sh down
 
+# The benchmarks also need their peers (docker.io for BenchmarkSwarm, never
+# started as a host service): SHOAL_BENCH_DEPS=1 installs them.
 bench: build
+	SHOAL_BENCH_DEPS=1 ./scripts/install-deps.sh
 	./bench/run.sh full
 
 bench-quick: build
+	SHOAL_BENCH_DEPS=1 ./scripts/install-deps.sh
 	./bench/run.sh quick
 
 # The demo apps (testdata/apps) at v1 and v2 as image tars in bin/images, for

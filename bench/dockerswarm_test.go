@@ -287,13 +287,7 @@ func (n *swarmNode) cleanup(tb testing.TB) {
 // logTail is the end of dockerd's log.
 func (n *swarmNode) logTail() string {
 	b, _ := os.ReadFile(filepath.Join(n.dir, "dockerd.log"))
-	return tail(string(b), 40)
-}
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+	return testutil.Tail(string(b), 40)
 }
 
 // killLeftovers kills the processes whose command line names a path in the

@@ -9,7 +9,7 @@ import (
 // (figures), then those of services and scheduling, of containers, and of
 // service networking (DNS, endpoint propagation, routing mesh), and of
 // releases (rolling updates).
-var allFigures = slices.Concat(figures, orchestrationFigures, containerFigures, dnsFigures, endpointsFigures, meshFigures, rolloutFigures)
+var allFigures = slices.Concat(figures, orchestrationFigures, containerFigures, dnsFigures, endpointsFigures, meshFigures, rolloutFigures, swarmFigures)
 
 // Benchmarks of services and scheduling.
 const (

@@ -11,9 +11,6 @@ const (
 	swarmLoad   = "BenchmarkSwarm/load"
 )
 
-// The figures of the Docker Swarm comparison follow the others'.
-func init() { allFigures = append(allFigures, swarmFigures...) }
-
 // swarmWhat describes the setting every Swarm comparison shares.
 const swarmWhat = "shoal and Docker Swarm side by side, on the same machine in the same run, with the same demo images loaded into every node of both. " +
 	"shoal: 3 nodes (1 manager, 2 workers, containerd runtime), each in a network namespace of its own. Swarm: 3 dockerd 20.10 from Debian's docker.io " +

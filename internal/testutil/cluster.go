@@ -256,7 +256,7 @@ func requireRunning(tb testing.TB, nodes ...*Node) {
 	tb.Helper()
 	for _, n := range nodes {
 		if !n.Running() {
-			tb.Fatalf("%s: the daemon exited (%v); end of its log:\n%s", n.Name, n.ExitErr(), tail(n.Log(tb), 40))
+			tb.Fatalf("%s: the daemon exited (%v); end of its log:\n%s", n.Name, n.ExitErr(), Tail(n.Log(tb), 40))
 		}
 	}
 }
@@ -356,7 +356,7 @@ func (c *Cluster) cleanup(tb testing.TB) {
 		for _, n := range nodes {
 			if log := n.Log(tb); log != "" {
 				logs = true
-				tb.Logf("==== %s (%s, %s), end of log:\n%s", n.Name, n.IP, n.logPath, tail(log, 60))
+				tb.Logf("==== %s (%s, %s), end of log:\n%s", n.Name, n.IP, n.logPath, Tail(log, 60))
 			}
 		}
 	}

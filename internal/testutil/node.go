@@ -220,7 +220,7 @@ func (n *Node) WaitServing(tb testing.TB) {
 	Eventually(tb, StartTimeout, func() error {
 		select {
 		case <-exited:
-			tb.Fatalf("%s: the daemon exited (%v) before serving; end of its log:\n%s", n.Name, n.ExitErr(), tail(n.Log(tb), 40))
+			tb.Fatalf("%s: the daemon exited (%v) before serving; end of its log:\n%s", n.Name, n.ExitErr(), Tail(n.Log(tb), 40))
 		default:
 		}
 		_, err := n.Shoal(tb, "info")
@@ -323,8 +323,8 @@ func (n *Node) purge() error {
 	return nil
 }
 
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
+// Tail returns the last n lines of s (the end of a log).
+func Tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
