@@ -214,14 +214,15 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("dns server listening", "addrs", bound, "upstreams", s.fwd.upstreams)
 	close(s.ready)
 	<-ctx.Done()
-	for _, c := range udps {
-		_ = c.Close()
-	}
 	for _, srv := range servers {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = srv.ShutdownContext(sctx)
 		cancel()
 	}
+	// ShutdownContext does nothing to a server whose goroutine has not
+	// marked it started yet (a Run cancelled right after it was ready):
+	// closing the listeners ends such a server's Accept loop either way.
+	closeAll()
 	wg.Wait()
 	return nil
 }
