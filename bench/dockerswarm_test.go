@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"shoal/internal/testutil"
+	"shoal/worker/runtime/containerd"
 )
 
 // The Docker Swarm that BenchmarkSwarm compares shoal with: one dockerd
@@ -273,7 +273,7 @@ func (n *swarmNode) cleanup(tb testing.TB) {
 			<-n.done
 		}
 	}
-	if err := errors.Join(n.killLeftovers(), n.unmount(), n.removeCgroups()); err != nil {
+	if err := errors.Join(n.killLeftovers(), containerd.UnmountUnder(n.dir), n.removeCgroups()); err != nil {
 		tb.Errorf("%s: cleaning up after dockerd: %v", n.host.Name, err)
 	}
 	if tb.Failed() {
@@ -324,40 +324,6 @@ func (n *swarmNode) killLeftovers() error {
 		}
 		return nil
 	})
-}
-
-// unmount detaches every mount under the node's directory (overlay
-// filesystems, network namespace files), deepest first.
-func (n *swarmNode) unmount() error {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var points []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		// Field 5 is the mount point, with spaces and such as octal escapes.
-		p, err := strconv.Unquote(`"` + strings.ReplaceAll(fields[4], `"`, `\"`) + `"`)
-		if err != nil {
-			p = fields[4]
-		}
-		if strings.HasPrefix(p, n.dir+"/") {
-			points = append(points, p)
-		}
-	}
-	slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
-	var errs []error
-	for _, p := range points {
-		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
-		}
-	}
-	return errors.Join(append(errs, sc.Err())...)
 }
 
 // cgroupDirs lists the node's cgroup directories in every hierarchy,

@@ -474,7 +474,7 @@ func Purge(ctx context.Context, dataDir string) error {
 	}
 	errs = append(errs, r.Close())
 	killStragglers(r.p.base)
-	errs = append(errs, unmountUnder(r.p.base))
+	errs = append(errs, UnmountUnder(r.p.base))
 	return errors.Join(errs...)
 }
 

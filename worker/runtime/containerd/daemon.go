@@ -254,9 +254,9 @@ func serving(ctx context.Context, addr string) bool {
 	return ok && err == nil
 }
 
-// unmountUnder lazily unmounts every mount below dir, deepest first, so that
+// UnmountUnder lazily unmounts every mount below dir, deepest first, so that
 // nothing of a purged data dir stays mounted.
-func unmountUnder(dir string) error {
+func UnmountUnder(dir string) error {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return err
