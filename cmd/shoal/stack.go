@@ -243,23 +243,8 @@ func waitStack(cmd *cobra.Command, c *client, name string, follows map[string]fo
 		if err != nil {
 			return err
 		}
-		var b strings.Builder
-		var pending, failed []string
-		for _, r := range rows {
-			fmt.Fprintf(&b, "%s: %s\n", r.name, r.text())
-			switch {
-			case r.p.stopped != "":
-				failed = append(failed, fmt.Sprintf("%s: %s", r.name, r.p.stopped))
-			case r.p.failure != "":
-				failed = append(failed, fmt.Sprintf("%s cannot converge: %s", r.name, r.p.failure))
-			case !r.p.done && r.p.canary == "":
-				pending = append(pending, r.name)
-				if r.waiting == "" && len(r.p.reasons) > 0 {
-					pending[len(pending)-1] += " (" + strings.Join(r.p.reasons, "; ") + ")"
-				}
-			}
-		}
-		screen.show(b.String())
+		text, pending, failed := judgeStack(rows)
+		screen.show(text)
 		switch {
 		case len(failed) > 0 && len(pending) == 0:
 			return fmt.Errorf("stack %s did not converge: %s", name, strings.Join(failed, "; "))
@@ -271,6 +256,29 @@ func waitStack(cmd *cobra.Command, c *client, name string, follows map[string]fo
 		}
 		time.Sleep(200 * time.Millisecond) // the poll interval of the display, not synchronisation
 	}
+}
+
+// judgeStack draws one poll of a stack and sorts its services: pending are
+// those still converging (with why, when known), failed those that cannot
+// (a rollout paused or rolled back, a task that will not be restarted).
+func judgeStack(rows []stackRow) (text string, pending, failed []string) {
+	var b strings.Builder
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%s: %s\n", r.name, r.text())
+		switch {
+		case r.p.stopped != "":
+			failed = append(failed, fmt.Sprintf("%s: %s", r.name, r.p.stopped))
+		case r.p.failure != "":
+			failed = append(failed, fmt.Sprintf("%s cannot converge: %s", r.name, r.p.failure))
+		case !r.p.done && r.p.canary == "":
+			name := r.name
+			if r.waiting == "" && len(r.p.reasons) > 0 {
+				name += " (" + strings.Join(r.p.reasons, "; ") + ")"
+			}
+			pending = append(pending, name)
+		}
+	}
+	return b.String(), pending, failed
 }
 
 // stackRow is one service's line in waitStack.

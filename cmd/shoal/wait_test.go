@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,35 @@ func TestUpdateLine(t *testing.T) {
 		if got := assess(view, tasks, followNone).update; got != c.want {
 			t.Errorf("%v: %q, want %q", c.state, got, c.want)
 		}
+	}
+}
+
+// A stack deploy waits while any service converges, and then fails if one
+// service's update was rolled back (Docker Swarm exits 0 there), even when
+// every other service converged.
+func TestJudgeStack(t *testing.T) {
+	row := func(name string, state shoalpb.UpdateState, msg string, old int, f follow) stackRow {
+		view, tasks := rolloutView(state, msg, old, nil)
+		return stackRow{name: name, p: assess(view, tasks, f)}
+	}
+	converged := row("words_db", shoalpb.UpdateState_UPDATE_STATE_COMPLETED, "", 0, followUpdate)
+	rolledBack := row("words_web", shoalpb.UpdateState_UPDATE_STATE_ROLLBACK_STARTED, "task web.1.t1 failed its health check", 3, followUpdate)
+	updating := row("words_app", shoalpb.UpdateState_UPDATE_STATE_UPDATING, "", 1, followUpdate)
+	waiting := row("words_api", shoalpb.UpdateState_UPDATE_STATE_UPDATING, "", 1, followUpdate)
+	waiting.waiting = "waiting for words_db to be healthy (0 of 1 ready)"
+
+	text, pending, failed := judgeStack([]stackRow{converged, rolledBack, updating, waiting})
+	if !slices.Equal(pending, []string{"words_app", "words_api"}) || len(failed) != 1 ||
+		!strings.Contains(failed[0], "words_web: update rolled back: task web.1.t1 failed its health check") {
+		t.Fatalf("pending %q, failed %q; want app and api pending, web rolled back", pending, failed)
+	}
+	if !strings.Contains(text, "words_api: 2 out of 3 tasks running and ready — waiting for words_db to be healthy") {
+		t.Errorf("the display does not say what words_api waits for:\n%s", text)
+	}
+	if _, pending, failed = judgeStack([]stackRow{converged, rolledBack}); len(pending) != 0 || len(failed) != 1 {
+		t.Errorf("with the rest converged: pending %q, failed %q; want the rolled-back service to fail the deploy", pending, failed)
+	}
+	if _, pending, failed = judgeStack([]stackRow{converged}); len(pending) != 0 || len(failed) != 0 {
+		t.Errorf("a converged stack: pending %q, failed %q; want neither", pending, failed)
 	}
 }
